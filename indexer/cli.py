@@ -1,0 +1,269 @@
+"""The `victor` command line: a thin layer over `indexer.service`.
+
+Errors a user can meet are printed as one line (`victor: error: ...`), never
+as a traceback; VICTOR_DEBUG=1 shows the traceback for bug reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import os
+import sys
+import time
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from . import __version__
+from .config import Settings, load_settings
+from .errors import VictorError
+from .service import open_victor
+
+err = Console(stderr=True)
+out = Console()
+
+
+def run_async(func):
+    """Run an async command; turn Victor's errors into one clear line."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return asyncio.run(func(*args, **kwargs))
+        except VictorError as exc:
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            _fail("interrupted; the index is consistent (re-run to finish).", code=130)
+        except Exception as exc:
+            if os.environ.get("VICTOR_DEBUG"):
+                raise
+            _fail(f"unexpected {exc.__class__.__name__}: {exc} (VICTOR_DEBUG=1 shows details)")
+
+    return wrapper
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"victor: error: {message}", err=True)
+    sys.exit(code)
+
+
+def settings_from(ctx: click.Context, **overrides: object) -> Settings:
+    try:
+        return load_settings(**(ctx.obj or {}), **overrides)
+    except Exception as exc:  # pydantic ValidationError: say which variable is wrong
+        _fail(f"bad configuration: {exc}")
+        raise  # unreachable
+
+
+@click.group()
+@click.version_option(__version__, prog_name="victor")
+@click.option(
+    "--backend",
+    type=click.Choice(["ollama", "local"]),
+    default=None,
+    help="Embedding backend (VICTOR_EMBED_BACKEND).",
+)
+@click.option("--model", default=None, help="Embedding model (VICTOR_EMBED_MODEL).")
+@click.option("-v", "--verbose", is_flag=True, help="Log what happens (skipped files, retries).")
+@click.pass_context
+def cli(ctx: click.Context, backend: str | None, model: str | None, verbose: bool) -> None:
+    """Victor: index Lua code into PostgreSQL + pgvector and search it."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    ctx.obj = {"embed_backend": backend, "embed_model": model}
+
+
+class RichProgress:
+    """Files, chunks, rate and ETA on stderr."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.chunks = 0
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("files · {task.fields[chunks]} chunks · {task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=err,
+            transient=False,
+        )
+        self.task = None
+        self.started = time.monotonic()
+
+    def start(self, files: int) -> None:
+        self.bar.start()
+        self.task = self.bar.add_task(f"indexing {self.name}", total=files, chunks=0, rate="")
+
+    def advance(self, files: int, chunks: int) -> None:
+        self.chunks += chunks
+        rate = self.chunks / max(time.monotonic() - self.started, 1e-6)
+        self.bar.update(self.task, advance=files, chunks=self.chunks, rate=f"{rate:.0f} chunks/s")
+
+    def stop(self) -> None:
+        self.bar.stop()
+
+
+@cli.command()
+@click.argument("target")
+@click.option("--name", help="Name of the repository in the index (default: folder/repo name).")
+@click.option("--ref", help="Git ref to index (branch, tag or commit; default HEAD).")
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
+@click.pass_context
+@run_async
+async def index(ctx, target: str, name: str | None, ref: str | None, as_json: bool) -> None:
+    """Index a folder, a git repository or a git URL (incremental)."""
+    settings = settings_from(ctx)
+    progress = RichProgress(name or target)
+    async with open_victor(settings) as victor:
+        try:
+            report = await victor.index(target, name=name, ref=ref, progress=progress)
+        finally:
+            progress.stop()
+    if as_json:
+        out.print_json(json.dumps(report.summary()))
+        return
+    table = Table(
+        title=f"indexed {report.repo}" + (f" @ {report.commit[:12]}" if report.commit else ""),
+        show_header=False,
+    )
+    table.add_row(
+        "files",
+        f"{report.files_new} new, {report.files_changed} changed, "
+        f"{report.files_unchanged} unchanged, {report.files_deleted} deleted, "
+        f"{len(report.skipped)} skipped",
+    )
+    table.add_row(
+        "chunks",
+        f"{report.chunks_written} written: {report.chunks_embedded} embedded, "
+        f"{report.chunks_reused} reused from cache",
+    )
+    modes = ", ".join(f"{n} {m}" for m, n in sorted(report.parse_modes.items())) or "nothing parsed"
+    table.add_row("parsed", modes)
+    table.add_row("time", f"{report.seconds:.1f} s")
+    err.print(table)
+    for item in report.skipped:
+        err.print(f"  skipped {item.path}: {item.reason}", highlight=False)
+
+
+@cli.command()
+@click.argument("query")
+@click.option("-k", "--top-k", default=8, show_default=True, type=click.IntRange(1, 200))
+@click.option("--repo", "repos", multiple=True, help="Only this repository (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+@click.pass_context
+@run_async
+async def search(ctx, query: str, top_k: int, repos: tuple[str, ...], as_json: bool) -> None:
+    """Search the index."""
+    if not query.strip():
+        _fail("the query is empty.")
+    settings = settings_from(ctx)
+    async with open_victor(settings) as victor:
+        results = await victor.search(query, top_k=top_k, repos=repos or None)
+    if as_json:
+        click.echo(json.dumps([r.to_json() for r in results], indent=2))
+        return
+    if not results:
+        err.print("no results")
+    for r in results:
+        out.print(
+            f"[bold]{r.score:.3f}[/] {r.repo}:{r.path}:{r.start_line}-{r.end_line} "
+            f"[cyan]{r.symbol}[/] ({r.kind})",
+            highlight=False,
+        )
+
+
+@cli.command()
+@click.pass_context
+@run_async
+async def status(ctx) -> None:
+    """Repositories in the index, their commits and counts, the model."""
+    from . import store
+
+    settings = settings_from(ctx)
+    async with open_victor(settings) as victor:
+        space = await store.embedding_space(victor.pool)
+        repos = await victor.repos()
+        counts = await store.repo_counts(victor.pool)
+    model = f"{space.model} ({space.dims} dims)" if space else "none yet"
+    out.print(f"embedding model: {model}", highlight=False)
+    table = Table("repo", "files", "chunks", "commit", "last run", "source")
+    for r in repos:
+        files, chunks = counts.get(r.id, (0, 0))
+        when = r.indexed_at.strftime("%Y-%m-%d %H:%M") if r.indexed_at else "never completed"
+        table.add_row(r.name, str(files), str(chunks), (r.commit_sha or "")[:12], when, r.source)
+    out.print(table)
+
+
+@cli.command()
+@click.argument("name")
+@click.pass_context
+@run_async
+async def remove(ctx, name: str) -> None:
+    """Remove a repository and its chunks from the index."""
+    settings = settings_from(ctx)
+    async with open_victor(settings) as victor:
+        await victor.remove(name)
+    err.print(f"removed {name}")
+
+
+@cli.command("init-db")
+@click.pass_context
+@run_async
+async def init_db(ctx) -> None:
+    """Create the extension, tables and indexes (safe to run again)."""
+    from . import db
+
+    settings = settings_from(ctx)
+    url = await asyncio.to_thread(db.database_url, settings)
+    conn = await db.connect_once(url)
+    try:
+        await db.apply_schema(conn, force=True)
+        version = await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname='vector'")
+    finally:
+        await conn.close()
+    err.print(
+        f"schema v{db.SCHEMA_VERSION} applied to {db.redact(url)} (pgvector {version})",
+        highlight=False,
+    )
+
+
+@cli.command()
+@click.pass_context
+@run_async
+async def doctor(ctx) -> None:
+    """Check the database, pgvector, the embedder, the model and the index."""
+    from .doctor import run_checks
+
+    settings = settings_from(ctx)
+    ok = True
+    async for check in run_checks(settings):
+        mark = "[green]ok[/]" if check.ok else "[red]FAIL[/]"
+        out.print(f"{mark:>12}  {check.name}: {check.detail}", highlight=False)
+        ok = ok and check.ok
+    if not ok:
+        sys.exit(1)
+
+
+def main() -> None:
+    cli(prog_name="victor")
+
+
+if __name__ == "__main__":
+    main()

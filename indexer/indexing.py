@@ -1,0 +1,290 @@
+"""Incremental indexing of one source into the index.
+
+Unchanged files are skipped without parsing (content id compare); changed
+files are parsed in worker processes while the main loop embeds and writes;
+chunk embeddings are reused by hash of their text, so moving or keeping a
+function never re-embeds it. Each batch of files is written in one
+transaction, so a crash leaves every file entirely old or entirely new, and
+the repository's commit moves only when the whole run is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+import asyncpg
+import numpy as np
+
+from . import store
+from .chunker import CHUNKER_VERSION, chunk_files
+from .config import Settings
+from .embedder import Embedder
+from .errors import ModelMismatch
+from .embedtext import EMBED_TEXT_VERSION, embedding_text, text_hash
+from .models import FileChunks, ParseMode
+from .sources import Skipped, Source, SourceFile, binary_reason, decode_lua
+
+log = logging.getLogger(__name__)
+
+# A file is re-chunked when either the chunker or the embedding text changes.
+INDEX_VERSION = CHUNKER_VERSION * 1000 + EMBED_TEXT_VERSION
+
+
+class Progress(Protocol):
+    def start(self, files: int) -> None: ...
+
+    def advance(self, files: int, chunks: int) -> None: ...
+
+
+class _NoProgress:
+    def start(self, files: int) -> None:
+        pass
+
+    def advance(self, files: int, chunks: int) -> None:
+        pass
+
+
+@dataclass
+class IndexReport:
+    repo: str
+    commit: str | None = None
+    files_new: int = 0
+    files_changed: int = 0
+    files_unchanged: int = 0
+    files_deleted: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+    chunks_written: int = 0
+    chunks_embedded: int = 0
+    chunks_reused: int = 0
+    parse_modes: Counter = field(default_factory=Counter)
+    parse_errors: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> dict:
+        data = asdict(self)
+        data["skipped"] = [[s.path, s.reason] for s in self.skipped]
+        data["parse_modes"] = dict(self.parse_modes)
+        return data
+
+
+async def ensure_space(pool: asyncpg.Pool, embedder: Embedder) -> None:
+    """Refuse a model other than the index's; bind the space on first use.
+
+    Probing the dimension costs an embedding request, so it only happens when
+    nothing is recorded yet: re-indexing unchanged code makes no request.
+    """
+    recorded = await store.embedding_space(pool)
+    if recorded is not None:
+        if recorded.space != embedder.space:
+            raise ModelMismatch(
+                store.mismatch_message(recorded, embedder.space, embedder.model)
+            )
+        return
+    dims = await embedder.dimensions()
+    await store.use_embedding_space(pool, embedder.space, embedder.model, dims)
+
+
+async def index_source(
+    pool: asyncpg.Pool,
+    embedder: Embedder,
+    settings: Settings,
+    source: Source,
+    name: str,
+    *,
+    ref: str | None = None,
+    progress: Progress | None = None,
+) -> IndexReport:
+    """Bring the index of `name` to exactly what `source` holds now."""
+    started = time.monotonic()
+    progress = progress or _NoProgress()
+    await ensure_space(pool, embedder)
+    repo = await store.upsert_repo(pool, name, source.description, ref, source.github_url)
+    report = IndexReport(repo=name, commit=source.commit)
+    async with store.repo_lock(pool, repo.id):
+        files, skipped = await asyncio.to_thread(source.scan)
+        report.skipped.extend(skipped)
+        known = await store.file_states(pool, repo.id)
+        todo, unchanged = _classify(files, known, report)
+        progress.start(len(todo))
+        written = await _index_files(
+            pool, embedder, settings, source, repo.id, todo, report, progress
+        )
+        gone = sorted(set(known) - {f.path for f in unchanged} - written)
+        await store.delete_files(pool, repo.id, gone)
+        report.files_deleted = len(set(known) - {f.path for f in files})
+        if source.commit:
+            await store.update_commit(pool, repo.id, [f.path for f in unchanged], source.commit)
+        report.seconds = round(time.monotonic() - started, 3)
+        await store.finish_run(pool, repo.id, source.commit, report.summary())
+    for item in report.skipped:
+        log.info("skipped %s: %s", item.path, item.reason)
+    return report
+
+
+def _classify(
+    files: Sequence[SourceFile], known: dict[str, tuple[str, int]], report: IndexReport
+) -> tuple[list[SourceFile], list[SourceFile]]:
+    todo: list[SourceFile] = []
+    unchanged: list[SourceFile] = []
+    for f in files:
+        state = known.get(f.path)
+        if state == (f.blob, INDEX_VERSION):
+            unchanged.append(f)
+            report.files_unchanged += 1
+        else:
+            todo.append(f)
+            if state is None:
+                report.files_new += 1
+            else:
+                report.files_changed += 1
+    return todo, unchanged
+
+
+_DONE = object()
+
+
+def _decoded(
+    source: Source,
+    files: Sequence[SourceFile],
+    skipped: list[Skipped],
+    sizes: dict[str, SourceFile],
+) -> Iterator[tuple[str, str]]:
+    for f, data in source.read(files):
+        reason = binary_reason(data)
+        if reason:
+            skipped.append(Skipped(f.path, reason))
+            continue
+        sizes[f.path] = f
+        yield f.path, decode_lua(data)
+
+
+async def _index_files(
+    pool: asyncpg.Pool,
+    embedder: Embedder,
+    settings: Settings,
+    source: Source,
+    repo_id: int,
+    todo: Sequence[SourceFile],
+    report: IndexReport,
+    progress: Progress,
+) -> set[str]:
+    """Parse in a background thread (which drives the process pool), embed and write here."""
+    if not todo:
+        return set()
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+    stop = threading.Event()
+    read_skips: list[Skipped] = []
+    by_path: dict[str, SourceFile] = {}
+
+    def produce() -> None:
+        results = chunk_files(
+            _decoded(source, todo, read_skips, by_path),
+            workers=settings.parse_workers,
+            max_chars=settings.max_chunk_chars,
+            time_limit=settings.parse_time_limit,
+        )
+        try:
+            for item in results:
+                if stop.is_set():
+                    break
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+        except BaseException as exc:  # hand any failure to the async side
+            loop.call_soon_threadsafe(queue.put_nowait, exc)
+        finally:
+            results.close()
+            with contextlib.suppress(RuntimeError):  # the loop is gone: run abandoned
+                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+
+    thread = threading.Thread(target=produce, name="victor-parse", daemon=True)
+    thread.start()
+    written: set[str] = set()
+    pending: list[FileChunks] = []
+    flush_at = settings.embed_batch_size * settings.embed_concurrency * 2
+    try:
+        while True:
+            item = await queue.get()
+            if item is _DONE:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            pending.append(item)
+            if sum(len(fc.chunks) for fc in pending) >= flush_at:
+                await _flush(pool, embedder, source, repo_id, pending, by_path, report, progress)
+                written.update(fc.path for fc in pending)
+                pending = []
+        await _flush(pool, embedder, source, repo_id, pending, by_path, report, progress)
+        written.update(fc.path for fc in pending)
+    finally:
+        stop.set()
+        await asyncio.to_thread(thread.join)
+    report.skipped.extend(read_skips)
+    return written
+
+
+async def _flush(
+    pool: asyncpg.Pool,
+    embedder: Embedder,
+    source: Source,
+    repo_id: int,
+    batch: Sequence[FileChunks],
+    by_path: dict[str, SourceFile],
+    report: IndexReport,
+    progress: Progress,
+) -> None:
+    if not batch:
+        return
+    texts = {}
+    for fc in batch:
+        for chunk in fc.chunks:
+            text = embedding_text(fc.path, chunk)
+            texts[text_hash(text)] = text
+    vectors = await store.cached_embeddings(pool, embedder.space, list(texts))
+    missing = [h for h in texts if h not in vectors]
+    if missing:
+        fresh = await embedder.embed_documents([texts[h] for h in missing])
+        new = {h: np.asarray(v, dtype=np.float32) for h, v in zip(missing, fresh, strict=True)}
+        await store.cache_embeddings(pool, embedder.space, new.items())
+        vectors.update(new)
+    files: list[store.FileRecord] = []
+    rows: list[store.ChunkRow] = []
+    for fc in batch:
+        f = by_path[fc.path]
+        files.append(
+            store.FileRecord(
+                fc.path, f.blob, source.commit, fc.mode.value, fc.error, INDEX_VERSION, f.size
+            )
+        )
+        report.parse_modes[fc.mode.value] += 1
+        if fc.mode is not ParseMode.AST:
+            report.parse_errors.append((fc.path, fc.error))
+        for c in fc.chunks:
+            h = text_hash(embedding_text(fc.path, c))
+            rows.append(
+                store.ChunkRow(
+                    fc.path,
+                    c.symbol,
+                    c.kind.value,
+                    c.signature,
+                    c.doc,
+                    c.start_line,
+                    c.end_line,
+                    c.part,
+                    c.text,
+                    h,
+                    vectors[h],
+                )
+            )
+    await store.replace_files(pool, repo_id, files, rows)
+    report.chunks_written += len(rows)
+    report.chunks_embedded += len(missing)
+    report.chunks_reused += len(rows) - len(missing)
+    progress.advance(len(batch), len(rows))

@@ -1,0 +1,173 @@
+"""A stand-in Ollama server for tests and benchmarks: Ollama's documented HTTP
+API on 127.0.0.1, answering with real vectors from all-MiniLM-L6-v2.
+
+It speaks exactly the routes Victor calls through the `ollama` client:
+`POST /api/embed`, `GET /api/tags`, `POST /api/show`, `GET /`. It counts
+requests and inputs (to prove what was and was not re-embedded) and can be
+told to misbehave (slow, errors, wrong dimension) for fault tests.
+
+Run standalone: python -m tests.support.ollama_server --port 11434
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+DEFAULT_MODELS = ("all-minilm",)
+
+
+class FakeOllama:
+    def __init__(self, models: tuple[str, ...] = DEFAULT_MODELS, port: int = 0):
+        from indexer.embedder import load_local_model
+
+        self.model = load_local_model()
+        self.models = {m if ":" in m else m + ":latest" for m in models}
+        self.lock = threading.Lock()
+        self.encode_lock = threading.Lock()
+        self.requests = 0  # POST /api/embed calls
+        self.inputs: list[str] = []  # every text embedded, in order
+        self.delay = 0.0  # seconds to sleep before answering /api/embed
+        self.fail_status: int | None = None  # answer /api/embed with this HTTP status
+        self.wrong_dims: int | None = None  # answer with vectors of this many dimensions
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread: threading.Thread | None = None
+
+    def reset(self) -> None:
+        with self.lock:
+            self.requests = 0
+            self.inputs = []
+            self.delay = 0.0
+            self.fail_status = None
+            self.wrong_dims = None
+
+    def start(self) -> FakeOllama:
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def knows(self, model: str) -> bool:
+        return (model if ":" in model else model + ":latest") in self.models
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        with self.encode_lock:
+            vectors = self.model.encode(texts, batch_size=32, normalize_embeddings=True)
+        return vectors.tolist()
+
+    def _handler(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def _send(self, status: int, payload: object) -> None:
+                body = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _json(self) -> dict:
+                length = int(self.headers.get("Content-Length") or 0)
+                return json.loads(self.rfile.read(length) or b"{}")
+
+            def do_GET(self):
+                if self.path == "/api/tags":
+                    models = [
+                        {
+                            "name": m,
+                            "model": m,
+                            "size": 0,
+                            "digest": "0" * 64,
+                            "modified_at": "2026-01-01T00:00:00Z",
+                            "details": {},
+                        }
+                        for m in sorted(fake.models)
+                    ]
+                    self._send(200, {"models": models})
+                elif self.path == "/":
+                    body = b"Ollama is running"
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                else:
+                    self._send(404, {"error": "not found"})
+
+            def do_POST(self):
+                request = self._json()
+                if self.path == "/api/show":
+                    if not fake.knows(request.get("model", "")):
+                        self._send(404, {"error": f"model '{request.get('model')}' not found"})
+                        return
+                    self._send(
+                        200,
+                        {
+                            "modelfile": "",
+                            "details": {"family": "bert"},
+                            "model_info": {"bert.embedding_length": 384},
+                        },
+                    )
+                elif self.path == "/api/embed":
+                    self._embed(request)
+                else:
+                    self._send(404, {"error": "not found"})
+
+            def _embed(self, request: dict) -> None:
+                model = request.get("model", "")
+                texts = request.get("input", [])
+                texts = [texts] if isinstance(texts, str) else list(texts)
+                with fake.lock:
+                    fake.requests += 1
+                    fake.inputs.extend(texts)
+                    delay, fail, dims = fake.delay, fake.fail_status, fake.wrong_dims
+                if delay:
+                    time.sleep(delay)
+                if fail:
+                    self._send(fail, {"error": f"simulated failure {fail}"})
+                    return
+                if not fake.knows(model):
+                    self._send(404, {"error": f'model "{model}" not found, try pulling it first'})
+                    return
+                vectors = fake.embed(texts) if texts else []
+                if dims:
+                    vectors = [(v * dims)[:dims] for v in vectors]
+                self._send(
+                    200,
+                    {
+                        "model": model,
+                        "embeddings": vectors,
+                        "total_duration": 1,
+                        "load_duration": 0,
+                        "prompt_eval_count": len(texts),
+                    },
+                )
+
+        return Handler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=11434)
+    parser.add_argument("--model", action="append", default=None)
+    args = parser.parse_args()
+    fake = FakeOllama(tuple(args.model or DEFAULT_MODELS), port=args.port)
+    print(f"fake ollama on {fake.url}", flush=True)
+    fake.server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

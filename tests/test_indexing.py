@@ -1,0 +1,175 @@
+"""Incremental indexing against a real PostgreSQL and the Ollama stand-in.
+
+The stand-in counts every text it embeds, which is how these tests prove
+what was and was not re-embedded.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from indexer import db, store
+from indexer.errors import EmbedderUnavailable, ModelMismatch, ModelMissing
+from indexer.service import open_victor
+from tests.conftest import SAMPLE, git, make_git_repo
+
+
+@pytest.fixture
+def project(tmp_path):
+    dest = tmp_path / "shop"
+    shutil.copytree(SAMPLE, dest)
+    return dest
+
+
+async def _chunks(victor, repo: str) -> list:
+    return await victor.pool.fetch(
+        """
+        SELECT c.path, c.symbol, c.start_line, c.end_line, c.embed_hash FROM chunks c
+        JOIN repos r ON r.id = c.repo_id WHERE r.name = $1 ORDER BY c.path, c.start_line
+        """,
+        repo,
+    )
+
+
+async def test_first_index_then_nothing_changed(settings, ollama, project):
+    async with open_victor(settings) as victor:
+        first = await victor.index(str(project), name="shop")
+        assert first.files_new == 4 and first.skipped == []
+        assert first.chunks_written > 0
+        assert first.chunks_embedded == first.chunks_written  # nothing cached yet
+        requests_after_first = ollama.requests
+        assert requests_after_first > 0
+
+        again = await victor.index(str(project), name="shop")
+        assert again.files_unchanged == 4
+        assert again.files_new == again.files_changed == again.chunks_written == 0
+        assert ollama.requests == requests_after_first  # zero embedding requests
+
+
+async def test_editing_one_function_reembeds_only_that_function(settings, ollama, project):
+    async with open_victor(settings) as victor:
+        await victor.index(str(project), name="shop")
+        before = {(r["path"], r["symbol"]): r["embed_hash"] for r in await _chunks(victor, "shop")}
+        cart = project / "src" / "shop" / "cart.lua"
+        cart.write_text(
+            cart.read_text().replace(
+                "sum = sum + prices.lookup(sku) * quantity",
+                "sum = sum + quantity * prices.lookup(sku)",
+            )
+        )
+        ollama.reset()
+        report = await victor.index(str(project), name="shop")
+        assert report.files_changed == 1 and report.files_unchanged == 3
+        assert report.chunks_embedded == 1
+        assert len(ollama.inputs) == 1
+        assert "Cart:total" in ollama.inputs[0]
+        after = {(r["path"], r["symbol"]): r["embed_hash"] for r in await _chunks(victor, "shop")}
+        changed = {k for k in after if before.get(k) != after[k]}
+        assert changed == {("src/shop/cart.lua", "Cart:total")}
+
+
+async def test_moved_function_is_not_reembedded(settings, ollama, project):
+    async with open_victor(settings) as victor:
+        await victor.index(str(project), name="shop")
+        shutil.move(project / "src" / "shop" / "picker.lua", project / "src" / "picker.lua")
+        ollama.reset()
+        report = await victor.index(str(project), name="shop")
+        # the embedding text carries the path, so a moved file's chunks are new texts;
+        # what must not happen is re-embedding the files that did not move
+        assert report.files_new == 1 and report.files_deleted == 1
+        assert all("src/picker.lua" in text for text in ollama.inputs)
+
+
+async def test_deleted_file_disappears(settings, ollama, project):
+    async with open_victor(settings) as victor:
+        await victor.index(str(project), name="shop")
+        (project / "src" / "shop" / "strings.lua").unlink()
+        report = await victor.index(str(project), name="shop")
+        assert report.files_deleted == 1
+        paths = {r["path"] for r in await _chunks(victor, "shop")}
+        assert "src/shop/strings.lua" not in paths
+        files = await victor.pool.fetchval("SELECT count(*) FROM files")
+        assert files == 3
+
+
+async def test_search_finds_the_function_for_its_purpose(settings, ollama, project):
+    async with open_victor(settings) as victor:
+        await victor.index(str(project), name="shop")
+        results = await victor.search("apply the loyalty discount for members", top_k=3)
+        assert results[0].path == "src/shop/prices.lua"
+        assert results[0].start_line <= 27 <= results[0].end_line  # M.apply_discount
+
+
+async def test_git_repository_records_commit_and_follows_history(settings, ollama, tmp_path):
+    repo = make_git_repo(tmp_path / "g", {"a.lua": "local function a() return 1 end\n"})
+    async with open_victor(settings) as victor:
+        report = await victor.index(str(repo), name="g")
+        assert report.commit == git(repo, "rev-parse", "HEAD")
+        (repo / "b.lua").write_text("local function b() return 2 end\n")
+        (repo / "uncommitted.lua").write_text("local function u() end\n")
+        git(repo, "add", "b.lua")
+        git(repo, "commit", "-q", "-m", "b")
+        report = await victor.index(str(repo), name="g")
+        assert report.files_new == 1 and report.files_unchanged == 1
+        (stored,) = await victor.repos()
+        assert stored.commit_sha == git(repo, "rev-parse", "HEAD")
+        commits = {r["commit_sha"] for r in await victor.pool.fetch("SELECT commit_sha FROM files")}
+        assert commits == {stored.commit_sha}
+
+
+async def test_another_model_is_refused_with_advice(settings, ollama, project):
+    async with open_victor(settings) as victor:
+        await victor.index(str(project), name="shop")
+    other = settings.model_copy(update={"embed_backend": "local"})
+    async with open_victor(other) as victor:
+        with pytest.raises(ModelMismatch, match="victor reembed"):
+            await victor.index(str(project), name="shop")
+        with pytest.raises(ModelMismatch, match="VICTOR_EMBED_MODEL=all-minilm"):
+            await victor.search("discount")
+
+
+async def test_missing_model_says_ollama_pull(settings, ollama, project):
+    missing = settings.model_copy(update={"embed_model": "nomic-embed-text"})
+    async with open_victor(missing) as victor:
+        with pytest.raises(ModelMissing, match="ollama pull nomic-embed-text"):
+            await victor.index(str(project), name="shop")
+
+
+async def test_unreachable_ollama_is_a_clear_error(settings, project):
+    down = settings.model_copy(update={"ollama_host": "http://127.0.0.1:9", "embed_retries": 1})
+    async with open_victor(down) as victor:
+        with pytest.raises(EmbedderUnavailable, match=r"Cannot reach Ollama at http://127\.0\.0\.1:9"):
+            await victor.index(str(project), name="shop")
+
+
+async def test_transient_errors_are_retried(settings, ollama, project):
+    async with open_victor(settings) as victor:
+        ollama.fail_status = 503
+        with pytest.raises(EmbedderUnavailable, match="503"):
+            await victor.index(str(project), name="shop")
+        assert ollama.requests == settings.embed_retries + 1
+        assert await victor.pool.fetchval("SELECT count(*) FROM files") == 0
+
+
+async def test_schema_is_idempotent(settings):
+    url = settings.database_url.get_secret_value()
+    conn = await db.connect_once(url)
+    try:
+        assert await db.apply_schema(conn, force=True)
+        assert await db.apply_schema(conn, force=True)
+        assert not await db.apply_schema(conn)  # same version: nothing to do
+        assert await db.current_schema_version(conn) == db.SCHEMA_VERSION
+    finally:
+        await conn.close()
+
+
+async def test_remove_repository(settings, ollama, project):
+    async with open_victor(settings) as victor:
+        await victor.index(str(project), name="shop")
+        await victor.remove("shop")
+        assert await victor.repos() == []
+        assert await victor.pool.fetchval("SELECT count(*) FROM chunks") == 0
+        with pytest.raises(store.NotFound, match="No repository named 'shop'"):
+            await victor.remove("shop")
