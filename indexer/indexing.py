@@ -27,8 +27,8 @@ from . import store
 from .chunker import CHUNKER_VERSION, chunk_files
 from .config import Settings
 from .embedder import Embedder
-from .errors import ModelMismatch
 from .embedtext import EMBED_TEXT_VERSION, embedding_text, text_hash
+from .errors import ModelMismatch
 from .models import FileChunks, ParseMode
 from .sources import Skipped, Source, SourceFile, binary_reason, decode_lua
 
@@ -84,9 +84,7 @@ async def ensure_space(pool: asyncpg.Pool, embedder: Embedder) -> None:
     recorded = await store.embedding_space(pool)
     if recorded is not None:
         if recorded.space != embedder.space:
-            raise ModelMismatch(
-                store.mismatch_message(recorded, embedder.space, embedder.model)
-            )
+            raise ModelMismatch(store.mismatch_message(recorded, embedder.space, embedder.model))
         return
     dims = await embedder.dimensions()
     await store.use_embedding_space(pool, embedder.space, embedder.model, dims)

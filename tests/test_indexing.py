@@ -140,7 +140,9 @@ async def test_missing_model_says_ollama_pull(settings, ollama, project):
 async def test_unreachable_ollama_is_a_clear_error(settings, project):
     down = settings.model_copy(update={"ollama_host": "http://127.0.0.1:9", "embed_retries": 1})
     async with open_victor(down) as victor:
-        with pytest.raises(EmbedderUnavailable, match=r"Cannot reach Ollama at http://127\.0\.0\.1:9"):
+        with pytest.raises(
+            EmbedderUnavailable, match=r"Cannot reach Ollama at http://127\.0\.0\.1:9"
+        ):
             await victor.index(str(project), name="shop")
 
 
