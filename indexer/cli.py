@@ -223,6 +223,34 @@ async def remove(ctx, name: str) -> None:
     err.print(f"removed {name}")
 
 
+@cli.command()
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+@run_async
+async def reembed(ctx, yes: bool) -> None:
+    """Re-embed the whole index with the configured model (after changing it)."""
+    from . import store
+    from .reembed import reembed as run_reembed
+
+    settings = settings_from(ctx)
+    async with open_victor(settings) as victor:
+        recorded = await store.embedding_space(victor.pool)
+        if recorded is not None and recorded.space == victor.embedder.space:
+            err.print(f"the index already uses {recorded.model}; nothing to do")
+            return
+        old = recorded.model if recorded else "nothing"
+        if not yes and not click.confirm(
+            f"Re-embed every chunk with {settings.model} (index now uses {old})?", err=True
+        ):
+            return
+        progress = RichProgress("re-embedding")
+        try:
+            chunks, embedded = await run_reembed(victor.pool, victor.embedder, progress)
+        finally:
+            progress.stop()
+    err.print(f"{chunks} chunks now use {settings.model} ({embedded} texts embedded)")
+
+
 @cli.command("init-db")
 @click.pass_context
 @run_async

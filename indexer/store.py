@@ -215,10 +215,11 @@ async def use_embedding_space(
             if recorded.space != space or recorded.dims != dims:
                 raise ModelMismatch(mismatch_message(recorded, space, model))
             return
-        await _bind_space(conn, space, model, dims)
+        await bind_space(conn, space, model, dims)
 
 
-async def _bind_space(conn: asyncpg.Connection, space: str, model: str, dims: int) -> None:
+async def bind_space(conn: asyncpg.Connection, space: str, model: str, dims: int) -> None:
+    """Fix the column to vector(dims), build the HNSW index, record the model."""
     await conn.execute("DROP INDEX IF EXISTS chunks_embedding_hnsw")
     await conn.execute(f"ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({int(dims)})")
     await conn.execute(
@@ -234,11 +235,10 @@ async def _bind_space(conn: asyncpg.Connection, space: str, model: str, dims: in
     )
 
 
-async def rebind_space(conn: asyncpg.Connection, space: str, model: str, dims: int) -> None:
-    """For `victor reembed`: called inside the transaction that rewrote every embedding."""
+async def unbind_space(conn: asyncpg.Connection) -> None:
+    """For `victor reembed`: free the column from its dimension, inside its transaction."""
     await conn.execute("DROP INDEX IF EXISTS chunks_embedding_hnsw")
     await conn.execute("ALTER TABLE chunks ALTER COLUMN embedding TYPE vector")
-    await _bind_space(conn, space, model, dims)
 
 
 # --- files and chunks -----------------------------------------------------------------------

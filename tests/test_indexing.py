@@ -175,3 +175,22 @@ async def test_remove_repository(settings, ollama, project):
         assert await victor.pool.fetchval("SELECT count(*) FROM chunks") == 0
         with pytest.raises(store.NotFound, match="No repository named 'shop'"):
             await victor.remove("shop")
+
+
+async def test_reembed_moves_the_index_to_another_model(settings, ollama, project):
+    from indexer.reembed import reembed
+
+    async with open_victor(settings) as victor:
+        await victor.index(str(project), name="shop")
+        chunks = await victor.pool.fetchval("SELECT count(*) FROM chunks")
+    local = settings.model_copy(update={"embed_backend": "local"})
+    async with open_victor(local) as victor:
+        count, embedded = await reembed(victor.pool, victor.embedder)
+        assert count == chunks and embedded > 0
+        space = await store.embedding_space(victor.pool)
+        assert space.space == local.embedding_space and space.dims == 384
+        results = await victor.search("apply the loyalty discount for members", top_k=1)
+        assert results[0].path == "src/shop/prices.lua"
+        # index still incremental afterwards: nothing to do
+        report = await victor.index(str(project), name="shop")
+        assert report.files_unchanged == 4 and report.chunks_embedded == 0

@@ -1,0 +1,1 @@
+"""GitHub push webhook: verifies deliveries and queues re-indexing jobs."""
