@@ -1,0 +1,220 @@
+"""Indexing benchmark: parse+chunk rate, embedding rate, full and no-change index runs.
+
+    python -m bench.index_bench ../shared/corpora/penlight [--out bench/results/index-penlight.json]
+
+Reports
+- parse+chunk throughput (KB/s of Lua source) with 1 worker and with N workers;
+- embedding throughput on the same batches: the model's own rate (in-process
+  encode), Victor's Ollama client against an Ollama-compatible server on
+  127.0.0.1 serving that same model, and Victor's local backend;
+- a full `victor index` (a real subprocess, embedded PostgreSQL, Ollama
+  backend), its peak RSS (the process tree, parse workers included), and the
+  time of a second run with nothing changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from indexer.chunker import chunk_files
+from indexer.config import Settings
+from indexer.embedder import LocalEmbedder, OllamaEmbedder, load_local_model
+from indexer.embedtext import embedding_text
+from indexer.sources import decode_lua
+
+
+def load_corpus(root: Path) -> list[tuple[str, str]]:
+    files = sorted(p for p in root.rglob("*.lua") if p.is_file() and not p.is_symlink())
+    return [(str(p.relative_to(root)), decode_lua(p.read_bytes())) for p in files]
+
+
+def bench_parse(items: list[tuple[str, str]], workers: int) -> dict:
+    size = sum(len(text.encode()) for _, text in items)
+    started = time.perf_counter()
+    results = list(chunk_files(iter(items), workers=workers))
+    seconds = time.perf_counter() - started
+    modes: dict[str, int] = {}
+    for r in results:
+        modes[r.mode.value] = modes.get(r.mode.value, 0) + 1
+    return {
+        "workers": workers,
+        "files": len(results),
+        "kb": round(size / 1024, 1),
+        "seconds": round(seconds, 2),
+        "kb_per_s": round(size / 1024 / seconds, 1),
+        "chunks": sum(len(r.chunks) for r in results),
+        "modes": modes,
+    }, results
+
+
+async def bench_embed(texts: list[str], batch: int, ollama_url: str) -> dict:
+    model = load_local_model()
+    batches = [texts[i : i + batch] for i in range(0, len(texts), batch)]
+    model.encode(batches[0][:2])  # warm up
+    started = time.perf_counter()
+    for b in batches:
+        model.encode(b, batch_size=batch, normalize_embeddings=True)
+    raw = time.perf_counter() - started
+
+    settings = Settings(
+        ollama_host=ollama_url,
+        embed_model="all-minilm",
+        embed_batch_size=batch,
+        embed_concurrency=1,
+    )
+    client = OllamaEmbedder(settings)
+    await client.embed_documents(texts[:2])
+    started = time.perf_counter()
+    await client.embed_documents(texts)
+    via_ollama = time.perf_counter() - started
+    await client.close()
+
+    local = LocalEmbedder(settings.model_copy(update={"embed_backend": "local"}))
+    started = time.perf_counter()
+    await local.embed_documents(texts)
+    via_local = time.perf_counter() - started
+    n = len(texts)
+    return {
+        "chunks": n,
+        "batch": batch,
+        "model_chunks_per_s": round(n / raw, 1),
+        "victor_ollama_chunks_per_s": round(n / via_ollama, 1),
+        "victor_local_chunks_per_s": round(n / via_local, 1),
+        "victor_ollama_overhead_pct": round((via_ollama / raw - 1) * 100, 1),
+    }
+
+
+def run_tree(command: list[str], env: dict[str, str]) -> tuple[float, int, str]:
+    """Run a command; return (seconds, peak RSS of its process tree in bytes, stdout)."""
+    started = time.perf_counter()
+    proc = psutil.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            procs = [proc, *proc.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+    out = proc.stdout.read().decode()
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed with {proc.returncode}")
+    return time.perf_counter() - started, peak, out
+
+
+def bench_index(corpus: Path, ollama_url: str) -> dict:
+    data = Path(tempfile.mkdtemp(prefix="victor-bench-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VICTOR_", "OLLAMA_"))}
+    env |= {
+        "VICTOR_DATA_DIR": str(data),
+        "OLLAMA_HOST": ollama_url,
+        "VICTOR_EMBED_MODEL": "all-minilm",
+    }
+    victor = [
+        sys.executable,
+        "-m",
+        "indexer.cli",
+        "index",
+        str(corpus),
+        "--name",
+        "bench",
+        "--json",
+    ]
+    try:
+        first, peak, out = run_tree(victor, env)
+        summary = json.loads(out)
+        again, _, out2 = run_tree(victor, env)
+        summary2 = json.loads(out2)
+    finally:
+        stop = [
+            sys.executable,
+            "-c",
+            "import sys; from pgserver import get_server; "
+            "get_server(sys.argv[1], cleanup_mode='stop').cleanup()",
+            str(data / "pgdata"),
+        ]
+        subprocess.run(stop, env=env, capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
+    return {
+        "full_index_seconds": round(first, 2),
+        "full_index_peak_rss_mb": round(peak / 2**20, 1),
+        "chunks_written": summary["chunks_written"],
+        "parse_modes": summary["parse_modes"],
+        "no_change_reindex_seconds": round(again, 2),
+        "no_change_files_unchanged": summary2["files_unchanged"],
+        "no_change_chunks_embedded": summary2["chunks_embedded"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Victor indexing benchmark")
+    parser.add_argument("corpus", type=Path)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument(
+        "--embed-sample", type=int, default=640, help="chunks to embed in the embedding benchmark"
+    )
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    from tests.support.ollama_server import FakeOllama
+
+    items = load_corpus(args.corpus)
+    one, results = bench_parse(items, 1)
+    many, _ = bench_parse(items, args.workers)
+    print(f"parse+chunk, 1 worker:  {one['kb_per_s']} KB/s ({one['kb']} KB in {one['seconds']} s)")
+    print(f"parse+chunk, {args.workers} workers: {many['kb_per_s']} KB/s ({many['seconds']} s)")
+    print(f"  {one['chunks']} chunks; modes {one['modes']}")
+
+    texts = [embedding_text(r.path, c) for r in results for c in r.chunks][: args.embed_sample]
+    fake = FakeOllama().start()
+    try:
+        embed = asyncio.run(bench_embed(texts, args.batch, fake.url))
+        print(
+            f"embedding {embed['chunks']} chunks, batch {args.batch}: model "
+            f"{embed['model_chunks_per_s']}/s, Victor via Ollama API "
+            f"{embed['victor_ollama_chunks_per_s']}/s, Victor local "
+            f"{embed['victor_local_chunks_per_s']}/s"
+        )
+        index = bench_index(args.corpus, fake.url)
+    finally:
+        fake.stop()
+    print(
+        f"full index: {index['full_index_seconds']} s, {index['chunks_written']} chunks, "
+        f"peak RSS {index['full_index_peak_rss_mb']} MB (victor + parse workers)"
+    )
+    print(
+        f"no-change re-index: {index['no_change_reindex_seconds']} s, "
+        f"{index['no_change_chunks_embedded']} chunks embedded"
+    )
+    report = {
+        "corpus": str(args.corpus),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "parse_1": one,
+        "parse_n": many,
+        "embedding": embed,
+        "index": index,
+    }
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
