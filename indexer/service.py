@@ -16,6 +16,7 @@ import asyncpg
 
 from . import db, indexing, search, store
 from .config import Settings
+from .context import Context, build_context
 from .embedder import Embedder, make_embedder
 from .errors import SourceError
 from .indexing import IndexReport, Progress
@@ -66,6 +67,19 @@ class Victor:
         self, query: str, *, top_k: int = 8, repos: Sequence[str] | None = None
     ) -> list[SearchResult]:
         return await search.dense(self.pool, self.embedder, query, top_k=top_k, repos=repos)
+
+    async def retrieve(
+        self,
+        query: str,
+        *,
+        top_k: int = 8,
+        budget: int = 6000,
+        min_score: float = 0.0,
+        repos: Sequence[str] | None = None,
+    ) -> Context:
+        """Search and assemble the context block a chat puts in front of the model."""
+        results = await self.search(query, top_k=top_k, repos=repos)
+        return build_context([r for r in results if r.score >= min_score], budget=budget)
 
     async def repos(self) -> list[store.Repo]:
         return await store.list_repos(self.pool)

@@ -1,0 +1,227 @@
+"""Context assembly: search results -> the block a model reads, within a budget.
+
+Overlapping or adjacent chunks of a file are merged into one snippet (the
+model reads a function once, and neighbouring functions as one piece), then
+snippets are grouped by file, best file first. Every snippet has a header
+`path:start-end (symbol)` the model can cite, and a GitHub permalink when the
+repository's URL and commit are known. The block never exceeds its budget.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+from .search import SearchResult
+
+CHARS_PER_TOKEN = 3.5  # a conservative average for code; only used for token budgets
+MAX_GAP = 3  # merge chunks of a file separated by at most this many (blank) lines
+MIN_TRUNCATED = 300  # a snippet cut shorter than this is not worth showing
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One snippet as a citation: what the UI lists under the answer."""
+
+    repo: str
+    path: str
+    start_line: int
+    end_line: int
+    symbol: str
+    score: float
+    link: str | None
+    text: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.path}:{self.start_line}-{self.end_line}"
+
+    def to_json(self) -> dict:
+        return {
+            "repo": self.repo,
+            "path": self.path,
+            "start_line": self.start_line,
+            "end_line": self.end_line,
+            "symbol": self.symbol,
+            "score": round(self.score, 4),
+            "link": self.link,
+            "text": self.text,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    text: str  # "" when nothing was found
+    sources: list[Source] = field(default_factory=list)
+
+    @property
+    def files(self) -> int:
+        return len({(s.repo, s.path) for s in self.sources})
+
+
+@dataclass
+class _Span:
+    repo: str
+    path: str
+    lines: dict[int, str]
+    symbols: list[str]
+    score: float
+    commit: str | None
+    github_url: str | None
+
+    @property
+    def start(self) -> int:
+        return min(self.lines)
+
+    @property
+    def end(self) -> int:
+        return max(self.lines)
+
+    def text(self) -> str:
+        return "\n".join(self.lines.get(n, "") for n in range(self.start, self.end + 1))
+
+    def absorb(self, result: SearchResult) -> None:
+        self.lines |= _lines(result)
+        if result.symbol not in self.symbols:
+            self.symbols.append(result.symbol)
+        self.score = max(self.score, result.score)
+
+
+def _lines(result: SearchResult) -> dict[int, str]:
+    return {result.start_line + i: line for i, line in enumerate(result.text.split("\n"))}
+
+
+def permalink(github_url: str | None, commit: str | None, path: str, start: int, end: int):
+    if not github_url or not commit:
+        return None
+    anchor = f"#L{start}" if start == end else f"#L{start}-L{end}"
+    return f"{github_url.rstrip('/')}/blob/{commit}/{quote(path)}{anchor}"
+
+
+def budget_chars(chars: int | None = None, tokens: int | None = None) -> int:
+    """A budget in characters; a token budget is converted conservatively."""
+    if tokens is not None:
+        return int(tokens * CHARS_PER_TOKEN)
+    return chars if chars is not None else 6000
+
+
+def _merge(results: Sequence[SearchResult]) -> list[_Span]:
+    """Spans of merged overlapping/adjacent chunks, in order of their best score."""
+    spans: list[_Span] = []
+    for r in results:
+        near = next(
+            (
+                s
+                for s in spans
+                if s.repo == r.repo
+                and s.path == r.path
+                and r.start_line <= s.end + MAX_GAP + 1
+                and r.end_line >= s.start - MAX_GAP - 1
+            ),
+            None,
+        )
+        if near is None:
+            spans.append(
+                _Span(r.repo, r.path, _lines(r), [r.symbol], r.score, r.commit, r.github_url)
+            )
+            continue
+        near.absorb(r)
+        # the grown span may now touch another one of the same file: fold them together
+        for other in [
+            s
+            for s in spans
+            if s is not near
+            and s.repo == near.repo
+            and s.path == near.path
+            and s.start <= near.end + MAX_GAP + 1
+            and s.end >= near.start - MAX_GAP - 1
+        ]:
+            near.lines |= other.lines
+            near.symbols += [x for x in other.symbols if x not in near.symbols]
+            near.score = max(near.score, other.score)
+            spans.remove(other)
+    return sorted(spans, key=lambda s: -s.score)
+
+
+def _snippet(span: _Span, text: str, end: int, multi_repo: bool) -> tuple[str, Source]:
+    symbols = ", ".join(span.symbols[:3]) + (", ..." if len(span.symbols) > 3 else "")
+    link = permalink(span.github_url, span.commit, span.path, span.start, end)
+    where = f"{span.repo}/{span.path}" if multi_repo else span.path
+    header = f"{where}:{span.start}-{end} ({symbols})"
+    block = f"`{header}`" + (f" {link}" if link else "") + f"\n```lua\n{text}\n```\n"
+    source = Source(span.repo, span.path, span.start, end, symbols, span.score, link, text)
+    return block, source
+
+
+def _truncate(span: _Span, room: int, multi_repo: bool) -> tuple[str, Source] | None:
+    """The longest head of the span (whole lines) whose block fits in `room`."""
+    lines = span.text().split("\n")
+    lo, hi, best = 1, len(lines) - 1, None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        text = "\n".join(lines[:mid]) + "\n-- ... (truncated)"
+        block, source = _snippet(span, text, span.start + mid - 1, multi_repo)
+        if len(block) <= room:
+            best, lo = (block, source), mid + 1
+        else:
+            hi = mid - 1
+    return best
+
+
+def build_context(
+    results: Sequence[SearchResult], *, budget: int = 6000, title: str = "Relevant Lua code"
+) -> Context:
+    """Assemble results into a context block of at most `budget` characters."""
+    if not results or budget <= 0:
+        return Context("")
+    multi_repo = len({r.repo for r in results}) > 1
+    heading = f"## {title}\n\n"
+    used = len(heading)
+    chosen: list[tuple[_Span, str, Source]] = []
+    for span in _merge(results):
+        block, source = _snippet(span, span.text(), span.end, multi_repo)
+        file_heading = 0 if any(c[0].path == span.path for c in chosen) else _file_cost(span)
+        room = budget - used - file_heading
+        if len(block) > room:
+            if room < MIN_TRUNCATED:
+                continue
+            cut = _truncate(span, room, multi_repo)
+            if cut is None:
+                continue
+            block, source = cut
+        chosen.append((span, block, source))
+        used += len(block) + file_heading
+    if not chosen:
+        return Context("")
+    return _render(heading, chosen, multi_repo)
+
+
+def _file_cost(span: _Span) -> int:
+    return len(f"### {span.repo}/{span.path}\n") + 1
+
+
+def _render(heading: str, chosen: list[tuple[_Span, str, Source]], multi_repo: bool) -> Context:
+    order: list[tuple[str, str]] = []
+    for span, _, _ in chosen:
+        if (span.repo, span.path) not in order:
+            order.append((span.repo, span.path))
+    parts = [heading]
+    sources: list[Source] = []
+    for repo, path in order:
+        parts.append(f"### {repo + '/' if multi_repo else ''}{path}\n")
+        in_file = sorted(
+            (c for c in chosen if (c[0].repo, c[0].path) == (repo, path)),
+            key=lambda c: c[2].start_line,
+        )
+        for _, block, source in in_file:
+            parts.append(block)
+            sources.append(source)
+        parts.append("\n")
+    text = "".join(parts).rstrip("\n") + "\n"
+    return Context(text, sources)
+
+
+def estimate_tokens(text: str) -> int:
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
