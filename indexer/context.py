@@ -55,6 +55,7 @@ class Source:
 class Context:
     text: str  # "" when nothing was found
     sources: list[Source] = field(default_factory=list)
+    notice: str = ""  # set when retrieval was degraded (e.g. embedder down: lexical only)
 
     @property
     def files(self) -> int:
