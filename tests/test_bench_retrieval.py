@@ -14,6 +14,7 @@ from bench.retrieval.baselines import (
     BM25System,
     DenseSystem,
     char_chunks,
+    function_chunks,
     ident_tokens,
     rrf,
     split_spans,
@@ -213,6 +214,16 @@ def test_char_chunks_track_lines():
             lines[c.start_line - 1].strip()
         )
         assert c.text.endswith(lines[c.end_line - 1].strip())
+
+
+def test_function_chunks_hold_whole_functions_with_their_comments():
+    chunks = [c for c in function_chunks(FIXTURE) if c.path == "src/shapes.lua"]
+    spans = [(c.start_line, c.end_line) for c in chunks]
+    assert spans[:5] == [(8, 14), (16, 29), (31, 39), (41, 51), (54, 57)]
+    assert (1, 6) not in spans  # code outside functions is not indexed
+    assert all(a.end_line < b.start_line for a, b in itertools.pairwise(chunks))  # no overlap
+    scale = next(c for c in chunks if c.start_line == 16)
+    assert scale.text.startswith("--- Scale a shape") and scale.text.endswith("return self\nend")
 
 
 # ---------------------------------------------------------------- metrics

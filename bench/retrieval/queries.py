@@ -117,17 +117,17 @@ def comment_lines(comment: list[Token]) -> list[str]:
 
 
 def first_paragraph(lines: list[str]) -> list[str]:
-    """First prose paragraph: stops at a blank line, a tag (`@param`, `---@return`) or code."""
+    """First prose paragraph: ends at a blank line, a tag (`@param`, `---@return`) or code
+    (a fence, or a line indented by 2+ spaces beyond the comment marker and its space)."""
     para: list[str] = []
     for raw in lines:
         line = raw.strip()
+        if _TAG_LINE.match(line) or _FENCE.match(line):
+            break
         blank = not line or re.fullmatch(r"[-=*#~_]+", line)
-        code = _FENCE.match(line) or raw.expandtabs(4).startswith("  ")
-        if blank or code or _TAG_LINE.match(line):
+        if blank or raw.expandtabs(4).startswith("  "):
             if para:
                 break
-            if _TAG_LINE.match(line) or _FENCE.match(line):
-                break  # tags or code first: no prose paragraph at the top
             continue
         para.append(line)
     return para
