@@ -46,8 +46,7 @@ class Function:
     start_line: int  # first line of the header (`local`, `function`, or the assigned name)
     end_line: int  # line of the matching `end`
     form: str  # "statement", "local", "assign", "field"
-    body_tokens: int  # code tokens between the parameter list and `end` (0 = empty stub)
-    body_text: str  # those tokens joined by spaces, for stub checks
+    body_text: str  # code tokens between the parameter list and `end`, space-joined ("" = stub)
     comment: list[Token]  # the leading comment block, top to bottom ([] if none)
 
 
@@ -205,7 +204,6 @@ def find_functions(src: str) -> list[Function]:
                     start_line=code[pending["first"]].line,
                     end_line=t.line,
                     form=pending["form"],
-                    body_tokens=len(body),
                     body_text=" ".join(b.text for b in body),
                     comment=_leading_comment(tokens, code_at[pending["first"]]),
                 )
