@@ -1,0 +1,330 @@
+"""Tests of the retrieval benchmark harness (bench/retrieval) on small hand-written fixtures."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.retrieval import run as bench_run
+from bench.retrieval.baselines import (
+    BM25,
+    BM25System,
+    DenseSystem,
+    char_chunks,
+    function_chunks,
+    ident_tokens,
+    rrf,
+    split_spans,
+)
+from bench.retrieval.heldout import blank_lines, write_heldout
+from bench.retrieval.luascan import find_functions, tokenize
+from bench.retrieval.metrics import is_hit, score
+from bench.retrieval.queries import (
+    Query,
+    definitions,
+    doc_candidates,
+    is_source_file,
+    sample,
+    symbol_candidates,
+    symbol_forms,
+)
+from bench.retrieval.systems import SYSTEMS, Context, Embedder, Hit
+
+FIXTURE = Path(__file__).parent / "fixtures" / "bench"
+
+
+# ---------------------------------------------------------------- scanner
+
+
+def test_scanner_finds_every_named_form_with_its_lines():
+    fns = find_functions((FIXTURE / "src/shapes.lua").read_text())
+    spans = {f.name: (f.form, f.start_line, f.end_line) for f in fns}
+    assert spans["M.area"] == ("statement", 12, 14)
+    # strings, long strings and comments containing `end`/`function` do not break matching
+    assert spans["Shape:scale"] == ("statement", 22, 29)
+    assert spans["clamp"] == ("local", 32, 39)  # if/elseif/end inside
+    assert spans["M.max"] == ("assign", 45, 51)  # for/while/repeat inside
+    assert spans["api.describe"] == ("field", 55, 57)
+    assert spans["M.reserved"] == ("statement", 79, 80)
+    assert [f.body_text for f in fns if f.name in ("M.reserved", "M.short")] == ["", "return 1"]
+
+
+def test_scanner_handles_luau_if_expression_and_compound_assignment():
+    fns = find_functions((FIXTURE / "src/widget.lua").read_text())
+    assert [(f.name, f.start_line, f.end_line) for f in fns] == [
+        ("Widget.new", 9, 12),
+        ("Widget:add", 17, 22),
+    ]
+
+
+def test_tokenizer_survives_unterminated_input():
+    tokens = tokenize('local s = "open\nfunction f() --[[ never closed')
+    assert tokens[-1].kind == "comment"
+    assert [t.text for t in tokens if t.kind == "keyword"] == ["local", "function"]
+
+
+# ---------------------------------------------------------------- doc-comment queries
+
+
+def test_doc_queries_pick_documented_functions_and_drop_the_rest():
+    got = {q.symbol: q for q in doc_candidates(FIXTURE)}
+    assert sorted(got) == [
+        "M.area", "M.long_doc", "M.max", "Shape:scale", "Widget.new", "Widget:add",
+        "api.describe", "clamp",
+    ]  # fmt: skip
+    # Dropped: TODO, licence, commented-out code, empty stub, shared summary (both
+    # to_table), < 5 words, tags only, blank line before the function, module header
+    # (util.lua), and everything in spec/ and vendor/.
+    area = got["M.area"]
+    assert (area.path, area.start_line, area.end_line) == ("src/shapes.lua", 12, 14)
+    assert area.doc_lines == (8, 11)
+    assert area.text == "Compute the area of a rectangle given its width and height."
+
+
+def test_doc_query_text_strips_markup_tags_and_code_examples():
+    got = {q.symbol: q.text for q in doc_candidates(FIXTURE)}
+    assert got["Shape:scale"] == (
+        "Scale a shape in place by the given factor, see area. "
+        "Both width and height are multiplied."
+    )
+    assert got["M.max"] == "Return the larger of two numbers, preferring the first on ties."
+    assert got["Widget.new"] == (
+        "Creates a new widget with the given name and an empty list of children."
+    )
+
+
+def test_doc_query_is_cut_to_60_words():
+    text = {q.symbol: q.text for q in doc_candidates(FIXTURE)}["M.long_doc"]
+    words = text.split()
+    assert len(words) == 60
+    assert words[0] == "One" and words[-1] == "sixty"
+
+
+def test_test_and_vendored_files_are_not_sources():
+    assert is_source_file("src/shapes.lua")
+    assert is_source_file("lua/pl/test.lua")  # a library module named test
+    assert not is_source_file("spec/shapes_spec.lua")
+    assert not is_source_file("tests/test-data.lua")
+    assert not is_source_file("src/Binding.spec.lua")
+    assert not is_source_file("vendor/json.lua")
+    assert not is_source_file("src/README.md")
+
+
+def test_sample_is_seeded_bounded_and_keeps_order():
+    items = [Query(str(i), "t", "p", i, i) for i in range(50)]
+    a, b = sample(items, 10, seed=7), sample(items, 10, seed=7)
+    assert a == b and len(a) == 10
+    assert [q.start_line for q in a] == sorted(q.start_line for q in a)
+    assert sample(items, 10, seed=8) != a
+    assert sample(items[:5], 10, seed=7) == items[:5]
+
+
+# ---------------------------------------------------------------- symbol queries
+
+
+def test_symbol_forms_and_queries_are_unambiguous():
+    by_name = {d.fn.name: d for d in definitions(FIXTURE)}
+    assert symbol_forms(by_name["Widget:add"]) == ["add", "Widget:add", "widget:add"]
+    assert symbol_forms(by_name["M.area"]) == ["area", "M.area", "shapes.area"]
+    assert symbol_forms(by_name["clamp"]) == ["clamp"]
+    queries = symbol_candidates(FIXTURE, seed=0)
+    names = {q.symbol for q in queries}
+    # to_table exists twice (Shape:to_table, M.to_table): only their qualified names are unique
+    for q in queries:
+        name = q.text.removeprefix("where is ").removesuffix(" defined")
+        assert name != "to_table"
+        assert any(name in symbol_forms(d) for d in definitions(FIXTURE) if d.fn.name == q.symbol)
+    assert {"M.area", "Widget.new", "clamp"} <= names
+    assert "make_shape" not in names and "encode" not in names  # test / vendored files
+
+
+# ---------------------------------------------------------------- held-out copy
+
+
+def test_heldout_blanks_exactly_the_target_doc_lines(tmp_path):
+    queries = [q for q in doc_candidates(FIXTURE) if q.symbol in ("M.area", "Widget.new")]
+    dest = write_heldout(FIXTURE, queries, tmp_path / "copy")
+    for rel in ("src/shapes.lua", "src/widget.lua"):
+        before = (FIXTURE / rel).read_bytes().split(b"\n")
+        after = (dest / rel).read_bytes().split(b"\n")
+        assert len(before) == len(after)
+        changed = {i + 1 for i, (b, a) in enumerate(zip(before, after, strict=True)) if b != a}
+        doc = set(range(8, 12)) if rel == "src/shapes.lua" else set(range(4, 9))
+        assert all(after[n - 1] == b"" for n in doc)
+        assert changed == {n for n in doc if before[n - 1] != b""}  # nothing outside the doc
+    # other files, and other functions' doc comments, are byte-identical
+    assert (dest / "src/util.lua").read_bytes() == (FIXTURE / "src/util.lua").read_bytes()
+    assert b"Scale a shape" in (dest / "src/shapes.lua").read_bytes()
+
+
+def test_blank_lines_keeps_crlf_and_untouched_bytes():
+    data = b"-- doc\r\nfunction f()\r\nend\r\n"
+    assert blank_lines(data, {1}) == b"\r\nfunction f()\r\nend\r\n"
+    assert blank_lines(data, {99}) == data
+
+
+# ---------------------------------------------------------------- splitter and chunks
+
+
+def test_splitter_matches_langchain_on_small_cases():
+    # Expected values are what langchain-text-splitters 0.3.8's RecursiveCharacterTextSplitter
+    # (chunk_size=12, chunk_overlap=5) returns for these texts.
+    cases = {
+        "alpha beta gamma\n\ndelta epsilon\nzeta eta theta iota": [
+            "alpha beta", "beta gamma", "delta", "epsilon", "zeta eta", "eta theta", "iota",
+        ],
+        "local x = 1\nlocal y = 2\n\n\nreturn x + y\n": [
+            "local x = 1", "local y = 2", "return x +", "x + y",
+        ],
+        "abcdefghijklmnopqrstuvwxyz": ["abcdefghijkl", "hijklmnopqrs", "opqrstuvwxyz"],
+    }  # fmt: skip
+    for text, expected in cases.items():
+        assert [text[a:b] for a, b in split_spans(text, 12, 5)] == expected
+
+
+def test_splitter_respects_size_and_overlap_on_real_looking_code():
+    text = (FIXTURE / "src/shapes.lua").read_text() * 3
+    spans = split_spans(text, 300, 40)
+    assert len(spans) > 5
+    assert all(b - a <= 300 for a, b in spans)
+    for (a1, b1), (a2, b2) in itertools.pairwise(spans):
+        assert a1 < a2 and b1 < b2  # in order
+        assert b1 - a2 <= 40  # overlap never exceeds chunk_overlap
+    # together the chunks cover every non-blank character
+    covered = set()
+    for a, b in spans:
+        covered.update(range(a, b))
+    assert all(i in covered for i, ch in enumerate(text) if not ch.isspace())
+
+
+def test_char_chunks_track_lines():
+    chunks = char_chunks(FIXTURE)
+    assert {c.path for c in chunks} == {
+        "spec/shapes_spec.lua", "src/shapes.lua", "src/util.lua", "src/widget.lua",
+        "vendor/json.lua",
+    }  # fmt: skip
+    for c in chunks:
+        lines = (FIXTURE / c.path).read_text().split("\n")
+        window = "\n".join(lines[c.start_line - 1 : c.end_line])
+        assert c.text in window
+        assert lines[c.start_line - 1].strip() and c.text.startswith(
+            lines[c.start_line - 1].strip()
+        )
+        assert c.text.endswith(lines[c.end_line - 1].strip())
+
+
+def test_function_chunks_hold_whole_functions_with_their_comments():
+    chunks = [c for c in function_chunks(FIXTURE) if c.path == "src/shapes.lua"]
+    spans = [(c.start_line, c.end_line) for c in chunks]
+    assert spans[:5] == [(8, 14), (16, 29), (31, 39), (41, 51), (54, 57)]
+    assert (1, 6) not in spans  # code outside functions is not indexed
+    assert all(a.end_line < b.start_line for a, b in itertools.pairwise(chunks))  # no overlap
+    scale = next(c for c in chunks if c.start_line == 16)
+    assert scale.text.startswith("--- Scale a shape") and scale.text.endswith("return self\nend")
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def _h(path: str, a: int, b: int, text: str = "x" * 10) -> Hit:
+    return Hit(path, a, b, text, 0.0)
+
+
+def test_metrics_on_a_hand_made_ranking():
+    q1 = Query("1", "q1", "a.lua", 10, 20)
+    q2 = Query("2", "q2", "b.lua", 5, 6)
+    q3 = Query("3", "q3", "c.lua", 1, 3)
+    rankings = [
+        [_h("a.lua", 18, 30)],  # hit at rank 1 (overlaps lines 18-20)
+        [_h("b.lua", 7, 9), _h("x.lua", 5, 6), _h("b.lua", 1, 5)],  # rank 3 (touches line 5)
+        [_h("a.lua", 1, 3)] * 5 + [_h("c.lua", 3, 3)],  # rank 6: only in R@10
+    ]
+    m = score(rankings, [q1, q2, q3])
+    assert m["n"] == 3
+    assert m["R@1"] == pytest.approx(1 / 3)
+    assert m["R@5"] == pytest.approx(2 / 3)
+    assert m["R@10"] == pytest.approx(1.0)
+    assert m["MRR@10"] == pytest.approx((1 + 1 / 3 + 1 / 6) / 3)
+    assert m["ctx_chars@5"] == pytest.approx((10 + 30 + 50) / 3)
+
+
+def test_metrics_ignore_hits_below_rank_10():
+    q = Query("1", "q", "a.lua", 1, 1)
+    m = score([[_h("z.lua", 1, 1)] * 10 + [_h("a.lua", 1, 1)]], [q])
+    assert m["R@10"] == 0 and m["MRR@10"] == 0
+
+
+# ---------------------------------------------------------------- BM25 and fusion
+
+
+def test_identifier_tokens_split_case_and_underscores():
+    assert ident_tokens("getElementByKey") == ["getelementbykey", "get", "element", "key"]
+    assert ident_tokens("remove_value(HTTPServer)") == [
+        "remove_value", "remove", "value", "httpserver", "http", "server",
+    ]  # fmt: skip
+    assert ident_tokens("the Area of a shape") == ["area", "shape"]  # stop words dropped
+
+
+def test_bm25_prefers_matching_short_documents():
+    docs = [["area", "rectangle"], ["area"] + ["filler"] * 50, ["scale", "shape"]]
+    s = BM25(docs).scores(["area"])
+    assert s[0] > s[1] > 0 and s[2] == 0
+
+
+def test_bm25_system_finds_a_function_by_its_body_words():
+    system = BM25System()
+    system.index(FIXTURE)
+    [hits] = system.search_batch(["multiply width height factor"], 3)
+    assert is_hit(hits[0], Query("scale", "", "src/shapes.lua", 22, 29))
+
+
+def test_rrf_rewards_agreement():
+    a, b, c = _h("a.lua", 1, 2), _h("b.lua", 1, 2), _h("c.lua", 1, 2)
+    fused = rrf([[a, b, c], [b, c]], k=60)
+    assert [h.path for h in fused] == ["b.lua", "c.lua", "a.lua"]
+    assert fused[0].score == pytest.approx(1 / 62 + 1 / 61)
+
+
+# ---------------------------------------------------------------- systems and CLI
+
+
+def test_victor_systems_are_registered_but_not_implemented():
+    for name in ("victor-dense", "victor-lexical", "victor-hybrid"):
+        system = SYSTEMS[name](Context())
+        with pytest.raises(NotImplementedError, match="Victor's core is not wired"):
+            system.index(FIXTURE)
+
+
+def test_run_cli_scores_bm25_and_reports_victor_as_not_run(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    code = bench_run.main([str(FIXTURE), "--systems", "bm25", "victor-hybrid", "--out", str(out)])
+    assert code == 2  # a requested system could not run
+    report = json.loads(out.read_text())
+    assert report["candidates"]["doc"] == 8
+    assert report["results"]["bm25"]["doc"]["n"] == 8
+    assert "victor-hybrid" in report["not_run"]
+    assert len(report["queries"]["doc"]) == 8
+    printed = capsys.readouterr().out
+    assert "bm25" in printed and "NOT RUN victor-hybrid" in printed
+
+
+def test_run_cli_rejects_a_directory_without_lua(tmp_path):
+    with pytest.raises(SystemExit):
+        bench_run.main([str(tmp_path)])
+
+
+@pytest.mark.slow
+def test_dense_system_with_the_real_model_embeds_once():
+    embedder = Embedder()
+    system = DenseSystem("owui-dense", embedder)
+    system.index(FIXTURE)
+    assert system.embed_seconds > 0
+    [hits] = system.search_batch(["add a child widget to the list of children"], 3)
+    assert hits[0].path == "src/widget.lua"
+    before = embedder.seconds
+    again = DenseSystem("again", embedder)
+    again.index(FIXTURE)  # same texts: served from the in-memory cache
+    assert again.embed_seconds == 0 and embedder.seconds == before
