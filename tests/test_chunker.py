@@ -191,10 +191,19 @@ def test_luau_file_is_chunked_by_the_scanner():
         ),
         ("Widget.describe", F, 42, 45, "Widget.describe = function(self: Widget)", "", 0),
         (
-            "retry",
+            "Widget.label",
             F,
             47,
-            55,
+            50,
+            "Widget.label = function(self: Widget)",
+            "Short label; nested if-expressions have no `end` either.",
+            0,
+        ),
+        (
+            "retry",
+            F,
+            52,
+            60,
             "local function retry(fn: () -> boolean)",
             "Retry fn up to three times.",
             0,
@@ -202,10 +211,19 @@ def test_luau_file_is_chunked_by_the_scanner():
         (
             "luau_widget.reset",
             F,
-            60,
-            63,
+            66,
+            69,
             "reset = function(w: Widget)",
             "Reset a widget; an end ]] inside this comment",
+            0,
+        ),
+        (
+            "luau_widget.scale",
+            F,
+            70,
+            73,
+            "scale = function(w: Widget, k: number)",
+            "Scale a widget.",
             0,
         ),
     ]
@@ -220,7 +238,11 @@ def test_scanner_recovers_from_a_missing_end():
     assert got == [
         ("M.first", 3, 6, "First function is fine."),
         ("M.second", 8, 12, "Second function lost the `end` of its `if`."),
-        ("M.third", 14, 17, "Third function still gets its own chunk."),
+        ("M.third", 14, 17, "An assigned function after the broken one."),
+        ("M.fourth", 19, 22, "A missing `end` before a column-0 definition."),
+        ("fifth", 24, 26, ""),
+        ("util.f", 29, 32, "A stray closing brace inside a body."),
+        ("util.g", 33, 33, ""),
     ]
     assert_well_formed(source, result.chunks)
 
@@ -253,6 +275,40 @@ def test_small_max_chars_keeps_chunks_small_and_complete(max_chars):
         result = chunk_source(name, source, max_chars=max_chars)
         assert_well_formed(source, result.chunks, max_chars)
         assert luascan.scan_chunks(name, source, max_chars) == result.chunks
+
+
+def test_nested_functions_of_a_large_function():
+    source = "\n".join(
+        [
+            "function M.new()",
+            "  local function helper() return 1 end",
+            "  run(function()",
+            "    local function in_anonymous() end",
+            "  end)",
+            "  local obj = { get = function() return helper() end }",
+            "  return {",
+            "    set = function(v) obj.v = v end,",
+            "  }",
+            "end",
+        ]
+    )
+    result = chunk_source("m.lua", source, max_chars=80)
+    assert result.mode == ParseMode.AST
+    assert [(c.symbol, c.start_line, c.end_line, c.part) for c in result.chunks] == [
+        ("M.new", 1, 1, 1),
+        ("helper", 2, 2, 0),
+        ("M.new", 3, 5, 2),
+        ("obj.get", 6, 6, 0),
+        ("M.new", 7, 10, 3),  # a table returned from a function body has no name
+    ]
+    assert luascan.scan_chunks("m.lua", source, max_chars=80) == result.chunks
+
+
+def test_windows_end_at_blank_lines_when_they_can():
+    source = "\n\n".join("\n".join(f"x{b}{i} = {i}" for i in range(4)) for b in range(6))
+    src = luascan.load("w.lua", source)
+    runs = luascan.windows(src, 1, len(src.lines), 50)
+    assert runs == [(1, 4), (6, 9), (11, 14), (16, 19), (21, 24), (26, 29)]
 
 
 def test_luaparser_noise_does_not_reach_stderr(capfd):
