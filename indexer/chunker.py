@@ -321,10 +321,10 @@ class _Pool:
                 done = self.collect(workers)
                 # Hand out new work before yielding, so workers keep busy while the caller runs.
                 for i, w in enumerate(workers):
-                    if w.item is None and not w.process.is_alive():
-                        workers[i] = _Worker(self.ctx, self.opts)
-                    if workers[i].item is None and todo:
-                        self.assign(workers[i], todo.pop())
+                    if w.item is None and todo:
+                        if not w.process.is_alive():
+                            w = workers[i] = _Worker(self.ctx, self.opts)
+                        self.assign(w, todo.pop())
                 yield from done
         finally:
             for w in workers:
@@ -349,7 +349,7 @@ class _Pool:
             if w.conn in ready or w.process.sentinel in ready:
                 try:
                     done.append(w.conn.recv())
-                except (EOFError, OSError):
+                except Exception:  # EOF: the worker died, possibly halfway through a reply
                     w.process.join(1)
                     reason = f"worker died (exit code {w.process.exitcode})"
                     done.append(_lines_result(path, source, reason, self.opts["max_chars"]))

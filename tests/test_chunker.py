@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
@@ -36,6 +37,10 @@ CORPORA = _find_corpora()
 needs_corpora = pytest.mark.skipif(
     CORPORA is None, reason="Lua corpora not found; set VICTOR_CORPORA=<path to shared/corpora>"
 )
+
+# The time-limit alarm can fire inside hypothesis's gc callback, where Python reports and
+# drops the exception; the alarm repeats and stops the parse anyway.
+alarm_may_hit_gc = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
 
 def fixture(name: str) -> str:
@@ -311,6 +316,16 @@ def test_windows_end_at_blank_lines_when_they_can():
     assert runs == [(1, 4), (6, 9), (11, 14), (16, 19), (21, 24), (26, 29)]
 
 
+def test_chunking_in_a_thread_works_without_the_alarm():
+    source = fixture("huge.lua")
+    with ThreadPoolExecutor(1) as pool:
+        result = pool.submit(chunk_source, "huge.lua", source).result()
+        big = pool.submit(chunk_source, "big.lua", source * 20, time_limit=0.1).result()
+    assert result.mode == ParseMode.AST
+    assert big.mode == ParseMode.SCANNER
+    assert "cannot be parsed within 0.1s" in big.error
+
+
 def test_luaparser_noise_does_not_reach_stderr(capfd):
     chunk_source("luau_widget.lua", fixture("luau_widget.lua"))
     out, err = capfd.readouterr()
@@ -358,9 +373,7 @@ def test_scanner_never_raises_and_loses_nothing(source):
         "--[[" + "x\n" * 100_000,
     ],
 )
-# The alarm can fire inside hypothesis's gc callback, where Python reports and drops the
-# exception; the repeating alarm then stops the parse anyway.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@alarm_may_hit_gc
 def test_scanner_is_fast_on_pathological_input(source):
     result = chunk_source("big.lua", source, time_limit=0.5)
     assert result.mode in (ParseMode.SCANNER, ParseMode.AST)
@@ -368,6 +381,7 @@ def test_scanner_is_fast_on_pathological_input(source):
     assert_well_formed(source, result.chunks)
 
 
+@alarm_may_hit_gc
 def test_line_windows_are_the_last_resort():
     # 50,000 nested, indented, unclosed functions: too deep to assemble, still indexed.
     source = " local function f()\n" * 50_000
@@ -445,6 +459,7 @@ def test_scanner_matches_ast_on_every_parseable_corpus_file(corpus_results):
 
 
 @needs_corpora
+@alarm_may_hit_gc
 def test_time_limit_falls_back_to_the_scanner():
     path, source = next(i for i in corpus_items("penlight") if i[0] == "lua/pl/xml.lua")
     result = chunk_source(path, source, time_limit=0.05)
