@@ -142,6 +142,25 @@ def test_every_form_is_its_own_chunk():
     assert symbols(result.chunks) == FORMS
 
 
+@pytest.mark.parametrize(
+    "variant, shift",
+    [
+        (lambda s: s.replace("\n", "\r\n"), 0),
+        (lambda s: "\ufeff" + s, 0),
+        (lambda s: "#!/usr/bin/env lua\n" + s, 1),
+    ],
+    ids=["crlf", "bom", "shebang"],
+)
+def test_crlf_bom_and_shebang_change_nothing(variant, shift):
+    source = variant(fixture("forms.lua"))
+    result = chunk_source("lib/forms.lua", source)
+    assert result.mode == ParseMode.AST
+    expected = [(s, k, a + shift, b + shift, sig, doc, p) for s, k, a, b, sig, doc, p in FORMS]
+    assert symbols(result.chunks) == expected
+    assert luascan.scan_chunks("lib/forms.lua", source) == result.chunks
+    assert_well_formed(source, result.chunks)
+
+
 def test_code_between_functions_forms_module_chunks():
     result = chunk_source("lib/forms.lua", fixture("forms.lua"))
     modules = [(c.start_line, c.end_line) for c in result.chunks if c.kind == ChunkKind.MODULE]
