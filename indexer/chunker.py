@@ -49,6 +49,7 @@ TIME_LIMIT = 10.0
 _MAX_PARSE_CHARS_PER_SECOND = 300_000
 # Below this much source, starting worker processes costs more than it saves.
 _MIN_PARALLEL_CHARS = 100_000
+_STARTUP_TIMEOUT = 60.0  # seconds for a spawned worker to import and say hello
 
 
 def chunk_source(
@@ -295,6 +296,14 @@ class _Worker:
         self.item: tuple[str, str] | None = None
         self.deadline: float | None = None
 
+    def ready(self) -> bool:
+        """Wait for the worker's hello. A worker can fail to start at all, e.g. when the
+        main module cannot be re-imported (`python -` or a script without a __main__ guard)."""
+        try:
+            return self.conn.poll(_STARTUP_TIMEOUT) and self.conn.recv() == "ready"
+        except Exception:
+            return False
+
 
 class _Pool:
     """A few spawned worker processes, each fed one file at a time over its own pipe.
@@ -315,17 +324,27 @@ class _Pool:
         todo = list(reversed(items))
         workers = [_Worker(self.ctx, self.opts) for _ in range(self.size)]
         try:
+            startable = all([w.ready() for w in workers])
             for w in workers:
-                self.assign(w, todo.pop())
+                if startable and todo:
+                    self.assign(w, todo.pop())
             while any(w.item is not None for w in workers):
                 done = self.collect(workers)
                 # Hand out new work before yielding, so workers keep busy while the caller runs.
                 for i, w in enumerate(workers):
-                    if w.item is None and todo:
+                    if w.item is None and todo and startable:
                         if not w.process.is_alive():
+                            _stop(w)
                             w = workers[i] = _Worker(self.ctx, self.opts)
+                            startable = w.ready()
+                            if not startable:
+                                continue
                         self.assign(w, todo.pop())
                 yield from done
+            # Workers cannot be started here: chunk what is left in this process.
+            while todo:
+                path, source = todo.pop()
+                yield chunk_source(path, source, **self.opts)
         finally:
             for w in workers:
                 _stop(w)
@@ -386,6 +405,7 @@ def _lines_result(path: str, source: str, reason: str, max_chars: int) -> FileCh
 def _worker_main(conn: Connection, opts: dict) -> None:
     """Worker process: chunk files sent over `conn` until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    conn.send("ready")
     while True:
         try:
             item = conn.recv()

@@ -7,7 +7,10 @@ the scanner agrees with the AST wherever luaparser succeeds.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -518,3 +521,23 @@ def test_a_dead_worker_loses_only_its_own_file():
         assert all(c.kind == ChunkKind.WINDOW for c in r.chunks)
         assert_well_formed(sources[r.path], r.chunks)
     assert all(r.mode == ParseMode.AST for r in results if r not in dead)
+
+
+@needs_corpora
+def test_workers_that_cannot_start_fall_back_to_in_process():
+    # Run from stdin, spawned workers cannot re-import the main module and die at once.
+    script = f"""
+import json, pathlib
+from indexer.chunker import chunk_files
+root = pathlib.Path({str(CORPORA / "roact")!r})
+items = [(str(p.relative_to(root)), p.read_text()) for p in sorted(root.rglob("*.lua"))]
+print(json.dumps([r.mode.value for r in chunk_files(items, workers=2)]))
+"""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    run = subprocess.run(
+        [sys.executable, "-"], input=script, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    modes = Counter(json.loads(run.stdout))
+    assert modes[ParseMode.LINES.value] == 0
+    assert modes[ParseMode.AST.value] > 60
