@@ -108,15 +108,21 @@ def parse_lua(source: str, time_limit: float | None = TIME_LIMIT) -> lua.Chunk:
             raise ParseTimeout(f"{len(source)} chars cannot be parsed within {time_limit:g}s")
         return _parse(source)
 
+    parsing = True
+
     def on_alarm(signum, frame):
-        raise ParseTimeout(f"parse exceeded the time limit of {time_limit:g}s")
+        if parsing:
+            raise ParseTimeout(f"parse exceeded the time limit of {time_limit:g}s")
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
     try:
-        # The alarm repeats: an exception raised while Python runs a __del__ or gc
-        # callback is swallowed, and the parse must still be stopped.
-        signal.setitimer(signal.ITIMER_REAL, time_limit, 0.05)
-        return _parse(source)
+        try:
+            # The alarm repeats: an exception raised while Python runs a __del__ or gc
+            # callback is swallowed, and the parse must still be stopped.
+            signal.setitimer(signal.ITIMER_REAL, time_limit, 0.05)
+            return _parse(source)
+        finally:
+            parsing = False  # a late alarm must not escape into the caller's code
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
