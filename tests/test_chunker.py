@@ -1,0 +1,543 @@
+"""Tests for the Lua chunker.
+
+Our own fixtures pin every function form line by line; the real corpora
+(penlight, lume, roact) pin robustness: every file chunks, no line is lost, and
+the scanner agrees with the AST wherever luaparser succeeds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psutil
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from indexer import luascan
+from indexer.chunker import chunk_files, chunk_source
+from indexer.models import Chunk, ChunkKind, FileChunks, ParseMode
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).parent / "fixtures" / "lua"
+F, M = ChunkKind.FUNCTION, ChunkKind.METHOD
+
+
+def _find_corpora() -> Path | None:
+    env = os.environ.get("VICTOR_CORPORA")
+    candidates = [Path(env)] if env else []
+    candidates += [REPO_ROOT.parent / "shared" / "corpora", Path("/work/shared/corpora")]
+    return next((p for p in candidates if (p / "penlight").is_dir()), None)
+
+
+CORPORA = _find_corpora()
+needs_corpora = pytest.mark.skipif(
+    CORPORA is None, reason="Lua corpora not found; set VICTOR_CORPORA=<path to shared/corpora>"
+)
+
+# The time-limit alarm can fire inside hypothesis's gc callback, where Python reports and
+# drops the exception; the alarm repeats and stops the parse anyway.
+alarm_may_hit_gc = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+def fixture(name: str) -> str:
+    return (FIXTURES / name).read_text(encoding="utf-8")
+
+
+def corpus_items(name: str) -> list[tuple[str, str]]:
+    assert CORPORA is not None
+    root = CORPORA / name
+    return [
+        (p.relative_to(root).as_posix(), p.read_text(encoding="utf-8", errors="replace"))
+        for p in sorted(root.rglob("*.lua"))
+    ]
+
+
+def symbols(chunks: list[Chunk]) -> list[tuple]:
+    """Function chunks as (symbol, kind, start, end, signature, doc, part)."""
+    return [
+        (c.symbol, c.kind, c.start_line, c.end_line, c.signature, c.doc, c.part)
+        for c in chunks
+        if c.kind in (F, M)
+    ]
+
+
+def assert_well_formed(source: str, chunks: list[Chunk], max_chars: int = 3000) -> None:
+    """Texts are exact line slices, no two chunks overlap, every non-blank line is covered."""
+    lines = source.split("\n")
+    covered: set[int] = set()
+    previous_end = 0
+    for c in sorted(chunks, key=lambda c: c.start_line):
+        assert c.text == "\n".join(lines[c.start_line - 1 : c.end_line]), c
+        assert c.start_line > previous_end, f"overlap at {c}"
+        assert c.text.strip(), f"blank chunk {c}"
+        assert len(c.text) <= max_chars or c.start_line == c.end_line, f"too large: {c}"
+        previous_end = c.end_line
+        covered.update(range(c.start_line, c.end_line + 1))
+    lost = [n for n, line in enumerate(lines, 1) if line.strip() and n not in covered]
+    assert not lost, f"lines not in any chunk: {lost[:20]}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixtures
+
+FORMS = [
+    (
+        "add",
+        F,
+        8,
+        14,
+        "local function add(a, b)",
+        "Add two numbers.\n@param a first number\n@param b second number\n@return the sum",
+        0,
+    ),
+    ("util.text.trim", F, 16, 19, "function util.text.trim(s)", "Trim spaces from both ends.", 0),
+    (
+        "Stack:push",
+        M,
+        24,
+        28,
+        "function Stack:push(value)",
+        "Push a value onto the stack.\n@param value any",
+        0,
+    ),
+    ("Stack.size", F, 30, 33, "Stack.size = function(self)", "Number of items.", 0),
+    (
+        "clamp",
+        F,
+        35,
+        39,
+        "local clamp = function(x, lo, hi)",
+        "Clamp x between lo and hi.\nA block comment.",
+        0,
+    ),
+    (
+        "Stack.meta.deep.peek",
+        F,
+        41,
+        44,
+        "Stack.meta.deep.peek = function(self)",
+        "Peek at the top item.",
+        0,
+    ),
+    ("Stack.pop", F, 46, 51, 'Stack["pop"] = function(self)', "Remove the top item.", 0),
+    ("M.greet", F, 54, 57, "greet = function(name)", "Format a greeting.", 0),
+    ("M.sub.shout", F, 59, 62, "shout = function(s)", "Shout a string.", 0),
+    ("M.sub.quoted-key", F, 63, 63, '["quoted-key"] = function()', "", 0),
+    ("hidden", F, 69, 72, "local function hidden(x)", "Defined inside a do block.", 0),
+    ("M.maybe", F, 76, 82, "function M.maybe(a, b)", "Pick the first truthy value.", 0),
+    ("twice", F, 85, 87, "local twice <const> = function(f, x)", "", 0),
+    ("outer", F, 89, 95, "local function outer()", "", 0),
+    ("M.looped", F, 98, 99, "function M.looped()", "Defined inside a while loop.", 0),
+    ("forms.count", F, 105, 108, "count = function(...)", "Count the arguments.", 0),
+]
+
+
+def test_every_form_is_its_own_chunk():
+    result = chunk_source("lib/forms.lua", fixture("forms.lua"))
+    assert result.mode == ParseMode.AST and result.error == ""
+    assert symbols(result.chunks) == FORMS
+
+
+@pytest.mark.parametrize(
+    "variant, shift",
+    [
+        (lambda s: s.replace("\n", "\r\n"), 0),
+        (lambda s: "\ufeff" + s, 0),
+        (lambda s: "#!/usr/bin/env lua\n" + s, 1),
+    ],
+    ids=["crlf", "bom", "shebang"],
+)
+def test_crlf_bom_and_shebang_change_nothing(variant, shift):
+    source = variant(fixture("forms.lua"))
+    result = chunk_source("lib/forms.lua", source)
+    assert result.mode == ParseMode.AST
+    expected = [(s, k, a + shift, b + shift, sig, doc, p) for s, k, a, b, sig, doc, p in FORMS]
+    assert symbols(result.chunks) == expected
+    assert luascan.scan_chunks("lib/forms.lua", source) == result.chunks
+    assert_well_formed(source, result.chunks)
+
+
+def test_code_between_functions_forms_module_chunks():
+    result = chunk_source("lib/forms.lua", fixture("forms.lua"))
+    modules = [(c.start_line, c.end_line) for c in result.chunks if c.kind == ChunkKind.MODULE]
+    assert modules == [
+        (1, 6), (21, 22), (53, 53), (58, 58), (64, 68), (73, 75), (83, 83), (97, 97), (100, 104),
+        (109, 109),
+    ]  # fmt: skip
+    assert {c.symbol for c in result.chunks if c.kind == ChunkKind.MODULE} == {"forms"}
+    assert_well_formed(fixture("forms.lua"), result.chunks)
+
+
+@pytest.mark.parametrize("name", ["forms.lua", "huge.lua"])
+def test_scanner_matches_ast_on_fixtures(name):
+    source = fixture(name)
+    result = chunk_source(name, source)
+    assert result.mode == ParseMode.AST
+    assert luascan.scan_chunks(name, source) == result.chunks
+
+
+def test_luau_file_is_chunked_by_the_scanner():
+    source = fixture("luau_widget.lua")
+    result = chunk_source("src/luau_widget.lua", source)
+    assert result.mode == ParseMode.SCANNER
+    assert "line 7" in result.error  # luaparser's complaint is kept
+    assert symbols(result.chunks) == [
+        (
+            "Widget.new",
+            F,
+            12,
+            19,
+            "function Widget.new(name: string, size: number?)",
+            "Create a widget.\n@param name the widget name",
+            0,
+        ),
+        (
+            "Widget:grow",
+            M,
+            21,
+            26,
+            "function Widget:grow(amount: number)",
+            'Grow by `amount`; "end" in a string or comment must not close anything.',
+            0,
+        ),
+        (
+            "map",
+            F,
+            28,
+            38,
+            "local function map<T, U>(list: { T }, fn: (T) -> U)",
+            "Map over a list, skipping nils.",
+            0,
+        ),
+        ("Widget.describe", F, 42, 45, "Widget.describe = function(self: Widget)", "", 0),
+        (
+            "Widget.label",
+            F,
+            47,
+            50,
+            "Widget.label = function(self: Widget)",
+            "Short label; nested if-expressions have no `end` either.",
+            0,
+        ),
+        (
+            "retry",
+            F,
+            52,
+            60,
+            "local function retry(fn: () -> boolean)",
+            "Retry fn up to three times.",
+            0,
+        ),
+        (
+            "luau_widget.reset",
+            F,
+            66,
+            69,
+            "reset = function(w: Widget)",
+            "Reset a widget; an end ]] inside this comment",
+            0,
+        ),
+        (
+            "luau_widget.scale",
+            F,
+            70,
+            73,
+            "scale = function(w: Widget, k: number)",
+            "Scale a widget.",
+            0,
+        ),
+    ]
+    assert_well_formed(source, result.chunks)
+
+
+def test_scanner_recovers_from_a_missing_end():
+    source = fixture("broken.lua")
+    result = chunk_source("broken.lua", source)
+    assert result.mode == ParseMode.SCANNER
+    got = [(s[0], s[2], s[3], s[5]) for s in symbols(result.chunks)]
+    assert got == [
+        ("M.first", 3, 6, "First function is fine."),
+        ("M.second", 8, 12, "Second function lost the `end` of its `if`."),
+        ("M.third", 14, 17, "An assigned function after the broken one."),
+        ("M.fourth", 19, 22, "A missing `end` before a column-0 definition."),
+        ("fifth", 24, 26, ""),
+        ("util.f", 29, 32, "A stray closing brace inside a body."),
+        ("util.g", 33, 33, ""),
+    ]
+    assert_well_formed(source, result.chunks)
+
+
+def test_huge_function_is_split_into_parts_and_nested_functions():
+    source = fixture("huge.lua")
+    result = chunk_source("huge.lua", source)
+    got = [(c.symbol, c.start_line, c.end_line, c.part) for c in result.chunks if c.kind == F]
+    assert got == [
+        ("report.build", 5, 13, 1),
+        ("pad", 15, 22, 0),
+        ("emit", 24, 31, 0),
+        ("report.build", 33, 63, 2),
+        ("state.summary", 65, 80, 0),
+        ("report.build", 82, 101, 3),
+        ("report.last_formatter", 103, 106, 0),
+        ("report.build", 108, 128, 4),
+        ("report.print", 130, 133, 0),
+    ]
+    parts = [c for c in result.chunks if c.symbol == "report.build"]
+    assert {c.signature for c in parts} == {"function report.build(records, opts)"}
+    assert all(c.doc.startswith("Build a plain-text report") for c in parts)
+    assert_well_formed(source, result.chunks)
+
+
+@pytest.mark.parametrize("max_chars", [200, 500, 1000])
+def test_small_max_chars_keeps_chunks_small_and_complete(max_chars):
+    for name in ["forms.lua", "huge.lua", "luau_widget.lua", "broken.lua"]:
+        source = fixture(name)
+        result = chunk_source(name, source, max_chars=max_chars)
+        assert_well_formed(source, result.chunks, max_chars)
+        assert luascan.scan_chunks(name, source, max_chars) == result.chunks
+
+
+def test_nested_functions_of_a_large_function():
+    source = "\n".join(
+        [
+            "function M.new()",
+            "  local function helper() return 1 end",
+            "  run(function()",
+            "    local function in_anonymous() end",
+            "  end)",
+            "  local obj = { get = function() return helper() end }",
+            "  return {",
+            "    set = function(v) obj.v = v end,",
+            "  }",
+            "end",
+        ]
+    )
+    result = chunk_source("m.lua", source, max_chars=80)
+    assert result.mode == ParseMode.AST
+    assert [(c.symbol, c.start_line, c.end_line, c.part) for c in result.chunks] == [
+        ("M.new", 1, 1, 1),
+        ("helper", 2, 2, 0),
+        ("M.new", 3, 5, 2),
+        ("obj.get", 6, 6, 0),
+        ("M.new", 7, 10, 3),  # a table returned from a function body has no name
+    ]
+    assert luascan.scan_chunks("m.lua", source, max_chars=80) == result.chunks
+
+
+def test_windows_end_at_blank_lines_when_they_can():
+    source = "\n\n".join("\n".join(f"x{b}{i} = {i}" for i in range(4)) for b in range(6))
+    src = luascan.load("w.lua", source)
+    runs = luascan.windows(src, 1, len(src.lines), 50)
+    assert runs == [(1, 4), (6, 9), (11, 14), (16, 19), (21, 24), (26, 29)]
+
+
+def test_chunking_in_a_thread_works_without_the_alarm():
+    source = fixture("huge.lua")
+    with ThreadPoolExecutor(1) as pool:
+        result = pool.submit(chunk_source, "huge.lua", source).result()
+        big = pool.submit(chunk_source, "big.lua", source * 20, time_limit=0.1).result()
+    assert result.mode == ParseMode.AST
+    assert big.mode == ParseMode.SCANNER
+    assert "cannot be parsed within 0.1s" in big.error
+
+
+def test_luaparser_noise_does_not_reach_stderr(capfd):
+    chunk_source("luau_widget.lua", fixture("luau_widget.lua"))
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+@pytest.mark.parametrize(
+    "path, module",
+    [("a/b/util.lua", "util"), ("src/init.lua", "src"), ("init.lua", "init"), ("x.luau", "x")],
+)
+def test_module_name(path, module):
+    assert luascan.module_name(path) == module
+
+
+# ---------------------------------------------------------------------------------------------
+# Scanner robustness
+
+LUA_BITS = st.sampled_from(
+    [
+        "function ", "local ", "end", "end\n", "if ", "then ", "else ", "do ", "while ", "repeat ",
+        "until ", "return ", "M.f = ", "x", ".", ":", "(", ")", "{", "}", "[", "]", "=", ",",
+        "--", "--[[", "]]", "[==[", "]==]", '"', "'", "`", "\\", "\n", "  ", "\t", "-- doc\n",
+        "local function f(a) ", "function A:m() ", "t = { g = function() ", "if a then b else c",
+    ]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(LUA_BITS, max_size=80).map("".join))
+def test_scanner_never_raises_and_loses_nothing(source):
+    chunks = luascan.scan_chunks("fuzz.lua", source, max_chars=120)
+    assert_well_formed(source, chunks, 120)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "(" * 100_000 + ")" * 100_000,
+        "[" * 100_000 + ")" * 100_000,
+        "local function f() " * 50_000,
+        "local function f()\n" * 50_000,
+        "x = {" + "a," * 300_000 + "}",
+        "end " * 100_000,
+        "x = if a then " * 50_000,
+        "--[[" + "x\n" * 100_000,
+    ],
+)
+@alarm_may_hit_gc
+def test_scanner_is_fast_on_pathological_input(source):
+    result = chunk_source("big.lua", source, time_limit=0.5)
+    assert result.mode in (ParseMode.SCANNER, ParseMode.AST)
+    assert result.seconds < 20
+    assert_well_formed(source, result.chunks)
+
+
+@alarm_may_hit_gc
+def test_line_windows_are_the_last_resort():
+    # 50,000 nested, indented, unclosed functions: too deep to assemble, still indexed.
+    source = " local function f()\n" * 50_000
+    result = chunk_source("deep.lua", source, time_limit=0.5)
+    assert result.mode == ParseMode.LINES
+    assert "chunking failed" in result.error
+    assert {c.kind for c in result.chunks} == {ChunkKind.WINDOW}
+    assert [c.part for c in result.chunks] == list(range(1, len(result.chunks) + 1))
+    assert_well_formed(source, result.chunks)
+
+
+# ---------------------------------------------------------------------------------------------
+# Real corpora
+
+
+@pytest.fixture(scope="module")
+def corpus_results() -> dict[str, dict[str, FileChunks]]:
+    """Every corpus chunked once, in parallel."""
+    results = {}
+    for name in ["penlight", "lume", "roact"]:
+        items = corpus_items(name)
+        results[name] = {r.path: r for r in chunk_files(items, workers=2)}
+        assert sorted(results[name]) == sorted(p for p, _ in items)
+    return results
+
+
+@needs_corpora
+def test_every_corpus_file_is_chunked(corpus_results):
+    for name, results in corpus_results.items():
+        modes = Counter(r.mode for r in results.values())
+        assert modes[ParseMode.LINES] == 0, name
+        for path, r in results.items():
+            assert r.chunks, f"{name}/{path} gave no chunks"
+    assert all(r.mode == ParseMode.AST for r in corpus_results["penlight"].values())
+    assert all(r.mode == ParseMode.AST for r in corpus_results["lume"].values())
+
+
+@needs_corpora
+def test_no_line_is_lost_on_any_corpus_file(corpus_results):
+    for name, results in corpus_results.items():
+        sources = dict(corpus_items(name))
+        for path, r in results.items():
+            assert_well_formed(sources[path], r.chunks)
+
+
+@needs_corpora
+def test_roact_unparseable_files_get_named_functions(corpus_results):
+    roact = corpus_results["roact"]
+    scanned = {p for p, r in roact.items() if r.mode == ParseMode.SCANNER}
+    assert {"src/Binding.lua", "src/ElementUtils.lua", "src/createReconciler.lua"} <= scanned
+    for path in scanned:
+        assert roact[path].error
+        assert any(c.kind in (F, M) for c in roact[path].chunks), path
+    binding = {c.symbol for c in roact["src/Binding.lua"].chunks}
+    assert {
+        "bindingPrototype:getValue",
+        "BindingPublicMeta.__tostring",
+        "BindingInternalApi.create",
+        "BindingInternalApi.join",
+    } <= binding
+    reconciler = {c.symbol for c in roact["src/createReconciler.lua"].chunks}
+    assert {"createReconciler", "mountVirtualNode", "updateVirtualNode"} <= reconciler
+
+
+@needs_corpora
+def test_scanner_matches_ast_on_every_parseable_corpus_file(corpus_results):
+    checked = 0
+    for name, results in corpus_results.items():
+        sources = dict(corpus_items(name))
+        for path, r in results.items():
+            if r.mode == ParseMode.AST:
+                assert luascan.scan_chunks(path, sources[path]) == r.chunks, f"{name}/{path}"
+                checked += 1
+    assert checked > 180
+
+
+@needs_corpora
+@alarm_may_hit_gc
+def test_time_limit_falls_back_to_the_scanner():
+    path, source = next(i for i in corpus_items("penlight") if i[0] == "lua/pl/xml.lua")
+    result = chunk_source(path, source, time_limit=0.05)
+    assert result.mode == ParseMode.SCANNER
+    assert "time limit" in result.error
+    assert result.chunks == luascan.scan_chunks(path, source)
+    assert any(c.symbol == "_M.parse" for c in result.chunks)
+
+
+@needs_corpora
+def test_parallel_and_in_process_agree(corpus_results):
+    items = corpus_items("roact")
+    in_process = {r.path: r for r in chunk_files(items, workers=1)}
+    parallel = corpus_results["roact"]
+    assert in_process.keys() == parallel.keys()
+    for path, r in in_process.items():
+        p = parallel[path]
+        assert (r.mode, r.error, r.chunks) == (p.mode, p.error, p.chunks), path
+
+
+@needs_corpora
+def test_a_dead_worker_loses_only_its_own_file():
+    items = corpus_items("penlight")
+    results = []
+    for r in chunk_files(items, workers=2):
+        if not results:  # both workers are busy now: kill them
+            for child in psutil.Process().children():
+                if "spawn_main" in " ".join(child.cmdline()):
+                    child.kill()
+        results.append(r)
+    assert sorted(r.path for r in results) == sorted(p for p, _ in items)
+    dead = [r for r in results if r.mode == ParseMode.LINES]
+    assert 1 <= len(dead) <= 2
+    sources = dict(items)
+    for r in dead:
+        assert "worker died" in r.error
+        assert all(c.kind == ChunkKind.WINDOW for c in r.chunks)
+        assert_well_formed(sources[r.path], r.chunks)
+    assert all(r.mode == ParseMode.AST for r in results if r not in dead)
+
+
+@needs_corpora
+def test_workers_that_cannot_start_fall_back_to_in_process():
+    # Run from stdin, spawned workers cannot re-import the main module and die at once.
+    script = f"""
+import json, pathlib
+from indexer.chunker import chunk_files
+root = pathlib.Path({str(CORPORA / "roact")!r})
+items = [(str(p.relative_to(root)), p.read_text()) for p in sorted(root.rglob("*.lua"))]
+print(json.dumps([r.mode.value for r in chunk_files(items, workers=2)]))
+"""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    run = subprocess.run(
+        [sys.executable, "-"], input=script, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    modes = Counter(json.loads(run.stdout))
+    assert modes[ParseMode.LINES.value] == 0
+    assert modes[ParseMode.AST.value] > 60
