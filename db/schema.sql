@@ -64,6 +64,29 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 CREATE INDEX IF NOT EXISTS chunks_file_idx ON chunks (repo_id, path);
 
+-- v2: lexical search (indexer/lexical.py). The words of each chunk by field, identifiers
+-- split (`get_selection` -> `get selection getselection`); `lex` weighs them A..D and stems
+-- them. v1 rows get their fields from indexer/db.py (recomputed from the chunk itself).
+ALTER TABLE chunks ADD COLUMN IF NOT EXISTS lex_name text NOT NULL DEFAULT '';
+ALTER TABLE chunks ADD COLUMN IF NOT EXISTS lex_context text NOT NULL DEFAULT '';
+ALTER TABLE chunks ADD COLUMN IF NOT EXISTS lex_doc text NOT NULL DEFAULT '';
+ALTER TABLE chunks ADD COLUMN IF NOT EXISTS lex_body text NOT NULL DEFAULT '';
+ALTER TABLE chunks ADD COLUMN IF NOT EXISTS lex_len int NOT NULL DEFAULT 0;  -- words in lex_body
+ALTER TABLE chunks ADD COLUMN IF NOT EXISTS lex tsvector GENERATED ALWAYS AS (
+    setweight(to_tsvector('english', lex_name), 'A')
+    || setweight(to_tsvector('english', lex_context), 'B')
+    || setweight(to_tsvector('english', lex_doc), 'C')
+    || setweight(to_tsvector('english', lex_body), 'D')
+) STORED;
+-- symbol lookup: the last name of the symbol, lower-cased (`Picker:get_selection` -> get_selection)
+ALTER TABLE chunks ADD COLUMN IF NOT EXISTS symbol_key text NOT NULL DEFAULT '';
+-- false for chunks with nothing to find (`end`, `}`): stored for coverage, never returned
+ALTER TABLE chunks ADD COLUMN IF NOT EXISTS searchable boolean NOT NULL DEFAULT true;
+-- hash of the short name embedding text (indexer/embedtext.py), when the chunk has one
+ALTER TABLE chunks ADD COLUMN IF NOT EXISTS name_hash bytea;
+CREATE INDEX IF NOT EXISTS chunks_lex_idx ON chunks USING gin (lex);
+CREATE INDEX IF NOT EXISTS chunks_symbol_key_idx ON chunks (symbol_key);
+
 -- Embeddings by (embedding space, hash of the embedded text): an unchanged or
 -- moved function is never embedded twice.
 CREATE TABLE IF NOT EXISTS embedding_cache (
@@ -74,5 +97,5 @@ CREATE TABLE IF NOT EXISTS embedding_cache (
     PRIMARY KEY (space, text_hash)
 );
 
-INSERT INTO victor_meta (key, value) VALUES ('schema_version', '1')
+INSERT INTO victor_meta (key, value) VALUES ('schema_version', '2')
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;

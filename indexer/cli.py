@@ -152,7 +152,7 @@ async def index(ctx, target: str, name: str | None, ref: str | None, as_json: bo
     table.add_row(
         "chunks",
         f"{report.chunks_written} written: {report.chunks_embedded} embedded, "
-        f"{report.chunks_reused} reused from cache",
+        f"{report.chunks_reused} reused from cache, {report.chunks_not_embedded} not searchable",
     )
     modes = ", ".join(f"{n} {m}" for m, n in sorted(report.parse_modes.items())) or "nothing parsed"
     table.add_row("parsed", modes)

@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     embed_batch_size: int = Field(default=32, ge=1, le=2048)
     embed_concurrency: int = Field(default=2, ge=1, le=64)
     embed_retries: int = Field(default=3, ge=0, le=20)
+    query_timeout: float = Field(
+        default=3.0,
+        gt=0,
+        description="Seconds a search waits for the query's embedding before it answers from "
+        "lexical search alone (a chat must not hang on a slow or absent embedder).",
+    )
     document_prefix: str | None = Field(default=None, description="Override the model's default.")
     query_prefix: str | None = Field(default=None, description="Override the model's default.")
 

@@ -18,12 +18,14 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 from pgvector.asyncpg import register_vector
 
+from . import store
 from .config import Settings
 from .errors import DatabaseUnavailable, SchemaError
+from .lexical import LEXICAL_VERSION
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: lexical fields, symbol keys, searchable flag, name hashes
 _SCHEMA_LOCK = 7_401_001  # pg_advisory_xact_lock key: one schema migration at a time
 
 
@@ -110,18 +112,29 @@ async def current_schema_version(conn: asyncpg.Connection) -> int | None:
     return int(value) if value is not None else None
 
 
+async def _up_to_date(conn: asyncpg.Connection) -> bool:
+    if await current_schema_version(conn) != SCHEMA_VERSION:
+        return False
+    return await store.lexical_version(conn) == LEXICAL_VERSION
+
+
 async def apply_schema(conn: asyncpg.Connection, *, force: bool = False) -> bool:
     """Apply db/schema.sql unless the database already has this version.
 
     Returns True when the SQL ran. Serialised by an advisory lock so two
-    processes starting at once do not race on CREATE statements.
+    processes starting at once do not race on CREATE statements. Chunks written
+    by an older version get their lexical columns recomputed in the same
+    transaction (no re-embedding: they derive from the stored chunk).
     """
-    if not force and await current_schema_version(conn) == SCHEMA_VERSION:
+    if not force and await _up_to_date(conn):
         return False
     try:
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
             await conn.execute(schema_sql())
+            if await store.lexical_version(conn) != LEXICAL_VERSION:
+                count = await store.refresh_lexical(conn)
+                log.info("recomputed the lexical fields of %d chunks", count)
     except asyncpg.InsufficientPrivilegeError as exc:
         raise SchemaError(
             f"The database role may not create what Victor needs: {exc}. "

@@ -30,6 +30,8 @@ class Embedder(Protocol):
 
     async def embed_query(self, text: str) -> list[float]: ...
 
+    async def embed_queries(self, texts: Sequence[str]) -> list[list[float]]: ...
+
     async def dimensions(self) -> int: ...
 
     async def close(self) -> None: ...
@@ -109,14 +111,19 @@ class OllamaEmbedder:
             "Is `ollama serve` running? Set OLLAMA_HOST if it listens elsewhere."
         )
 
-    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
-        inputs = [self.doc_prefix + t for t in texts]
+    async def _embed_all(self, inputs: list[str]) -> list[list[float]]:
         batches = [inputs[i : i + self.batch_size] for i in range(0, len(inputs), self.batch_size)]
         results = await asyncio.gather(*(self._embed_batch(b) for b in batches))
         return [v for batch in results for v in batch]
 
+    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        return await self._embed_all([self.doc_prefix + t for t in texts])
+
     async def embed_query(self, text: str) -> list[float]:
         return (await self._embed_batch([self.query_prefix + text]))[0]
+
+    async def embed_queries(self, texts: Sequence[str]) -> list[list[float]]:
+        return await self._embed_all([self.query_prefix + t for t in texts])
 
     async def dimensions(self) -> int:
         if self._dims is None:
@@ -175,6 +182,11 @@ class LocalEmbedder:
 
     async def embed_query(self, text: str) -> list[float]:
         return (await self._encode([self.query_prefix + text]))[0]
+
+    async def embed_queries(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        return await self._encode([self.query_prefix + t for t in texts])
 
     async def dimensions(self) -> int:
         model = await self._loaded()

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 
-from .models import Chunk
+from . import lexical
+from .models import Chunk, ChunkKind
 
 # Bump when the format changes: files are re-chunked, and new texts re-embedded.
 EMBED_TEXT_VERSION = 1
@@ -25,3 +26,20 @@ def embedding_text(path: str, chunk: Chunk) -> str:
 
 def text_hash(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
+def name_text(path: str, chunk: Chunk) -> str | None:
+    """A short second text for a function: its name, parameters, module and the names it
+    calls, in words, no body. Its embedding is averaged with the full text's: a query that
+    says what a function does often says what it is called, and the full text's vector is
+    dominated by the body. None for module and window chunks."""
+    if chunk.kind not in (ChunkKind.FUNCTION, ChunkKind.METHOD):
+        return None
+    name = " ".join(lexical.split_identifier(chunk.symbol))
+    module = " ".join(lexical.module_words(path))
+    params = lexical.params(chunk.signature).strip()
+    calls = " ".join(
+        " ".join(lexical.split_identifier(c)) for c in lexical.called_names(chunk.text)[:12]
+    )
+    text = f"{name} ({params}) in {module}"
+    return f"{text}; calls {calls}" if calls else text

@@ -27,15 +27,18 @@ from . import store
 from .chunker import CHUNKER_VERSION, chunk_files
 from .config import Settings
 from .embedder import Embedder
-from .embedtext import EMBED_TEXT_VERSION, embedding_text, text_hash
+from .embedtext import EMBED_TEXT_VERSION, embedding_text, name_text, text_hash
 from .errors import ModelMismatch
-from .models import FileChunks, ParseMode
+from .lexical import is_trivial
+from .models import Chunk, FileChunks, ParseMode
 from .sources import Skipped, Source, SourceFile, binary_reason, decode_lua
 
 log = logging.getLogger(__name__)
 
 # A file is re-chunked when either the chunker or the embedding text changes.
 INDEX_VERSION = CHUNKER_VERSION * 1000 + EMBED_TEXT_VERSION
+# Functions get a second, short embedding averaged into their vector (see embedtext.name_text).
+NAME_EMBEDDINGS = True
 
 
 class Progress(Protocol):
@@ -62,8 +65,10 @@ class IndexReport:
     files_deleted: int = 0
     skipped: list[Skipped] = field(default_factory=list)
     chunks_written: int = 0
-    chunks_embedded: int = 0
-    chunks_reused: int = 0
+    chunks_embedded: int = 0  # chunks with at least one newly embedded text
+    chunks_reused: int = 0  # chunks whose vector came from the embedding cache
+    chunks_not_embedded: int = 0  # nothing to find in them (`end`, `}`): stored, not searched
+    texts_embedded: int = 0  # embedding inputs sent to the model (a function has two)
     parse_modes: Counter = field(default_factory=Counter)
     parse_errors: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
@@ -228,6 +233,23 @@ async def _index_files(
     return written
 
 
+def _vector_texts(path: str, chunk: Chunk) -> list[str]:
+    """The texts whose embeddings make a chunk's vector: none for a chunk not worth
+    searching, the full text, and for a function also its short name text."""
+    if is_trivial(chunk.kind.value, chunk.text):
+        return []
+    full = embedding_text(path, chunk)
+    short = name_text(path, chunk) if NAME_EMBEDDINGS else None
+    return [full, short] if short else [full]
+
+
+def combine(vectors: Sequence[np.ndarray]) -> np.ndarray:
+    """The normalised mean of a chunk's vectors (cosine search wants unit length)."""
+    total = np.sum(np.stack(vectors), axis=0, dtype=np.float32)
+    norm = float(np.linalg.norm(total))
+    return total / norm if norm else total
+
+
 async def _flush(
     pool: asyncpg.Pool,
     embedder: Embedder,
@@ -243,8 +265,8 @@ async def _flush(
     texts = {}
     for fc in batch:
         for chunk in fc.chunks:
-            text = embedding_text(fc.path, chunk)
-            texts[text_hash(text)] = text
+            for text in _vector_texts(fc.path, chunk):
+                texts[text_hash(text)] = text
     vectors = await store.cached_embeddings(pool, embedder.space, list(texts))
     missing = [h for h in texts if h not in vectors]
     if missing:
@@ -252,6 +274,7 @@ async def _flush(
         new = {h: np.asarray(v, dtype=np.float32) for h, v in zip(missing, fresh, strict=True)}
         await store.cache_embeddings(pool, embedder.space, new.items())
         vectors.update(new)
+    fresh = set(missing)
     files: list[store.FileRecord] = []
     rows: list[store.ChunkRow] = []
     for fc in batch:
@@ -265,7 +288,13 @@ async def _flush(
         if fc.mode is not ParseMode.AST:
             report.parse_errors.append((fc.path, fc.error))
         for c in fc.chunks:
-            h = text_hash(embedding_text(fc.path, c))
+            hashes = [text_hash(t) for t in _vector_texts(fc.path, c)]
+            if not hashes:
+                report.chunks_not_embedded += 1
+            elif fresh.intersection(hashes):
+                report.chunks_embedded += 1
+            else:
+                report.chunks_reused += 1
             rows.append(
                 store.ChunkRow(
                     fc.path,
@@ -277,12 +306,12 @@ async def _flush(
                     c.end_line,
                     c.part,
                     c.text,
-                    h,
-                    vectors[h],
+                    text_hash(embedding_text(fc.path, c)),
+                    combine([vectors[h] for h in hashes]) if hashes else None,
+                    hashes[1] if len(hashes) > 1 else None,
                 )
             )
     await store.replace_files(pool, repo_id, files, rows)
     report.chunks_written += len(rows)
-    report.chunks_embedded += len(missing)
-    report.chunks_reused += len(rows) - len(missing)
+    report.texts_embedded += len(missing)
     progress.advance(len(batch), len(rows))

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import store
 from .embedder import Embedder
-from .embedtext import embedding_text
+from .embedtext import embedding_text, name_text, text_hash
 from .indexing import Progress, _NoProgress
 from .models import Chunk, ChunkKind
 
@@ -25,46 +25,50 @@ async def reembed(pool, embedder: Embedder, progress: Progress | None = None) ->
     """Re-embed every chunk with `embedder`. Returns (chunks, newly embedded texts)."""
     progress = progress or _NoProgress()
     dims = await embedder.dimensions()
-    total = await pool.fetchval("SELECT count(DISTINCT embed_hash) FROM chunks")
+    total = await pool.fetchval("SELECT count(*) FROM chunks WHERE searchable")
     progress.start(total)
-    embedded = 0
+    embedded, last_id = 0, 0
     while True:
         rows = await pool.fetch(
             """
-            SELECT DISTINCT ON (embed_hash) id, path, symbol, kind, signature, doc,
-                   start_line, end_line, part, text, embed_hash
-            FROM chunks
-            WHERE NOT EXISTS (
-                SELECT 1 FROM embedding_cache e WHERE e.space = $1 AND e.text_hash = embed_hash)
-            ORDER BY embed_hash, id
+            SELECT id, path, symbol, kind, signature, doc, start_line, end_line, part, text
+            FROM chunks c
+            WHERE id > $3 AND searchable AND (
+                NOT EXISTS (SELECT 1 FROM embedding_cache e
+                            WHERE e.space = $1 AND e.text_hash = c.embed_hash)
+                OR (name_hash IS NOT NULL AND NOT EXISTS (
+                    SELECT 1 FROM embedding_cache e
+                    WHERE e.space = $1 AND e.text_hash = c.name_hash)))
+            ORDER BY id
             LIMIT $2
             """,
             embedder.space,
             BATCH,
+            last_id,
         )
         if not rows:
             break
-        texts = [embedding_text(r["path"], _chunk(r)) for r in rows]
-        vectors = await embedder.embed_documents(texts)
+        last_id = rows[-1]["id"]
+        texts = {}
+        for r in rows:
+            chunk = _chunk(r)
+            for text in (embedding_text(r["path"], chunk), name_text(r["path"], chunk)):
+                if text:
+                    texts[text_hash(text)] = text
+        vectors = await embedder.embed_documents(list(texts.values()))
         await store.cache_embeddings(
             pool,
             embedder.space,
             [
-                (bytes(r["embed_hash"]), np.asarray(v, dtype=np.float32))
-                for r, v in zip(rows, vectors, strict=True)
+                (h, np.asarray(v, dtype=np.float32))
+                for h, v in zip(texts, vectors, strict=True)
             ],
         )
-        embedded += len(rows)
+        embedded += len(texts)
         progress.advance(len(rows), len(rows))
     async with pool.acquire() as conn, conn.transaction():
         await store.unbind_space(conn)
-        await conn.execute(
-            """
-            UPDATE chunks c SET embedding = e.embedding
-            FROM embedding_cache e WHERE e.space = $1 AND e.text_hash = c.embed_hash
-            """,
-            embedder.space,
-        )
+        await store.set_vectors_from_cache(conn, embedder.space)
         await store.bind_space(conn, embedder.space, embedder.model, dims)
         count = await conn.fetchval("SELECT count(*) FROM chunks")
     return count, embedded

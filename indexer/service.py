@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
@@ -20,7 +21,7 @@ from .context import Context, build_context
 from .embedder import Embedder, make_embedder
 from .errors import SourceError
 from .indexing import IndexReport, Progress
-from .search import SearchResult
+from .search import Found, Mode, SearchResult
 from .sources import open_source
 
 
@@ -63,10 +64,37 @@ class Victor:
             self.pool, self.embedder, self.settings, source, name, ref=ref, progress=progress
         )
 
+    async def find(
+        self,
+        queries: Sequence[str],
+        *,
+        mode: Mode = "hybrid",
+        top_k: int = 8,
+        repos: Sequence[str] | None = None,
+    ) -> list[Found]:
+        """Search for many queries at once (one embedding request). When the embedder is
+        down or slower than VICTOR_QUERY_TIMEOUT, results come from lexical search and each
+        Found says so in `notice`."""
+        return await search.search(
+            self.pool,
+            self.embedder,
+            queries,
+            mode=mode,
+            top_k=top_k,
+            repos=repos,
+            timeout=self.settings.query_timeout,
+        )
+
     async def search(
-        self, query: str, *, top_k: int = 8, repos: Sequence[str] | None = None
+        self,
+        query: str,
+        *,
+        mode: Mode = "hybrid",
+        top_k: int = 8,
+        repos: Sequence[str] | None = None,
     ) -> list[SearchResult]:
-        return await search.dense(self.pool, self.embedder, query, top_k=top_k, repos=repos)
+        (found,) = await self.find([query], mode=mode, top_k=top_k, repos=repos)
+        return found.results
 
     async def retrieve(
         self,
@@ -77,9 +105,15 @@ class Victor:
         min_score: float = 0.0,
         repos: Sequence[str] | None = None,
     ) -> Context:
-        """Search and assemble the context block a chat puts in front of the model."""
-        results = await self.search(query, top_k=top_k, repos=repos)
-        return build_context([r for r in results if r.score >= min_score], budget=budget)
+        """Search (hybrid) and assemble the context block a chat puts in front of the model.
+
+        `min_score` (0-1) leaves out weaker results; see indexer/search.py for what scores
+        mean. Never fails for a down or slow embedder: the context then comes from lexical
+        search and `Context.notice` says so.
+        """
+        (found,) = await self.find([query], top_k=top_k, repos=repos)
+        context = build_context([r for r in found.results if r.score >= min_score], budget=budget)
+        return replace(context, notice=found.notice) if found.notice else context
 
     async def repos(self) -> list[store.Repo]:
         return await store.list_repos(self.pool)

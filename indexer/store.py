@@ -15,6 +15,7 @@ from datetime import datetime
 import asyncpg
 import numpy as np
 
+from . import lexical
 from .errors import ModelMismatch, NotFound
 
 _REPO_LOCK_SPACE = 7_401_002  # pg_advisory_lock(space, repo_id): one index run per repo
@@ -55,7 +56,8 @@ class ChunkRow:
     part: int
     text: str
     embed_hash: bytes
-    embedding: np.ndarray
+    embedding: np.ndarray | None  # None for chunks that are not searchable
+    name_hash: bytes | None = None  # the short name text's hash, when it was embedded too
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +243,23 @@ async def unbind_space(conn: asyncpg.Connection) -> None:
     await conn.execute("ALTER TABLE chunks ALTER COLUMN embedding TYPE vector")
 
 
+async def set_vectors_from_cache(conn: asyncpg.Connection, space: str) -> None:
+    """Every searchable chunk's vector from the cache of `space`: its full text's embedding,
+    averaged with its name text's when it has one (as indexing computes it)."""
+    await conn.execute(
+        """
+        UPDATE chunks c SET embedding = (
+            SELECT CASE WHEN n.embedding IS NULL THEN e.embedding
+                        ELSE l2_normalize(e.embedding + n.embedding) END
+            FROM embedding_cache e
+            LEFT JOIN embedding_cache n ON n.space = e.space AND n.text_hash = c.name_hash
+            WHERE e.space = $1 AND e.text_hash = c.embed_hash)
+        WHERE c.searchable
+        """,
+        space,
+    )
+
+
 # --- files and chunks -----------------------------------------------------------------------
 
 
@@ -295,7 +314,25 @@ _CHUNK_COLUMNS = (
     "text",
     "embed_hash",
     "embedding",
+    "name_hash",
+    "lex_name",
+    "lex_context",
+    "lex_doc",
+    "lex_body",
+    "lex_len",
+    "symbol_key",
+    "searchable",
 )
+
+
+def lexical_values(
+    path: str, symbol: str, kind: str, signature: str, doc: str, text: str
+) -> tuple[str, str, str, str, int, str, bool]:
+    """The lexical columns of a chunk, in _CHUNK_COLUMNS order (derived from the chunk alone)."""
+    f = lexical.chunk_fields(path, symbol, kind, signature, doc, text)
+    key = lexical.symbol_key(symbol) if kind in ("function", "method") else ""
+    searchable = not lexical.is_trivial(kind, text)
+    return f.name, f.context, f.doc, f.body, f.length, key, searchable
 
 
 async def replace_files(
@@ -351,6 +388,8 @@ async def replace_files(
                     c.text,
                     c.embed_hash,
                     c.embedding,
+                    c.name_hash,
+                    *lexical_values(c.path, c.symbol, c.kind, c.signature, c.doc, c.text),
                 )
                 for c in chunks
             ],
@@ -380,3 +419,55 @@ async def update_commit(
             list(paths),
             commit,
         )
+
+
+async def refresh_lexical(conn: asyncpg.Connection, batch: int = 2000) -> int:
+    """Recompute every chunk's lexical columns (after an upgrade or a LEXICAL_VERSION bump).
+
+    Needs no embedding and no source file: the columns derive from the stored chunk. Chunks
+    that are not searchable lose their embedding, so dense search skips them too.
+    """
+    done, last_id = 0, 0
+    while True:
+        rows = await conn.fetch(
+            """
+            SELECT id, path, symbol, kind, signature, doc, text FROM chunks
+            WHERE id > $1 ORDER BY id LIMIT $2
+            """,
+            last_id,
+            batch,
+        )
+        if not rows:
+            break
+        await conn.executemany(
+            """
+            UPDATE chunks SET lex_name = $2, lex_context = $3, lex_doc = $4, lex_body = $5,
+                lex_len = $6, symbol_key = $7, searchable = $8,
+                embedding = CASE WHEN $8 THEN embedding END
+            WHERE id = $1
+            """,
+            [
+                (
+                    r["id"],
+                    *lexical_values(
+                        r["path"], r["symbol"], r["kind"], r["signature"], r["doc"], r["text"]
+                    ),
+                )
+                for r in rows
+            ],
+        )
+        done += len(rows)
+        last_id = rows[-1]["id"]
+    await conn.execute(
+        """
+        INSERT INTO victor_meta (key, value) VALUES ('lexical_version', $1)
+        ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
+        """,
+        str(lexical.LEXICAL_VERSION),
+    )
+    return done
+
+
+async def lexical_version(conn: asyncpg.Connection) -> int | None:
+    value = await conn.fetchval("SELECT value FROM victor_meta WHERE key = 'lexical_version'")
+    return int(value) if value is not None else None

@@ -1,27 +1,119 @@
-"""Slot for Victor's own search modes: "victor-dense", "victor-lexical", "victor-hybrid".
+"""Victor's own search modes as benchmark systems: "victor-dense", "victor-lexical",
+"victor-hybrid".
 
-Victor's core is written in parallel; until it can be called from here these systems raise
-NotImplementedError, and `run.py` reports them as not run instead of inventing numbers.
+Everything goes through Victor's core, as a user's `victor index` / `victor search --batch`
+would: the held-out copy is indexed by `Victor.index` (Victor's chunker, embedding texts,
+lexical fields) into a fresh database on a throw-away embedded PostgreSQL, and each query
+set is searched with `Victor.find` (all queries in one call, one embedding batch). The three
+modes share that one index, so only the first mode's `index()` does the work; the others
+report the time of their own (no-change) index run.
 
-To wire one up, replace `VictorSystem.index` / `search_batch` with calls into Victor's core:
-  * index(corpus_dir): chunk + embed + store every .lua file under `corpus_dir` (the held-out
-    copy) into a fresh, throw-away database or schema, so runs never touch a real index;
-  * search_batch(queries, k): run the search in `self.mode` ("dense" | "lexical" | "hybrid")
-    and map each result to `Hit(path relative to corpus_dir, start_line, end_line, text,
-    score)`, where `text` is exactly what Victor would put into the prompt (it is what
-    ctx_chars@5 counts);
-  * set `embed_seconds` to the time spent embedding during index().
-Use `ctx.embedder` only if Victor embeds with the same in-process model; otherwise let Victor
-embed its own way and report that time.
+Victor embeds with its `local` backend: the same all-MiniLM-L6-v2 as the baselines, in this
+process. `Hit.text` is the chunk's text, the unit Victor's context assembly puts into the
+prompt (it only adds a header line per snippet and merges neighbours).
 """
 
 from __future__ import annotations
 
+import asyncio
+import tempfile
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from bench.retrieval.systems import Context, Hit, register
+from indexer.config import Settings
+from indexer.embedder import LocalEmbedder
+from indexer.search import DEFAULT_TUNING, Tuning
+from indexer.service import Victor, open_victor
 
 MODES = ("dense", "lexical", "hybrid")
+
+
+class TimedEmbedder(LocalEmbedder):
+    """Victor's local embedder, counting the seconds spent embedding documents."""
+
+    seconds = 0.0
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        t0 = time.perf_counter()
+        try:
+            return await super().embed_documents(texts)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+
+class VictorIndex:
+    """A throw-away PostgreSQL holding Victor's index of one directory, and a loop to use it."""
+
+    def __init__(self, database_url: str | None = None):
+        self.loop = asyncio.new_event_loop()
+        self.folder = Path(tempfile.mkdtemp(prefix="bench-victor-"))
+        self.server = None
+        if database_url is None:
+            from tests.support import pg
+
+            self.server = pg.start_server(self.folder)
+            database_url = self.loop.run_until_complete(
+                pg.create_database(self.server.get_uri(), prefix="bench")
+            )
+        self.settings = Settings(
+            database_url=database_url,
+            embed_backend="local",
+            data_dir=self.folder / "data",
+            query_timeout=600,
+        )
+        self.embedder = TimedEmbedder(self.settings)
+        self.victor: Victor | None = None
+        self._open = None
+        self.indexed: Path | None = None
+
+    def _victor(self) -> Victor:
+        if self.victor is None:
+            self._open = open_victor(self.settings, embedder=self.embedder)
+            self.victor = self.loop.run_until_complete(self._open.__aenter__())
+        return self.victor
+
+    def index(self, corpus_dir: Path) -> float:
+        """Index `corpus_dir` (incremental: a second call changes nothing); embedding seconds."""
+        before = self.embedder.seconds
+        self.loop.run_until_complete(self._victor().index(str(corpus_dir), name="bench"))
+        self.indexed = corpus_dir
+        return self.embedder.seconds - before
+
+    def search(
+        self, queries: list[str], mode: str, k: int, tuning: Tuning = DEFAULT_TUNING
+    ) -> list[list[Hit]]:
+        victor = self._victor()
+        found = self.loop.run_until_complete(
+            victor_find(victor, queries, mode=mode, top_k=k, tuning=tuning)
+        )
+        return [
+            [Hit(r.path, r.start_line, r.end_line, r.text, r.score) for r in f.results]
+            for f in found
+        ]
+
+
+async def victor_find(victor: Victor, queries: list[str], *, mode, top_k, tuning):
+    """`Victor.find`, with ranking knobs other than the defaults when tuning."""
+    if tuning is DEFAULT_TUNING:
+        return await victor.find(queries, mode=mode, top_k=top_k)
+    from indexer import search
+
+    return await search.search(
+        victor.pool, victor.embedder, queries, mode=mode, top_k=top_k, timeout=600, tuning=tuning
+    )
+
+
+_shared: dict[int, VictorIndex] = {}
+
+
+def shared_index(ctx: Context) -> VictorIndex:
+    """One Victor index per benchmark run (per Context), shared by the three modes."""
+    key = id(ctx)
+    if key not in _shared:
+        _shared[key] = VictorIndex()
+    return _shared[key]
 
 
 class VictorSystem:
@@ -31,17 +123,11 @@ class VictorSystem:
         self.ctx = ctx
         self.embed_seconds = 0.0
 
-    def _missing(self) -> NotImplementedError:
-        return NotImplementedError(
-            f"{self.name}: Victor's core is not wired into the benchmark yet; "
-            "implement VictorSystem in bench/retrieval/victor.py (see its docstring)"
-        )
-
     def index(self, corpus_dir: Path) -> None:
-        raise self._missing()
+        self.embed_seconds = shared_index(self.ctx).index(corpus_dir)
 
     def search_batch(self, queries: list[str], k: int) -> list[list[Hit]]:
-        raise self._missing()
+        return shared_index(self.ctx).search(queries, self.mode, k)
 
 
 def _factory(mode: str):
