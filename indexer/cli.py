@@ -13,6 +13,8 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterable, Sequence
+from typing import TextIO
 
 import click
 from rich.console import Console
@@ -29,7 +31,8 @@ from rich.table import Table
 from . import __version__
 from .config import Settings, load_settings
 from .errors import VictorError
-from .service import open_victor
+from .search import MODES, Found, Mode
+from .service import Victor, open_victor
 
 err = Console(stderr=True)
 out = Console()
@@ -162,31 +165,111 @@ async def index(ctx, target: str, name: str | None, ref: str | None, as_json: bo
         err.print(f"  skipped {item.path}: {item.reason}", highlight=False)
 
 
+BATCH_GROUP = 256  # --batch queries embedded and searched per round (bounded memory, streaming)
+
+
 @cli.command()
-@click.argument("query")
+@click.argument("query", required=False)
+@click.option(
+    "--mode",
+    type=click.Choice(MODES),
+    default="hybrid",
+    show_default=True,
+    help="hybrid: embeddings + identifier-aware lexical; dense or lexical alone to compare.",
+)
 @click.option("-k", "--top-k", default=8, show_default=True, type=click.IntRange(1, 200))
 @click.option("--repo", "repos", multiple=True, help="Only this repository (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+@click.option(
+    "--batch",
+    type=click.File("r", encoding="utf-8"),
+    help='Many queries: JSON lines {"id", "query"} from FILE (- for stdin); prints JSON lines '
+    '{"id", "results"} with results as --json prints them.',
+)
 @click.pass_context
 @run_async
-async def search(ctx, query: str, top_k: int, repos: tuple[str, ...], as_json: bool) -> None:
-    """Search the index."""
-    if not query.strip():
+async def search(
+    ctx,
+    query: str | None,
+    mode: Mode,
+    top_k: int,
+    repos: tuple[str, ...],
+    as_json: bool,
+    batch: TextIO | None,
+) -> None:
+    """Search the index for QUERY (or for every query of --batch FILE)."""
+    if batch is not None and query is not None:
+        _fail("give either QUERY or --batch FILE, not both.")
+    if batch is not None:
+        items = read_batch(batch)
+    elif query is None or not query.strip():
         _fail("the query is empty.")
+        return
     settings = settings_from(ctx)
     async with open_victor(settings) as victor:
-        results = await victor.search(query, top_k=top_k, repos=repos or None)
+        if batch is not None:
+            await search_batch(victor, items, mode=mode, top_k=top_k, repos=repos or None)
+            return
+        (found,) = await victor.find([query], mode=mode, top_k=top_k, repos=repos or None)
+    warn_degraded([found])
     if as_json:
-        click.echo(json.dumps([r.to_json() for r in results], indent=2))
+        click.echo(json.dumps([r.to_json() for r in found.results], indent=2))
         return
-    if not results:
+    if not found.results:
         err.print("no results")
-    for r in results:
+    for r in found.results:
         out.print(
             f"[bold]{r.score:.3f}[/] {r.repo}:{r.path}:{r.start_line}-{r.end_line} "
             f"[cyan]{r.symbol}[/] ({r.kind})",
             highlight=False,
         )
+
+
+def read_batch(lines: Iterable[str]) -> list[tuple[object, str]]:
+    """(id, query) pairs from JSON lines; any bad line stops before searching anything."""
+    items: list[tuple[object, str]] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            _fail(f"--batch line {number} is not JSON: {exc.msg}")
+        if not isinstance(item, dict) or not isinstance(item.get("query"), str):
+            _fail(f'--batch line {number}: expected {{"id": ..., "query": "..."}}')
+        if not item["query"].strip():
+            _fail(f"--batch line {number}: the query is empty.")
+        items.append((item.get("id"), item["query"]))
+    return items
+
+
+async def search_batch(
+    victor: Victor,
+    items: list[tuple[object, str]],
+    *,
+    mode: Mode,
+    top_k: int,
+    repos: Sequence[str] | None,
+) -> None:
+    """One JSON line per query, in input order; embedding requests in groups."""
+    found_all = []
+    for start in range(0, len(items), BATCH_GROUP):
+        group = items[start : start + BATCH_GROUP]
+        found = await victor.find([q for _, q in group], mode=mode, top_k=top_k, repos=repos)
+        for (qid, _), f in zip(group, found, strict=True):
+            line = {"id": qid, "results": [r.to_json() for r in f.results]}
+            if f.notice:
+                line["notice"] = f.notice
+            click.echo(json.dumps(line))
+        found_all.extend(found)
+    warn_degraded(found_all)
+
+
+def warn_degraded(found: Sequence[Found]) -> None:
+    """One warning line on stderr when a search could not use the embedder."""
+    notices = list(dict.fromkeys(f.notice for f in found if f.notice))
+    for notice in notices:
+        click.echo(f"victor: warning: {notice}", err=True)
 
 
 @cli.command()

@@ -102,9 +102,17 @@ class Fields:
     body: str  # weight D
 
     @property
-    def length(self) -> int:
+    def body_length(self) -> int:
         """Words in the body: BM25 normalises the body's weight by it."""
-        return self.body.count(" ") + 1 if self.body else 0
+        return _count(self.body)
+
+    @property
+    def doc_length(self) -> int:
+        return _count(self.doc)
+
+
+def _count(text: str) -> int:
+    return text.count(" ") + 1 if text else 0
 
 
 def chunk_fields(path: str, symbol: str, kind: str, signature: str, doc: str, text: str) -> Fields:
@@ -148,20 +156,25 @@ def is_trivial(kind: str, text: str) -> bool:
     return len(names) < 3 and len(text.strip()) < 80
 
 
-def symbol_terms(query: str) -> tuple[list[str], bool]:
-    """The symbols a query names, and whether the query is a lookup (little but the name).
+SHORT_QUERY = 8  # tokens; a longer query is prose, where a name may be a passing mention
 
-    `where is trim defined`, `Picker:get_selection` and `getSelection` are lookups; in a
-    longer question only identifier-like tokens (`get_selection`, `M.foo`, `getSelection`)
-    count as names.
+
+def symbol_terms(query: str) -> tuple[list[str], bool]:
+    """The symbols a query names, and whether the query is a lookup (little but a name).
+
+    `where is trim defined` and `Picker:get_selection` are lookups: any function of that
+    name counts. In a short question (`how does get_selection work`) only identifier-like
+    tokens count (`get_selection`, `M.foo`, `getSelection`). A longer text names none: its
+    identifiers are mostly passing mentions ("works the other way around as is_a"), which
+    measured no better than leaving them to the lexical side.
     """
     tokens = _QUALIFIED.findall(query)
     rest = [t for t in tokens if t.lower() not in _LOOKUP_WORDS]
-    lookup = len(rest) == 1 and len(tokens) <= 6
-    if lookup:
+    if len(rest) == 1 and len(tokens) <= 6:
         return rest, True
-    named = [t for t in tokens if _looks_like_code(t)]
-    return list(dict.fromkeys(named)), False
+    if len(tokens) > SHORT_QUERY:
+        return [], False
+    return list(dict.fromkeys(t for t in tokens if _looks_like_code(t))), False
 
 
 def _looks_like_code(token: str) -> bool:
@@ -171,6 +184,20 @@ def _looks_like_code(token: str) -> bool:
         or ":" in token
         or re.search(r"[a-z][A-Z]", token) is not None
     )
+
+
+_DEFINITION = re.compile(
+    r"\bfunction\s+([A-Za-z_][\w.:]*)\s*[(<]"  # function a.b:c(  /  local function f(
+    r"|([A-Za-z_][\w.]*)\s*=\s*function\s*[(<]"  # a.b = function(  /  f = function(
+)
+
+
+def defined_names(text: str) -> list[str]:
+    """Names of the functions defined in a chunk's text, in order, without repeats. A chunk
+    holds a function and the helpers defined inside it (`local function helper`,
+    `self.update = function`): a lookup of those names must find it."""
+    names = [m.group(1) or m.group(2) for m in _DEFINITION.finditer(text)]
+    return list(dict.fromkeys(names))
 
 
 def symbol_key(symbol: str) -> str:

@@ -59,10 +59,7 @@ async def reembed(pool, embedder: Embedder, progress: Progress | None = None) ->
         await store.cache_embeddings(
             pool,
             embedder.space,
-            [
-                (h, np.asarray(v, dtype=np.float32))
-                for h, v in zip(texts, vectors, strict=True)
-            ],
+            [(h, np.asarray(v, dtype=np.float32)) for h, v in zip(texts, vectors, strict=True)],
         )
         embedded += len(texts)
         progress.advance(len(rows), len(rows))

@@ -1,20 +1,30 @@
 """Searching the index: dense, lexical and hybrid, all inside PostgreSQL.
 
-* dense: cosine similarity of the query's embedding to each chunk's vector (HNSW).
+* dense: cosine similarity of the query's embedding to each chunk's vector (HNSW). A
+  function's vector averages its full text's embedding with a short name text's
+  (`indexer.embedtext.name_text`).
 * lexical: BM25F over the identifier-split fields of `indexer.lexical` (name, module and
-  parameters, doc and called names, body), computed in SQL from the chunks' tsvectors, so a
-  function whose name says what the query says ranks above one that only mentions it.
-* hybrid: both, fused at score level: cosine + ALPHA x the lexical score scaled to the best of
-  this query. docs/retrieval-eval.md measured score fusion above reciprocal rank fusion, and
-  bench/README.md has the figures for this implementation.
+  parameters, doc and called names, body), computed in SQL from the chunks' weighted
+  tsvectors, so a function whose name says what the query says outranks long code that
+  merely mentions the words.
+* hybrid: the cosine plus a small share of the lexical score (score-level fusion; RRF is
+  kept as an option for comparison). bench/README.md has the measurements behind every
+  default in `Tuning`.
 
-On top of every mode, a query that names a symbol (`Picker:get_selection`, `get_selection`,
-`where is trim defined`) gets that symbol's definition first.
+In every mode a query that names a function (`Picker:get_selection`, `get_selection`,
+`where is trim defined`) gets its definition first, also when it is a helper defined inside
+another function. Module chunks and test/spec files are ranked slightly lower: questions are
+about functions, and about the code rather than its tests.
 
-Scores are in [0, 1] in every mode, so one `min_score` works for all: dense = cosine
-similarity; lexical = BM25F / (BM25F + LEXICAL_HALF), i.e. 0.5 for a match about as strong
-as a name word in common use; hybrid = (cosine + ALPHA x lexical share) / (1 + ALPHA); the
-definition of a symbol the query names scores 1.
+Scores are in [0, 1] in every mode, so one `min_score` works for all:
+* dense: the cosine similarity;
+* lexical: s / (s + LEXICAL_HALF) for a BM25F score s (0.5 is a match about as strong as a
+  few rare words in a function's name);
+* hybrid: (cosine + ALPHA x lexical share) / (1 + ALPHA), so about the cosine for a chunk
+  with no lexical match;
+* the definition of the function a query names scores 1.
+With all-MiniLM-L6-v2, relevant functions typically score 0.3-0.7; a min_score around 0.2-0.25
+drops chunks that are unrelated to the question.
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 import asyncpg
@@ -58,20 +68,23 @@ class SearchResult:
 
 @dataclass(frozen=True, slots=True)
 class Tuning:
-    """The knobs of ranking. The defaults are what bench/README.md measured best on Lua."""
+    """The knobs of ranking. The defaults are what bench/README.md measured best on Lua
+    (tuned on Penlight, checked on Roact)."""
 
     # BM25F: weight of a word in each field (A name, B module/params, C doc/calls, D body)
-    weights: tuple[float, float, float, float] = (6.0, 2.0, 1.0, 1.0)
-    k1: float = 1.2
-    b: float = 0.75  # length normalisation, of the body only: names are short anyway
+    weights: tuple[float, float, float, float] = (6.0, 2.0, 0.5, 0.5)
+    k1: float = 6.0  # high: a name word should count about as much as many body words
+    b_doc: float = 0.75  # length normalisation of the doc field
+    b_body: float = 1.0  # and of the body; names are short and not normalised
     depth: int = 50  # candidates taken from each side before fusing
-    alpha: float = 0.5  # hybrid: weight of the lexical share next to the cosine
+    alpha: float = 0.1  # hybrid: weight of the lexical share next to the cosine
     fusion: Literal["score", "rrf"] = "score"
-    rrf_k: int = 10
-    lexical_half: float = 10.0  # lexical mode: the BM25F score that maps to 0.5
+    rrf_k: int = 10  # for fusion="rrf"
+    lexical_half: float = 30.0  # the BM25F score whose lexical share is 0.5
     symbols: bool = True  # put the definition of a named symbol first
-    module_factor: float = 1.0  # lexical score multiplier for module/window chunks
-    test_factor: float = 1.0  # score multiplier for chunks in test/spec files
+    module_lexical: float = 0.25  # lexical score factor of module/window chunks
+    module_dense: float = 0.8  # cosine factor of module/window chunks
+    tests: float = 0.9  # score factor of chunks in test/spec files
 
 
 DEFAULT_TUNING = Tuning()
@@ -84,7 +97,6 @@ class Found:
     results: list[SearchResult]
     mode: Mode
     notice: str = ""  # set when the search was degraded (embedder down: lexical only)
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 async def check_space(db: asyncpg.Pool | asyncpg.Connection, embedder: Embedder) -> None:
@@ -135,6 +147,8 @@ async def dense_ids(
     async with conn.transaction():
         # with a repo filter, let HNSW keep scanning until enough rows pass it
         await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        # the default ef_search (40) caps how many candidates one scan can return
+        await conn.execute("SELECT set_config('hnsw.ef_search', $1, true)", str(max(40, 2 * depth)))
         rows = await conn.fetch(
             """
             SELECT id, 1 - (embedding <=> $1) AS cos FROM chunks
@@ -149,29 +163,12 @@ async def dense_ids(
     return {r["id"]: float(r["cos"]) for r in rows}
 
 
-async def cosines(
-    conn: asyncpg.Connection, ids: list[int], vector: np.ndarray
-) -> dict[int, float]:
-    """The cosine similarity of these chunks (lexical candidates the dense side missed)."""
-    if not ids:
-        return {}
-    rows = await conn.fetch(
-        "SELECT id, 1 - (embedding <=> $2) AS cos FROM chunks "
-        "WHERE id = ANY($1) AND embedding IS NOT NULL",
-        ids,
-        vector,
-    )
-    return {r["id"]: float(r["cos"]) for r in rows}
-
-
 async def query_lexemes(conn: asyncpg.Connection, query: str) -> list[str]:
     """The query's words as the index stores them (identifiers split, stemmed, no stop words)."""
     words = lexical.query_words(query)
     if not words:
         return []
-    return list(
-        await conn.fetchval("SELECT tsvector_to_array(to_tsvector('english', $1))", words)
-    )
+    return list(await conn.fetchval("SELECT tsvector_to_array(to_tsvector('english', $1))", words))
 
 
 async def lexical_ids(
@@ -193,7 +190,9 @@ async def lexical_ids(
     rows = await conn.fetch(
         """
         WITH scope AS (
-            SELECT count(*)::float8 AS n, greatest(avg(lex_len), 1)::float8 AS avglen
+            SELECT count(*)::float8 AS n,
+                   greatest(avg(lex_len), 1)::float8 AS body_avg,
+                   greatest(avg(lex_doc_len), 1)::float8 AS doc_avg
             FROM chunks WHERE searchable AND ($2::int[] IS NULL OR repo_id = ANY($2))
         ),
         idf AS (
@@ -206,23 +205,24 @@ async def lexical_ids(
             ) d
         ),
         query AS (
-            SELECT string_agg(quote_literal(lexeme), ' | ')::tsquery AS q FROM unnest($1::text[])
-                AS t(lexeme)
+            SELECT string_agg(quote_literal(lexeme), ' | ')::tsquery AS q
+            FROM unnest($1::text[]) AS t(lexeme)
         )
         SELECT c.id, sum(i.idf * f.tf * ($8 + 1) / (f.tf + $8))
-               * CASE WHEN c.kind IN ('module', 'window') THEN $10 ELSE 1 END AS score
+               * CASE WHEN c.kind IN ('module', 'window') THEN $11 ELSE 1 END AS score
         FROM chunks c CROSS JOIN query CROSS JOIN scope s
         CROSS JOIN LATERAL (
             SELECT u.lexeme,
-                   sum(CASE w WHEN 'A' THEN $4 WHEN 'B' THEN $5 WHEN 'C' THEN $6
-                       ELSE $7 / (1 - $9 + $9 * c.lex_len / s.avglen) END) AS tf
+                   sum(CASE w WHEN 'A' THEN $4 WHEN 'B' THEN $5
+                       WHEN 'C' THEN $6 / (1 - $9 + $9 * c.lex_doc_len / s.doc_avg)
+                       ELSE $7 / (1 - $10 + $10 * c.lex_len / s.body_avg) END) AS tf
             FROM unnest(c.lex) AS u, unnest(u.weights) AS w
             WHERE u.lexeme = ANY($1)
             GROUP BY u.lexeme
         ) f
         JOIN idf i ON i.lexeme = f.lexeme
         WHERE c.lex @@ query.q AND c.searchable AND ($2::int[] IS NULL OR c.repo_id = ANY($2))
-        GROUP BY c.id
+        GROUP BY c.id, c.kind
         ORDER BY score DESC, c.id
         LIMIT $3
         """,
@@ -234,8 +234,9 @@ async def lexical_ids(
         wc,
         wd,
         tuning.k1,
-        tuning.b,
-        tuning.module_factor,
+        tuning.b_doc,
+        tuning.b_body,
+        tuning.module_lexical,
     )
     return {r["id"]: float(r["score"]) for r in rows}
 
@@ -243,16 +244,20 @@ async def lexical_ids(
 @dataclass(frozen=True, slots=True)
 class _SymbolHit:
     id: int
-    strength: int  # 3 exact name, 2 qualified match, 1 last name only
+    strength: tuple[int, bool]  # (match level, same letter case): see _match_strength
 
 
-async def symbol_hits(conn: asyncpg.Connection, query: str, repos: list[int] | None):
+async def symbol_hits(
+    conn: asyncpg.Connection, query: str, repos: list[int] | None
+) -> list[_SymbolHit]:
     """Definitions of the symbols the query names, strongest match first.
 
-    In a lookup (`where is trim defined`) any definition of that name counts; in a longer
-    question only a name that matches with its qualifier (`Picker:get_selection`) or one
-    spelled like an identifier (`get_selection`) does: prose such as 'list[first:last]'
-    must not pull up some function called `last`.
+    A chunk matches through any function it defines: its own symbol, or a helper defined
+    inside it (`local function helper`, `self.update = function`). In a lookup (`where is
+    trim defined`) any definition of that name counts; in a longer question only a name
+    that matches with its qualifier (`Picker:get_selection`) or one spelled like an
+    identifier (`get_selection`) does: prose such as 'list[first:last]' must not pull up
+    some function called `last`.
     """
     terms, lookup = lexical.symbol_terms(query)
     if not terms:
@@ -260,40 +265,48 @@ async def symbol_hits(conn: asyncpg.Connection, query: str, repos: list[int] | N
     keys = list({lexical.symbol_key(t) for t in terms})
     rows = await conn.fetch(
         """
-        SELECT id, symbol, path, part FROM chunks
-        WHERE symbol_key = ANY($1) AND searchable AND ($2::int[] IS NULL OR repo_id = ANY($2))
-        ORDER BY path, start_line
+        SELECT id, symbol, kind, part, path, defines FROM chunks
+        WHERE symbol_keys && $1::text[] AND searchable
+          AND ($2::int[] IS NULL OR repo_id = ANY($2))
         """,
         keys,
         repos,
     )
-    hits: dict[int, _SymbolHit] = {}
+    hits: list[_SymbolHit] = []
     for r in rows:
-        if r["part"] > 1:
-            continue  # later windows of a large function: its first part stands for it
-        strength = max(_match_strength(t, r["symbol"], r["path"]) for t in terms)
-        if strength >= (1 if lookup else 2):
-            hits[r["id"]] = _SymbolHit(r["id"], strength)
-    return sorted(hits.values(), key=lambda h: -h.strength)
+        names = list(r["defines"])
+        if r["part"] > 1 and r["kind"] in ("function", "method"):
+            names = names[1:]  # a later window of a large function: its first part stands for it
+        strength = max(
+            (_match_strength(t, n, r["path"]) for t in terms for n in names), default=(0, False)
+        )
+        if strength[0] >= (1 if lookup else 2):
+            hits.append(_SymbolHit(r["id"], strength))
+    return sorted(hits, key=lambda h: h.strength, reverse=True)
 
 
-def _match_strength(term: str, symbol: str, path: str) -> int:
-    """How well a query term names a symbol: 3 the same name (`Picker:get_selection`), 2 a
-    qualified name that fits (`pl.List:slice` for `List:slice` in pl/List.lua, `M.foo` for
-    `utils.foo` in utils.lua), 1 the same last name only, 0 not this symbol."""
-    term_l, symbol_l = term.lower(), symbol.lower()
-    if lexical.symbol_key(term) != lexical.symbol_key(symbol):
-        return 0
-    if term_l == symbol_l:
-        return 3
+def _match_strength(term: str, name: str, path: str) -> tuple[int, bool]:
+    """How well a query term names a defined function, as (level, same case).
+
+    Level 4: the same name (`Picker:get_selection`); 3: the term ends with the name
+    (`pl.data.write` for `data.write`); 2: the term's qualifiers are in the file's path or
+    the name (`pl.List:slice` for `List:slice` in pl/List.lua), or an identifier-like
+    term (`get_selection`) names it; 1: only the last names agree; 0: another function.
+    """
+    if lexical.symbol_key(term) != lexical.symbol_key(name):
+        return (0, False)
+    same_case = re.split(r"[.:]", term)[-1] == re.split(r"[.:]", name)[-1]
+    term_l, name_l = term.lower(), name.lower()
+    if term_l == name_l:
+        return (4, same_case)
+    if term_l.endswith(("." + name_l, ":" + name_l)):
+        return (3, same_case)
     term_parts = re.split(r"[.:]", term_l)
     if len(term_parts) == 1:
-        return 2 if "_" in term.strip("_") or re.search(r"[a-z][A-Z]", term) else 1
-    if term_l.endswith(("." + symbol_l, ":" + symbol_l)):
-        return 2
-    qualifiers = set(term_parts[:-1])
-    where = set(re.split(r"[/._-]", path.lower())) | set(re.split(r"[.:]", symbol_l)[:-1])
-    return 2 if qualifiers <= where else 1
+        identifier = "_" in term.strip("_") or re.search(r"[a-z][A-Z]", term) is not None
+        return (2 if identifier else 1, same_case)
+    where = set(re.split(r"[/._-]", path.lower())) | set(re.split(r"[.:]", name_l)[:-1])
+    return (2 if set(term_parts[:-1]) <= where else 1, same_case)
 
 
 async def fetch_results(
@@ -339,34 +352,44 @@ async def fetch_results(
 
 # --- fusion ---------------------------------------------------------------------------------
 
+_TEST_PATH = re.compile(r"(^|/)(tests?|spec|specs|__tests__)/|[_.-](spec|test)\.lua$|(^|/)test[_-]")
+
+
+def is_test_path(path: str) -> bool:
+    """Test and spec files: a question about the code is rarely about its tests."""
+    return _TEST_PATH.search(path.lower()) is not None
+
 
 def fuse(
-    dense: dict[int, float], lex: dict[int, float], mode: Mode, tuning: Tuning
+    rows: dict[int, tuple[SearchResult, float]],
+    dense: dict[int, float],
+    lex: dict[int, float],
+    mode: Mode,
+    tuning: Tuning,
 ) -> dict[int, float]:
     """id -> score in [0, 1] for the mode (see the module docstring)."""
-    if mode == "dense":
-        return {i: max(0.0, c) for i, c in dense.items()}
-    if mode == "lexical":
-        return {i: s / (s + tuning.lexical_half) for i, s in lex.items()}
-    if tuning.fusion == "rrf":
-        return _rrf([dense, lex], tuning.rrf_k)
-    best = max(lex.values(), default=0.0) or 1.0
-    ids = dense.keys() | lex.keys()
-    return {
-        i: (max(0.0, dense.get(i, 0.0)) + tuning.alpha * lex.get(i, 0.0) / best)
-        / (1 + tuning.alpha)
-        for i in ids
-    }
-
-
-def _rrf(rankings: list[dict[int, float]], k: int) -> dict[int, float]:
-    """Reciprocal rank fusion, scaled so that first in every ranking scores 1."""
-    fused: dict[int, float] = {}
-    for ranking in rankings:
-        for rank, i in enumerate(sorted(ranking, key=lambda i: -ranking[i]), 1):
-            fused[i] = fused.get(i, 0.0) + 1 / (k + rank)
-    top = len(rankings) / (k + 1)
-    return {i: s / top for i, s in fused.items()}
+    dense_rank = {i: n for n, i in enumerate(sorted(dense, key=lambda i: -dense[i]), 1)}
+    lex_rank = {i: n for n, i in enumerate(sorted(lex, key=lambda i: -lex[i]), 1)}
+    scores: dict[int, float] = {}
+    for i, (result, cos) in rows.items():
+        if result.kind in ("module", "window"):
+            cos *= tuning.module_dense
+        cos = max(0.0, cos)
+        if mode == "dense":
+            score = cos
+        elif mode == "lexical":
+            score = lex.get(i, 0.0) / (lex.get(i, 0.0) + tuning.lexical_half)
+        elif tuning.fusion == "rrf":
+            score = sum(1 / (tuning.rrf_k + r[i]) for r in (dense_rank, lex_rank) if i in r) / (
+                2 / (tuning.rrf_k + 1)
+            )
+        else:
+            s = lex.get(i, 0.0)
+            score = (cos + tuning.alpha * s / (s + tuning.lexical_half)) / (1 + tuning.alpha)
+        if is_test_path(result.path):
+            score *= tuning.tests
+        scores[i] = score
+    return scores
 
 
 # --- one search -----------------------------------------------------------------------------
@@ -383,7 +406,7 @@ async def run(
     tuning: Tuning = DEFAULT_TUNING,
 ) -> list[SearchResult]:
     """One search on one connection. Without a vector, only the lexical side runs."""
-    if vector is None and mode != "lexical":
+    if vector is None:
         mode = "lexical"
     depth = max(tuning.depth, top_k)
     dense: dict[int, float] = {}
@@ -392,37 +415,21 @@ async def run(
         dense = await dense_ids(conn, vector, depth, repos)
     if mode != "dense":
         lex = await lexical_ids(conn, await query_lexemes(conn, query), depth, repos, tuning)
-    symbols = (
-        await symbol_hits(conn, query, repos) if tuning.symbols else []
-    )
-    if mode == "hybrid":
-        dense |= await cosines(conn, [i for i in lex if i not in dense], vector)
-    scores = fuse(dense, lex, mode, tuning)
-    ranked = sorted(scores, key=lambda i: -scores[i])
-    order = _with_symbols_first(ranked, symbols, scores)
-    rows = await fetch_results(conn, order[:top_k], vector if mode != "lexical" else None)
-    strong = {h.id for h in symbols}
-    out: list[SearchResult] = []
-    for i in order[:top_k]:
-        if i not in rows:
-            continue
-        result, _ = rows[i]
-        score = 1.0 if i in strong else scores.get(i, 0.0)
-        out.append(replace(result, score=score))
-    return out
+    symbols = await symbol_hits(conn, query, repos) if tuning.symbols else []
+    ids = dense.keys() | lex.keys() | {h.id for h in symbols}
+    rows = await fetch_results(conn, list(ids), vector)
+    scores = fuse(rows, dense, lex, mode, tuning)
+    named = _named_first(symbols, scores)
+    order = named + [i for i in sorted(scores, key=lambda i: -scores[i]) if i not in named]
+    return [replace(rows[i][0], score=1.0 if i in named else scores[i]) for i in order[:top_k]]
 
 
-def _with_symbols_first(
-    ranked: list[int], symbols: list[_SymbolHit], scores: dict[int, float]
-) -> list[int]:
-    """The named symbol's definitions (best match, then best score) ahead of the ranking."""
+def _named_first(symbols: list[_SymbolHit], scores: dict[int, float]) -> list[int]:
+    """The definitions that match the named symbol best, best scored first."""
     if not symbols:
-        return ranked
+        return []
     best = max(h.strength for h in symbols)
-    first = sorted(
-        (h.id for h in symbols if h.strength == best), key=lambda i: -scores.get(i, 0.0)
-    )
-    return first + [i for i in ranked if i not in set(first)]
+    return sorted((h.id for h in symbols if h.strength == best), key=lambda i: -scores[i])
 
 
 async def search(

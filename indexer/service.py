@@ -21,7 +21,7 @@ from .context import Context, build_context
 from .embedder import Embedder, make_embedder
 from .errors import SourceError
 from .indexing import IndexReport, Progress
-from .search import Found, Mode, SearchResult
+from .search import DEFAULT_TUNING, Found, Mode, SearchResult, Tuning
 from .sources import open_source
 
 
@@ -71,6 +71,7 @@ class Victor:
         mode: Mode = "hybrid",
         top_k: int = 8,
         repos: Sequence[str] | None = None,
+        tuning: Tuning = DEFAULT_TUNING,
     ) -> list[Found]:
         """Search for many queries at once (one embedding request). When the embedder is
         down or slower than VICTOR_QUERY_TIMEOUT, results come from lexical search and each
@@ -83,6 +84,7 @@ class Victor:
             top_k=top_k,
             repos=repos,
             timeout=self.settings.query_timeout,
+            tuning=tuning,
         )
 
     async def search(

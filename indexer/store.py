@@ -283,7 +283,13 @@ async def cached_embeddings(
         space,
         list(set(hashes)),
     )
-    return {bytes(r["text_hash"]): r["embedding"] for r in rows}
+    return {bytes(r["text_hash"]): _array(r["embedding"]) for r in rows}
+
+
+def _array(value) -> np.ndarray:
+    """pgvector's codec returns a Vector (0.5) or an array (older): always an array here."""
+    to_numpy = getattr(value, "to_numpy", None)
+    return np.asarray(to_numpy() if to_numpy else value, dtype=np.float32)
 
 
 async def cache_embeddings(
@@ -320,19 +326,34 @@ _CHUNK_COLUMNS = (
     "lex_doc",
     "lex_body",
     "lex_len",
-    "symbol_key",
+    "lex_doc_len",
+    "defines",
+    "symbol_keys",
     "searchable",
 )
 
 
 def lexical_values(
     path: str, symbol: str, kind: str, signature: str, doc: str, text: str
-) -> tuple[str, str, str, str, int, str, bool]:
+) -> tuple[str, str, str, str, int, int, list[str], list[str], bool]:
     """The lexical columns of a chunk, in _CHUNK_COLUMNS order (derived from the chunk alone)."""
     f = lexical.chunk_fields(path, symbol, kind, signature, doc, text)
-    key = lexical.symbol_key(symbol) if kind in ("function", "method") else ""
+    names = lexical.defined_names(text)
+    if kind in ("function", "method"):
+        names = [symbol, *(n for n in names if n != symbol)]
+    keys = list(dict.fromkeys(lexical.symbol_key(n) for n in names))
     searchable = not lexical.is_trivial(kind, text)
-    return f.name, f.context, f.doc, f.body, f.length, key, searchable
+    return (
+        f.name,
+        f.context,
+        f.doc,
+        f.body,
+        f.body_length,
+        f.doc_length,
+        names,
+        keys,
+        searchable,
+    )
 
 
 async def replace_files(
@@ -442,8 +463,8 @@ async def refresh_lexical(conn: asyncpg.Connection, batch: int = 2000) -> int:
         await conn.executemany(
             """
             UPDATE chunks SET lex_name = $2, lex_context = $3, lex_doc = $4, lex_body = $5,
-                lex_len = $6, symbol_key = $7, searchable = $8,
-                embedding = CASE WHEN $8 THEN embedding END
+                lex_len = $6, lex_doc_len = $7, defines = $8, symbol_keys = $9,
+                searchable = $10, embedding = CASE WHEN $10 THEN embedding END
             WHERE id = $1
             """,
             [

@@ -84,25 +84,13 @@ class VictorIndex:
     def search(
         self, queries: list[str], mode: str, k: int, tuning: Tuning = DEFAULT_TUNING
     ) -> list[list[Hit]]:
-        victor = self._victor()
         found = self.loop.run_until_complete(
-            victor_find(victor, queries, mode=mode, top_k=k, tuning=tuning)
+            self._victor().find(queries, mode=mode, top_k=k, tuning=tuning)
         )
         return [
             [Hit(r.path, r.start_line, r.end_line, r.text, r.score) for r in f.results]
             for f in found
         ]
-
-
-async def victor_find(victor: Victor, queries: list[str], *, mode, top_k, tuning):
-    """`Victor.find`, with ranking knobs other than the defaults when tuning."""
-    if tuning is DEFAULT_TUNING:
-        return await victor.find(queries, mode=mode, top_k=top_k)
-    from indexer import search
-
-    return await search.search(
-        victor.pool, victor.embedder, queries, mode=mode, top_k=top_k, timeout=600, tuning=tuning
-    )
 
 
 _shared: dict[int, VictorIndex] = {}
