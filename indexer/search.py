@@ -419,17 +419,27 @@ async def run(
     ids = dense.keys() | lex.keys() | {h.id for h in symbols}
     rows = await fetch_results(conn, list(ids), vector)
     scores = fuse(rows, dense, lex, mode, tuning)
-    named = _named_first(symbols, scores)
+    named = _named_first(symbols, rows, scores)
     order = named + [i for i in sorted(scores, key=lambda i: -scores[i]) if i not in named]
     return [replace(rows[i][0], score=1.0 if i in named else scores[i]) for i in order[:top_k]]
 
 
-def _named_first(symbols: list[_SymbolHit], scores: dict[int, float]) -> list[int]:
-    """The definitions that match the named symbol best, best scored first."""
-    if not symbols:
-        return []
-    best = max(h.strength for h in symbols)
-    return sorted((h.id for h in symbols if h.strength == best), key=lambda i: -scores[i])
+def _named_first(
+    symbols: list[_SymbolHit],
+    rows: dict[int, tuple[SearchResult, float]],
+    scores: dict[int, float],
+) -> list[int]:
+    """The definitions of the named function: code before tests, then the closest match
+    (see _match_strength), then the best scored."""
+    return sorted(
+        (h.id for h in symbols),
+        key=lambda i: (
+            not is_test_path(rows[i][0].path),
+            next(h.strength for h in symbols if h.id == i),
+            scores[i],
+        ),
+        reverse=True,
+    )
 
 
 async def search(

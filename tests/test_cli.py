@@ -138,3 +138,59 @@ async def test_killed_run_leaves_consistent_index_and_next_run_completes(
         assert await conn.fetchval("SELECT indexed_at FROM repos WHERE name = 'pl'") is not None
     finally:
         await conn.close()
+
+
+def test_search_modes_and_batch(cli_env, ollama, tmp_path):
+    project = tmp_path / "shop"
+    shutil.copytree(SAMPLE, project)
+    victor_cli("index", str(project), "--name", "shop", env=cli_env)
+
+    as_json = {}
+    for mode in ("hybrid", "dense", "lexical"):
+        done = victor_cli("search", "--json", "--mode", mode, "where is trim defined", env=cli_env)
+        as_json[mode] = json.loads(done.stdout)
+        assert as_json[mode][0]["symbol"] == "trim"
+        assert "warning" not in done.stderr
+    assert as_json["lexical"] != as_json["dense"]
+
+    batch = tmp_path / "queries.jsonl"
+    batch.write_text(
+        json.dumps({"id": "a", "query": "where is trim defined"})
+        + "\n\n"
+        + json.dumps({"id": 7, "query": "apply the loyalty discount for members"})
+        + "\n"
+    )
+    ollama.reset()
+    done = victor_cli("search", "--batch", str(batch), "-k", "3", env=cli_env)
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [line["id"] for line in lines] == ["a", 7]
+    assert lines[0]["results"] == as_json["hybrid"][:3]  # shaped (and ranked) like --json
+    assert lines[1]["results"][0]["symbol"] == "M.apply_discount"
+    assert ollama.requests == 1  # both queries embedded in one request
+
+    stdin = subprocess.run(
+        [shutil.which("victor", path=os.path.dirname(sys.executable)), "search", "--batch", "-"],
+        input=json.dumps({"id": "x", "query": "Cart:total"}) + "\n",
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert stdin.returncode == 0, stdin.stderr
+    assert json.loads(stdin.stdout)["results"][0]["symbol"] == "Cart:total"
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": 1, "query": "ok"}\n{"id": 2}\n')
+    done = victor_cli("search", "--batch", str(bad), env=cli_env, check=False)
+    assert done.returncode == 1 and "--batch line 2" in done.stderr and done.stdout == ""
+
+
+def test_search_warns_and_answers_when_the_embedder_is_down(cli_env, ollama, tmp_path):
+    project = tmp_path / "shop"
+    shutil.copytree(SAMPLE, project)
+    victor_cli("index", str(project), "--name", "shop", env=cli_env)
+    env = {**cli_env, "OLLAMA_HOST": "http://127.0.0.1:9", "VICTOR_EMBED_RETRIES": "0"}
+    done = victor_cli("search", "--json", "Cart:total", env=env)
+    assert json.loads(done.stdout)[0]["symbol"] == "Cart:total"
+    assert done.stderr.startswith("victor: warning: embedder unavailable (Cannot reach Ollama")
+    assert "lexical search only" in done.stderr

@@ -38,7 +38,9 @@ async def test_first_index_then_nothing_changed(settings, ollama, project):
         first = await victor.index(str(project), name="shop")
         assert first.files_new == 4 and first.skipped == []
         assert first.chunks_written > 0
-        assert first.chunks_embedded == first.chunks_written  # nothing cached yet
+        # nothing cached yet: every chunk worth searching is embedded, `end`-like ones are not
+        assert first.chunks_reused == 0 and first.chunks_embedded > 0
+        assert first.chunks_embedded + first.chunks_not_embedded == first.chunks_written
         requests_after_first = ollama.requests
         assert requests_after_first > 0
 

@@ -1,0 +1,293 @@
+"""Search against a real PostgreSQL and the Ollama stand-in: modes, symbol lookup, the
+lexical fallback when the embedder is down, min_score, and upgrading a v1 database."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer import store
+from indexer.chunker import chunk_source
+from indexer.embedtext import embedding_text, text_hash
+from indexer.service import open_victor
+from tests.conftest import FIXTURES, SAMPLE
+
+# A small project of our own: a camelCase API, a factory with helpers defined inside it,
+# and a spec file that defines a function of the same name as the code it tests.
+WIDGET = """\
+--- Widgets drawn on a screen.
+local Widget = {}
+Widget.__index = Widget
+
+--- Change the text shown in the title bar.
+function Widget:setTitleText(text)
+  self.title = text
+  self:redraw()
+end
+
+--- Make a counter object.
+local function makeCounter(start)
+  local count = start or 0
+  local function bump(by)
+    count = count + (by or 1)
+    return count
+  end
+  return { bump = bump }
+end
+
+return Widget
+"""
+
+WIDGET_SPEC = """\
+local function setTitleText(widget, text)
+  widget:setTitleText(text)
+end
+
+return function()
+  it("sets the title", function()
+    setTitleText({}, "x")
+  end)
+end
+"""
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    dest = tmp_path / "shop"
+    shutil.copytree(SAMPLE, dest)
+    (dest / "src" / "ui").mkdir()
+    (dest / "src" / "ui" / "widget.lua").write_text(WIDGET)
+    (dest / "spec").mkdir()
+    (dest / "spec" / "widget_spec.lua").write_text(WIDGET_SPEC)
+    return dest
+
+
+def where(results) -> list[tuple[str, str]]:
+    return [(r.path, r.symbol) for r in results]
+
+
+async def test_a_named_symbol_ranks_first(settings, ollama, project):
+    async with open_victor(settings) as victor:
+        await victor.index(str(project), name="shop")
+        for query in (
+            "Picker:get_selection",
+            "get_selection",
+            "where is get_selection defined",
+            "how does get_selection work",
+        ):
+            for mode in ("hybrid", "dense", "lexical"):
+                results = await victor.search(query, mode=mode, top_k=3)
+                assert where(results)[0] == ("src/shop/picker.lua", "Picker:get_selection"), (
+                    query,
+                    mode,
+                )
+                assert results[0].score == 1.0
+        # a field of a returned table, and a helper defined inside another function
+        (trim,) = await victor.search("where is format_price defined", top_k=1)
+        assert (trim.path, trim.symbol) == ("src/shop/strings.lua", "strings.format_price")
+        (bump,) = await victor.search("where is bump defined", top_k=1)
+        assert bump.symbol == "makeCounter" and bump.start_line <= 14 <= bump.end_line
+        # the code ranks above the spec that defines the same name
+        found = await victor.search("setTitleText", top_k=2)
+        assert where(found) == [
+            ("src/ui/widget.lua", "Widget:setTitleText"),
+            ("spec/widget_spec.lua", "setTitleText"),
+        ]
+        # qualified by the module path (`shop.prices` for `M.apply_discount` in prices.lua)
+        (discount,) = await victor.search("shop.prices.apply_discount", top_k=1)
+        assert discount.symbol == "M.apply_discount"
+
+
+async def test_lexical_search_understands_identifiers(settings, ollama, project):
+    async with open_victor(settings) as victor:
+        await victor.index(str(project), name="shop")
+        # words of a camelCase name, in another order, plural
+        results = await victor.search("title texts setting", mode="lexical", top_k=3)
+        assert where(results)[0] == ("src/ui/widget.lua", "Widget:setTitleText")
+        # the name outweighs a body that only uses the words
+        results = await victor.search("lookup price", mode="lexical", top_k=3)
+        assert results[0].symbol == "M.lookup"
+        # a word found only in an error message of the body
+        results = await victor.search("unknown product", mode="lexical", top_k=1)
+        assert results[0].symbol == "M.lookup"
+
+
+async def test_modes_differ(settings, ollama, project):
+    query = "apply the loyalty discount for members"
+    async with open_victor(settings) as victor:
+        await victor.index(str(project), name="shop")
+        found = {
+            mode: (await victor.find([query], mode=mode, top_k=5))[0]
+            for mode in ("hybrid", "dense", "lexical")
+        }
+        assert {mode: f.mode for mode, f in found.items()} == {
+            "hybrid": "hybrid",
+            "dense": "dense",
+            "lexical": "lexical",
+        }
+        for f in found.values():
+            assert f.notice == ""
+            assert f.results[0].symbol == "M.apply_discount"
+            assert all(0.0 <= r.score <= 1.0 for r in f.results)
+        scores = {mode: f.results[0].score for mode, f in found.items()}
+        assert len(set(scores.values())) == 3  # each mode scores its own way
+        # a query with no word in the code: lexical finds nothing, dense still answers
+        nothing = "zebra giraffe"
+        assert await victor.search(nothing, mode="lexical") == []
+        assert len(await victor.search(nothing, mode="dense", top_k=2)) == 2
+
+
+async def test_trivial_chunks_are_stored_but_never_returned(settings, ollama, project):
+    async with open_victor(settings) as victor:
+        await victor.index(str(project), name="shop")
+        rows = await victor.pool.fetch(
+            "SELECT text, embedding IS NULL AS bare FROM chunks WHERE NOT searchable"
+        )
+        assert rows and all(r["bare"] for r in rows)
+        assert {"return Picker", "return M"} <= {r["text"].strip() for r in rows}
+        for mode in ("hybrid", "dense", "lexical"):
+            results = await victor.search("return the module", mode=mode, top_k=50)
+            assert not {r.text.strip() for r in results} & {r["text"].strip() for r in rows}
+
+
+async def test_embedder_down_falls_back_to_lexical(settings, ollama, project):
+    async with open_victor(settings) as victor:
+        await victor.index(str(project), name="shop")
+    down = settings.model_copy(update={"embed_retries": 0})
+    async with open_victor(down) as victor:
+        ollama.fail_status = 503
+        (found,) = await victor.find(["Cart:total sum of prices"], top_k=3)
+        assert found.mode == "lexical"
+        assert "embedder unavailable" in found.notice and "lexical search only" in found.notice
+        assert found.results[0].symbol == "Cart:total"
+        context = await victor.retrieve("Cart:total sum of prices", budget=2000)
+        assert "Cart:total" in context.text and context.notice == found.notice
+        # the lexical mode never needs the embedder, so it is not degraded
+        (lexical,) = await victor.find(["Cart:total"], mode="lexical")
+        assert lexical.notice == "" and lexical.results
+
+
+async def test_slow_embedder_is_not_waited_for(settings, ollama, project):
+    async with open_victor(settings) as victor:
+        await victor.index(str(project), name="shop")
+    slow = settings.model_copy(update={"query_timeout": 0.5})
+    async with open_victor(slow) as victor:
+        ollama.delay = 5.0
+        started = time.monotonic()
+        context = await victor.retrieve("remove whitespace from both ends of a string")
+        assert time.monotonic() - started < 3.0
+        assert "no answer within 0.5 s" in context.notice
+        assert "trim" in context.text
+
+
+async def test_unreachable_embedder_falls_back_to_lexical(settings, ollama, project):
+    async with open_victor(settings) as victor:
+        await victor.index(str(project), name="shop")
+    gone = settings.model_copy(update={"ollama_host": "http://127.0.0.1:9", "embed_retries": 0})
+    async with open_victor(gone) as victor:
+        (found,) = await victor.find(["where is trim defined"])
+        assert found.mode == "lexical" and "Cannot reach Ollama" in found.notice
+        assert found.results[0].symbol == "trim"
+
+
+async def test_min_score(settings, ollama, project):
+    async with open_victor(settings) as victor:
+        await victor.index(str(project), name="shop")
+        named = await victor.retrieve("Picker:get_selection", min_score=0.99)
+        assert [s.symbol for s in named.sources] == ["Picker:get_selection"]
+        assert (await victor.retrieve("total price of the cart", min_score=0.99)).text == ""
+        kept = await victor.retrieve("total price of the cart", min_score=0.2)
+        assert "Cart:total" in kept.text
+
+
+# --- upgrading a database written by schema v1 ----------------------------------------------
+
+
+async def write_v1_index(url: str, ollama, project: Path) -> None:
+    """What Victor v1 left in a database: its schema, and chunks embedded with v1's text."""
+    import asyncpg
+    from pgvector.asyncpg import register_vector
+
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute((FIXTURES / "schema_v1.sql").read_text())
+        await register_vector(conn)
+        await store.bind_space(conn, "ollama:all-minilm:latest||", "all-minilm", 384)
+        repo_id = await conn.fetchval(
+            "INSERT INTO repos (name, source) VALUES ('shop', $1) RETURNING id", str(project)
+        )
+        for path in sorted(project.rglob("*.lua")):
+            rel = path.relative_to(project).as_posix()
+            data = path.read_bytes()
+            await conn.execute(
+                "INSERT INTO files (repo_id, path, content_hash, parse_mode, chunker_version, "
+                "size_bytes) VALUES ($1, $2, 'v1', 'ast', 1001, $3)",
+                repo_id,
+                rel,
+                len(data),
+            )
+            chunks = chunk_source(rel, data.decode()).chunks
+            texts = [embedding_text(rel, c) for c in chunks]
+            vectors = [np.asarray(v, dtype=np.float32) for v in ollama.embed(texts)]
+            for c, t, v in zip(chunks, texts, vectors, strict=True):
+                await conn.execute(
+                    "INSERT INTO embedding_cache (space, text_hash, embedding) VALUES "
+                    "('ollama:all-minilm:latest||', $1, $2) ON CONFLICT DO NOTHING",
+                    text_hash(t),
+                    v,
+                )
+                await conn.execute(
+                    "INSERT INTO chunks (repo_id, path, symbol, kind, signature, doc, "
+                    "start_line, end_line, part, text, embed_hash, embedding) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                    repo_id,
+                    rel,
+                    c.symbol,
+                    c.kind.value,
+                    c.signature,
+                    c.doc,
+                    c.start_line,
+                    c.end_line,
+                    c.part,
+                    c.text,
+                    text_hash(t),
+                    v,
+                )
+    finally:
+        await conn.close()
+
+
+async def test_a_v1_database_upgrades_in_place(settings, ollama, tmp_path):
+    project = tmp_path / "shop"
+    shutil.copytree(SAMPLE, project)
+    await write_v1_index(settings.database_url.get_secret_value(), ollama, project)
+    ollama.reset()
+    async with open_victor(settings) as victor:
+        # schema v2 applied, lexical fields computed from the stored chunks: all modes work
+        version = await victor.pool.fetchval(
+            "SELECT value FROM victor_meta WHERE key = 'schema_version'"
+        )
+        assert version == "2"
+        for mode in ("hybrid", "lexical", "dense"):
+            results = await victor.search("where is get_selection defined", mode=mode)
+            assert results[0].symbol == "Picker:get_selection", mode
+        assert await victor.pool.fetchval("SELECT count(*) FROM chunks WHERE NOT searchable") > 0
+        assert ollama.requests == 2  # hybrid and dense embedded their query, lexical did not
+
+        # the next run re-chunks every file (the index version changed) and embeds only the
+        # new name texts: the full texts did not change, their v1 embeddings are reused
+        ollama.reset()
+        report = await victor.index(str(project), name="shop")
+        assert report.files_changed == 4
+        assert report.chunks_embedded > 0 and ollama.inputs
+        assert not [t for t in ollama.inputs if " :: " in t]
+        named = await victor.pool.fetchval(
+            "SELECT count(*) FROM chunks WHERE name_hash IS NOT NULL AND embedding IS NOT NULL"
+        )
+        assert named > 0
+        results = await victor.search("apply the loyalty discount for members", top_k=1)
+        assert results[0].symbol == "M.apply_discount"
