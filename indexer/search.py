@@ -84,7 +84,7 @@ class Tuning:
     symbols: bool = True  # put the definition of a named symbol first
     module_lexical: float = 0.25  # lexical score factor of module/window chunks
     module_dense: float = 0.8  # cosine factor of module/window chunks
-    tests: float = 0.9  # score factor of chunks in test/spec files
+    tests: float = 0.8  # score factor of chunks in test/spec files
 
 
 DEFAULT_TUNING = Tuning()
