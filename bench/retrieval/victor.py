@@ -16,8 +16,10 @@ prompt (it only adds a header line per snippet and merges neighbours).
 from __future__ import annotations
 
 import asyncio
+import shutil
 import tempfile
 import time
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -49,6 +51,7 @@ class VictorIndex:
     def __init__(self, database_url: str | None = None):
         self.loop = asyncio.new_event_loop()
         self.folder = Path(tempfile.mkdtemp(prefix="bench-victor-"))
+        weakref.finalize(self, shutil.rmtree, self.folder, ignore_errors=True)
         self.server = None
         if database_url is None:
             from tests.support import pg
