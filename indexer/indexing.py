@@ -125,6 +125,9 @@ async def index_source(
         report.files_deleted = len(set(known) - {f.path for f in files})
         if source.commit:
             await store.update_commit(pool, repo.id, [f.path for f in unchanged], source.commit)
+        if written or gone:
+            # fresh planner statistics: the first searches after a big run stay fast
+            await store.analyze_chunks(pool)
         report.seconds = round(time.monotonic() - started, 3)
         await store.finish_run(pool, repo.id, source.commit, report.summary())
     for item in report.skipped:

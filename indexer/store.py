@@ -417,6 +417,10 @@ async def replace_files(
         )
 
 
+async def analyze_chunks(pool: asyncpg.Pool) -> None:
+    await pool.execute("ANALYZE chunks")
+
+
 async def delete_files(pool: asyncpg.Pool, repo_id: int, paths: Sequence[str]) -> None:
     if not paths:
         return
