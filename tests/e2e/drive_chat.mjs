@@ -1,6 +1,7 @@
 // Drives a real Open WebUI in headless Chromium (Debian's, via playwright-core):
 // log in, chat with the toggle ON (answer + sources), then a new chat with the toggle OFF,
 // then (job.preset) a chat with the model preset, whose toggle should be ON by default.
+// With job.mode "unavailable": one chat with the toggle ON (the test has broken the index).
 // Usage: node drive_chat.mjs job.json   (job written by harness.py; result goes to job.resultFile)
 import fs from 'node:fs';
 import path from 'node:path';
@@ -116,6 +117,22 @@ async function main() {
     page.on('pageerror', (e) => console.error(`[pageerror] ${e.message.slice(0, 300)}`));
 
     await login(page);
+
+    if (job.mode === 'unavailable') {
+      // One chat with the toggle ON while the index is down: the chat must go on, and say so.
+      step('chat with toggle ON, index down');
+      result.down = {};
+      await newChat(page);
+      result.down.toggle = await setToggle(page, true, null);
+      const answerDown = await ask(page);
+      Object.assign(result.down, await describeAnswer(page, answerDown));
+      result.down.sourcesButtonCount = await answerDown
+        .getByRole('button', { name: sourcesButtonName })
+        .count();
+      await shot(page, '09-index-unavailable.png');
+      step('done');
+      return;
+    }
 
     // --- Chat 1: toggle ON ------------------------------------------------------------
     step('chat with toggle ON');

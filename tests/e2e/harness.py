@@ -426,24 +426,30 @@ def setup_openwebui(stack: Stack) -> str:
     return token
 
 
-def run_browser(stack: Stack, screenshots_dir: Path) -> dict:
-    """Drive Chromium through the chats (toggle on, toggle off, preset); return what it saw."""
+def run_browser(
+    stack: Stack, screenshots_dir: Path, *, mode: str = "full", question: str | None = None
+) -> dict:
+    """Drive Chromium through the chats; return what it saw.
+
+    mode "full": toggle on, toggle off, then the preset. mode "unavailable": one chat with the
+    toggle on (the caller has made the index unreachable)."""
     cfg = stack.cfg
     screenshots_dir.mkdir(parents=True, exist_ok=True)
     job = {
+        "mode": mode,
         "baseUrl": stack.owui_url,
         "email": ADMIN_EMAIL,
         "password": ADMIN_PASSWORD,
         "model": MODEL_ID,
         "toggleName": cfg.function_name,
-        "question": cfg.question,
+        "question": question or cfg.question,
         "preset": {"model": PRESET_ID, "label": PRESET_NAME, "question": cfg.preset_question},
         "screenshotsDir": str(screenshots_dir),
         "chromium": cfg.chromium,
         "timeoutMs": int(cfg.timeout * 1000),
-        "resultFile": str(stack.run_dir / "browser_result.json"),
+        "resultFile": str(stack.run_dir / f"browser_result_{mode}.json"),
     }
-    job_file = stack.run_dir / "browser_job.json"
+    job_file = stack.run_dir / f"browser_job_{mode}.json"
     job_file.write_text(json.dumps(job, indent=1))
     started = time.monotonic()
     proc = subprocess.run(
@@ -453,7 +459,7 @@ def run_browser(stack: Stack, screenshots_dir: Path) -> dict:
         text=True,
         timeout=cfg.timeout * 4,
     )
-    (stack.run_dir / "browser.log").write_text(proc.stdout + proc.stderr)
+    (stack.run_dir / f"browser_{mode}.log").write_text(proc.stdout + proc.stderr)
     result_file = Path(job["resultFile"])
     result = json.loads(result_file.read_text()) if result_file.exists() else {}
     result["seconds"] = round(time.monotonic() - started, 1)
@@ -461,6 +467,14 @@ def run_browser(stack: Stack, screenshots_dir: Path) -> dict:
     if proc.returncode != 0:
         result.setdefault("error", (proc.stderr or proc.stdout)[-3000:])
     return result
+
+
+def break_index(stack: Stack) -> None:
+    """Point the filter at a database that is not there (port 9), as an admin would by mistake."""
+    url = f"{stack.pipelines.url}/{stack.pipeline_id}/valves"
+    valves = http_json("GET", url)
+    valves["database_url"] = "postgresql://victor@127.0.0.1:9/victor"
+    http_json("POST", url + "/update", valves)
 
 
 def get_chat(stack: Stack, chat_id: str) -> dict:

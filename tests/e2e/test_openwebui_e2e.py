@@ -4,7 +4,8 @@ installed by `victor openwebui install-function`, and headless Chromium.
 
 One scenario (module fixture), several checks:
   chat 1 with the toggle ON, chat 2 with it OFF (same question), chat 3 with the "Claude · Lua"
-  preset, whose toggle is on by default.
+  preset, whose toggle is on by default; then the filter's database URL is broken and chat 4
+  (toggle ON) must still be answered, with the notice shown.
 See tests/e2e/README.md. Skipped when tests/e2e/setup.sh has not been run, unless
 VICTOR_E2E_REQUIRE=1 (CI, scripts/test-e2e) makes that a failure.
 """
@@ -25,6 +26,7 @@ from tests.e2e.harness import (
     MODEL_ID,
     E2EConfig,
     Stack,
+    break_index,
     get_chat,
     install_function,
     rss_mib,
@@ -36,6 +38,7 @@ from tests.support.fake_llm import DEFAULT_REPLY, message_text
 pytestmark = pytest.mark.e2e
 
 CONTEXT_TAG = "<lua_codebase_context>"
+DOWN_QUESTION = "How are prices formatted for display?"
 
 
 @dataclass
@@ -43,6 +46,7 @@ class Run:
     cfg: E2EConfig
     stack: Stack
     browser: dict
+    down: dict  # the browser's chat with the index unreachable
     expected: Context  # what the filter retrieves for the question
     expected_preset: Context  # ... and for the preset's question
 
@@ -67,7 +71,10 @@ def run(tmp_path_factory):
         expected_preset = stack.index.retrieve(cfg.preset_question)
         browser = run_browser(stack, cfg.screenshots_dir)
         stack.timings["browser_s"] = browser.get("seconds")
-        yield Run(cfg, stack, browser, expected, expected_preset)
+        break_index(stack)
+        down = run_browser(stack, cfg.screenshots_dir, mode="unavailable", question=DOWN_QUESTION)
+        stack.timings["browser_down_s"] = down.get("seconds")
+        yield Run(cfg, stack, browser, down, expected, expected_preset)
         stack.timings["openwebui_rss_mib_after"] = round(rss_mib(stack.owui.popen.pid))
     finally:
         stack.stop()
@@ -177,8 +184,23 @@ def test_installer_updates_in_place_and_explains_failures(run):
     assert "no model 'no-such-model'" in missing.stderr and MODEL_ID in missing.stderr
 
 
+def test_index_unavailable_is_shown_and_the_chat_goes_on(run):
+    down = run.down
+    assert down.get("exit_code") == 0, f"browser failed at {down.get('steps')}: {down.get('error')}"
+    assert down["down"]["toggle"]["after"] is True
+    assert DEFAULT_REPLY in down["down"]["answerText"]
+    assert (
+        "Lua Codebase: index unavailable — answered without code context (database unavailable)"
+        in down["down"]["fullText"]
+    )
+    assert down["down"]["sourcesButtonCount"] == 0
+    (body,) = _one_request(run, DOWN_QUESTION, 1)
+    assert CONTEXT_TAG not in _system_text(body)
+    assert "Cannot connect" in run.stack.pipelines.log_text()  # the details are in its log
+
+
 def test_screenshots_saved(run):
-    shots = [Path(p) for p in run.browser.get("screenshots", [])]
+    shots = [Path(p) for p in run.browser.get("screenshots", []) + run.down.get("screenshots", [])]
     names = {p.name for p in shots}
     assert {
         "01-toggle-menu-on.png",
@@ -189,6 +211,7 @@ def test_screenshots_saved(run):
         "06-answer-toggle-off.png",
         "07-preset-toggle-default-on.png",
         "08-preset-answer.png",
+        "09-index-unavailable.png",
     } <= names
     for p in shots:
         assert p.parent == run.cfg.screenshots_dir
