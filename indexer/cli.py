@@ -307,7 +307,7 @@ def openwebui() -> None:
     "--token",
     envvar="OPEN_WEBUI_TOKEN",
     required=True,
-    help="An admin's API key, from Settings → Account (OPEN_WEBUI_TOKEN).",
+    help="An admin's API key or JWT, from Settings → Account (OPEN_WEBUI_TOKEN).",
 )
 @click.option(
     "--file",

@@ -105,7 +105,7 @@ class OpenWebUI:
         if response.status_code in (401, 403):
             raise OpenWebUIError(
                 f"Open WebUI at {self.url} refused the token ({response.status_code}: "
-                f"{_detail(response)}). Use an admin's API key (Settings → Account → API keys)."
+                f"{_detail(response)}). Use an admin's API key or JWT (Settings → Account)."
             )
         if response.status_code == 404:
             raise OpenWebUIError(
