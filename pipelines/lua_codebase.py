@@ -198,9 +198,19 @@ def reason_for(exc: BaseException) -> str:
         return str(exc)
     if isinstance(exc, ImportError):
         return "Victor is not installed in the Pipelines server"
+    import asyncpg
+
     from indexer import errors
 
-    if isinstance(exc, errors.DatabaseUnavailable | errors.SchemaError | OSError):
+    lost = (
+        errors.DatabaseUnavailable,
+        errors.SchemaError,
+        OSError,
+        asyncpg.InterfaceError,  # e.g. the connection was closed under us
+        asyncpg.PostgresConnectionError,
+        asyncpg.exceptions.OperatorInterventionError,  # e.g. the server is shutting down
+    )
+    if isinstance(exc, lost):
         return "database unavailable"
     if isinstance(exc, errors.ModelMissing):
         return "embedding model not available in Ollama"
@@ -210,9 +220,7 @@ def reason_for(exc: BaseException) -> str:
         return "the index was built with another embedding model"
     if isinstance(exc, errors.VictorError):
         return "the index is not ready"
-    import asyncpg
-
-    if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError):
+    if isinstance(exc, asyncpg.PostgresError):
         return "database error"
     return "internal error (see the Pipelines log)"
 
@@ -331,7 +339,12 @@ class Pipeline:
             log.warning("lua_codebase: retrieval timed out after %g s", timeout)
         except Exception as exc:
             reason = reason_for(exc)
-            log.warning("lua_codebase: no code context: %s", self._redact(f"{exc}"))
+            log.warning(
+                "lua_codebase: no code context (%s): %s",
+                reason,
+                self._redact(f"{exc}"),
+                exc_info=reason.startswith("internal"),  # a bug: keep the traceback
+            )
         return None, reason
 
     async def _search(self, query: str) -> Context:

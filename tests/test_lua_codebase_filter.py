@@ -272,11 +272,11 @@ async def test_hanging_database_fails_open_within_the_timeout(settings):
         first = time.monotonic() - started
         info = out["metadata"]["lua_codebase"]
         assert info["status"] == "unavailable" and "1 s" in info["notice"]
-        assert 0.9 < first < 1.5
+        assert 0.9 < first < 2.0  # 1 s, and some slack for a busy machine
         # Within the reconnect delay the next chat does not wait again.
         started = time.monotonic()
         out = await pipeline.inlet(request_body(), None)
-        assert time.monotonic() - started < 0.2
+        assert time.monotonic() - started < 0.5
         assert out["metadata"]["lua_codebase"]["notice"] == "database did not answer in time"
         await pipeline.on_shutdown()
     finally:
