@@ -128,8 +128,11 @@ def build_query(messages: list[dict]) -> str:
 
 
 def context_in_current_turn(messages: list[dict]) -> bool:
-    """True when this turn already carries our context (a re-run): never add it twice."""
-    start = last_index(messages, "assistant") + 1
+    """True when this turn already carries our context (a re-run): never add it twice.
+
+    The turn starts after the assistant message that precedes the last user message (an
+    assistant message after it is a partial answer being continued)."""
+    start = last_index(messages[: max(last_index(messages, "user"), 0)], "assistant") + 1
     return any(
         m.get("role") == "system" and f"<{CONTEXT_TAG}>" in message_text(m)
         for m in messages[start:]

@@ -108,6 +108,8 @@ def test_context_of_an_earlier_turn_does_not_count_for_this_one():
     earlier = lc.with_context([user("first")], "code")
     assert lc.context_in_current_turn(earlier)
     assert not lc.context_in_current_turn([*earlier, assistant("a"), user("next")])
+    # continuing a partial answer is still the same turn
+    assert lc.context_in_current_turn([*earlier, assistant("partial")])
     # a user quoting the tag is not our context
     assert not lc.context_in_current_turn([user(f"what is <{lc.CONTEXT_TAG}>?")])
 
