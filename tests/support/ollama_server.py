@@ -68,6 +68,7 @@ class FakeOllama:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms wait
 
             def log_message(self, *args):  # keep test output clean
                 pass
