@@ -84,7 +84,7 @@ class E2EConfig:
     def from_env(cls) -> E2EConfig:
         """Every setting can be overridden with an environment variable."""
         e = os.environ.get
-        owui_venv = Path(e("VICTOR_E2E_OWUI_VENV", "/work/venvs/owui"))
+        owui_venv = Path(e("VICTOR_E2E_OWUI_VENV", str(REPO / ".venv-e2e")))
         return cls(
             owui_venv=owui_venv,
             # The Pipelines server imports Victor: by default it runs in this Python.
