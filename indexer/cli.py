@@ -14,6 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TextIO
 
 import click
@@ -370,6 +371,77 @@ async def doctor(ctx) -> None:
         ok = ok and check.ok
     if not ok:
         sys.exit(1)
+
+
+@cli.group()
+def openwebui() -> None:
+    """Set Victor up in Open WebUI: the "Lua Codebase" toggle, a model preset."""
+
+
+@openwebui.command("install-function")
+@click.option(
+    "--url",
+    envvar="OPEN_WEBUI_URL",
+    default="http://localhost:3000",
+    show_default=True,
+    help="Open WebUI's address (OPEN_WEBUI_URL).",
+)
+@click.option(
+    "--token",
+    envvar="OPEN_WEBUI_TOKEN",
+    required=True,
+    help="An admin's API key or JWT, from Settings → Account (OPEN_WEBUI_TOKEN).",
+)
+@click.option(
+    "--file",
+    "function_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The Function's source (default: the one that comes with Victor).",
+)
+@click.option(
+    "--global/--not-global",
+    "make_global",
+    default=True,
+    show_default=True,
+    help="Offer the toggle in the chats of every model.",
+)
+@click.option(
+    "--preset",
+    "base_model",
+    metavar="BASE_MODEL_ID",
+    help="Also create a model preset on this model, with the toggle on by default.",
+)
+@click.option("--preset-name", default="Claude · Lua", show_default=True)
+@click.option("--preset-id", help="Id of the preset (default: from its name, e.g. claude-lua).")
+def install_function(
+    url: str,
+    token: str,
+    function_file: Path | None,
+    make_global: bool,
+    base_model: str | None,
+    preset_name: str,
+    preset_id: str | None,
+) -> None:
+    """Create or update the "Lua Codebase" toggle Function in Open WebUI."""
+    from . import openwebui as owui
+
+    source = function_file.read_text(encoding="utf-8") if function_file else owui.function_source()
+    try:
+        with owui.OpenWebUI(url, token) as api:
+            done = owui.install_function(api, source, make_global=make_global)
+            scope = "offered in every chat" if done.is_global else "attach it to models yourself"
+            err.print(f"Function {owui.FUNCTION_ID} {done.action}: active, {scope}")
+            if base_model:
+                pid, action = owui.install_preset(
+                    api, base_model, name=preset_name, preset_id=preset_id
+                )
+                err.print(
+                    f"Model preset {preset_name!r} ({pid}) {action} on {base_model}: "
+                    "the Lua Codebase toggle is on in its new chats",
+                    highlight=False,
+                )
+    except VictorError as exc:
+        _fail(str(exc))
 
 
 def main() -> None:

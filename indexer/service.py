@@ -128,10 +128,15 @@ class Victor:
         await self.pool.close()
 
 
+async def connect(settings: Settings, *, embedder: Embedder | None = None, **pool_args) -> Victor:
+    """A Victor for a long-lived process (the Pipelines filter); the caller closes it."""
+    pool = await db.create_pool(settings, **pool_args)
+    return Victor(settings, pool, embedder or make_embedder(settings))
+
+
 @asynccontextmanager
 async def open_victor(settings: Settings, *, embedder: Embedder | None = None, **pool_args):
-    pool = await db.create_pool(settings, **pool_args)
-    victor = Victor(settings, pool, embedder or make_embedder(settings))
+    victor = await connect(settings, embedder=embedder, **pool_args)
     try:
         yield victor
     finally:

@@ -1,5 +1,7 @@
 // Drives a real Open WebUI in headless Chromium (Debian's, via playwright-core):
-// log in, chat with the toggle ON (answer + sources), then a new chat with the toggle OFF.
+// log in, chat with the toggle ON (answer + sources), then a new chat with the toggle OFF,
+// then (job.preset) a chat with the model preset, whose toggle should be ON by default.
+// With job.mode "unavailable": one chat with the toggle ON (the test has broken the index).
 // Usage: node drive_chat.mjs job.json   (job written by harness.py; result goes to job.resultFile)
 import fs from 'node:fs';
 import path from 'node:path';
@@ -40,11 +42,11 @@ async function login(page) {
   await page.locator('#chat-input').waitFor({ timeout });
 }
 
-async function newChat(page) {
-  await page.goto(`${job.baseUrl}/?models=${encodeURIComponent(job.model)}`);
+async function newChat(page, model = job.model, label = job.model) {
+  await page.goto(`${job.baseUrl}/?models=${encodeURIComponent(model)}`);
   await page.locator('#chat-input').waitFor({ timeout });
   // The selected model is shown in the input bar; make sure it is ours.
-  await page.getByText(job.model, { exact: true }).first().waitFor({ timeout });
+  await page.getByText(label, { exact: true }).first().waitFor({ timeout });
 }
 
 // Open the Integrations menu and put the toggle in the wanted state; returns its final state.
@@ -73,10 +75,10 @@ async function setToggle(page, wanted, screenshotName) {
 }
 
 // Send the question and wait until the answer is complete; returns the answer's message element.
-async function ask(page) {
+async function ask(page, question = job.question) {
   const input = page.locator('#chat-input');
   await input.click();
-  await page.keyboard.type(job.question);
+  await page.keyboard.type(question);
   await page.locator('#send-message-button').click();
   const answer = page.locator('div[id^="message-"]:has(.chat-assistant)').last();
   await answer.waitFor({ timeout });
@@ -115,6 +117,22 @@ async function main() {
     page.on('pageerror', (e) => console.error(`[pageerror] ${e.message.slice(0, 300)}`));
 
     await login(page);
+
+    if (job.mode === 'unavailable') {
+      // One chat with the toggle ON while the index is down: the chat must go on, and say so.
+      step('chat with toggle ON, index down');
+      result.down = {};
+      await newChat(page);
+      result.down.toggle = await setToggle(page, true, null);
+      const answerDown = await ask(page);
+      Object.assign(result.down, await describeAnswer(page, answerDown));
+      result.down.sourcesButtonCount = await answerDown
+        .getByRole('button', { name: sourcesButtonName })
+        .count();
+      await shot(page, '09-index-unavailable.png');
+      step('done');
+      return;
+    }
 
     // --- Chat 1: toggle ON ------------------------------------------------------------
     step('chat with toggle ON');
@@ -162,6 +180,23 @@ async function main() {
       .getByRole('button', { name: sourcesButtonName })
       .count();
     await shot(page, '06-answer-toggle-off.png');
+
+    // --- Chat 3: the model preset, toggle ON by default -----------------------------
+    if (job.preset) {
+      step('chat with the preset');
+      result.preset = {};
+      await newChat(page, job.preset.model, job.preset.label);
+      // wanted = true: if the default did not switch it on, "before" says so.
+      result.preset.toggle = await setToggle(page, true, '07-preset-toggle-default-on.png');
+      const answerPreset = await ask(page, job.preset.question);
+      Object.assign(result.preset, await describeAnswer(page, answerPreset));
+      const presetSources = answerPreset.getByRole('button', { name: sourcesButtonName });
+      result.preset.sourcesButtonCount = await presetSources.count();
+      if (result.preset.sourcesButtonCount > 0) {
+        result.preset.sourcesButtonText = (await presetSources.first().innerText()).trim();
+      }
+      await shot(page, '08-preset-answer.png');
+    }
     step('done');
   } finally {
     await browser.close();

