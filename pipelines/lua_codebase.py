@@ -242,7 +242,12 @@ class Pipeline:
             description="Budget of the code context, in tokens (about 3.5 characters each).",
         )
         min_score: float = Field(
-            default=0.0, description="Leave out chunks scoring below this (0: keep all)."
+            default=0.2,
+            ge=0.0,
+            le=1.0,
+            description="Leave out chunks scoring below this. Scores are 0-1; the right "
+            "function usually scores 0.35-0.65, chat that is not about code below 0.22 "
+            "(0: keep all).",
         )
         repos: list[str] = Field(
             default=[], description="Search only these indexed repositories (empty: all)."
