@@ -23,7 +23,15 @@ from bench.retrieval.metrics import first_hit_rank, score
 from bench.retrieval.queries import doc_candidates, lua_files, sample, symbol_candidates
 from bench.retrieval.systems import SYSTEMS, Context
 
-DEFAULT_SYSTEMS = ["owui-dense", "bm25", "rrf", "function-dense"]
+DEFAULT_SYSTEMS = [
+    "owui-dense",
+    "bm25",
+    "rrf",
+    "function-dense",
+    "victor-dense",
+    "victor-lexical",
+    "victor-hybrid",
+]
 K = 10
 COLUMNS = ("n", "R@1", "R@5", "R@10", "MRR@10", "ctx_chars@5")
 
