@@ -17,7 +17,7 @@ import asyncpg
 from . import db, git, indexing, jobs, search, store, sync
 from .config import Settings
 from .embedder import Embedder, make_embedder
-from .errors import ConfigError, SourceError
+from .errors import ConfigError, NotFound, SourceError
 from .indexing import IndexReport, Progress
 from .search import SearchResult
 from .sources import open_source
@@ -70,6 +70,7 @@ class Victor:
         progress: Progress | None = None,
     ) -> IndexReport:
         name = name or default_name(target)
+        await self._refuse_followed(name)
         source = await asyncio.to_thread(
             open_source,
             target,
@@ -82,6 +83,18 @@ class Victor:
         return await indexing.index_source(
             self.pool, self.embedder, self.settings, source, name, ref=ref, progress=progress
         )
+
+    async def _refuse_followed(self, name: str) -> None:
+        """`victor index` over a followed repository would change its URL and branch."""
+        try:
+            repo = await store.get_repo(self.pool, name)
+        except NotFound:
+            return
+        if repo.tracked:
+            raise ConfigError(
+                f"{name!r} follows {repo.source} branch {repo.ref}: update it with "
+                f"`victor sync {name}`, or index this under another --name."
+            )
 
     async def search(
         self, query: str, *, top_k: int = 8, repos: Sequence[str] | None = None

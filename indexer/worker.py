@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from contextlib import asynccontextmanager
 
 import asyncpg
 
@@ -25,6 +24,9 @@ from .service import Victor
 from .sync import SyncReport
 
 log = logging.getLogger(__name__)
+
+# The database went away or dropped a connection: wait and try again, never crash.
+DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 
 class Worker:
@@ -37,6 +39,7 @@ class Worker:
         self.stopping = asyncio.Event()
         self.wake = asyncio.Event()
         self.jobs_run = 0
+        self._listener: asyncpg.Connection | None = None
 
     def stop(self) -> None:
         """Ask the worker to stop (signal handler): no new job; the current one may finish."""
@@ -44,34 +47,51 @@ class Worker:
         self.wake.set()
 
     async def run(self) -> None:
-        async with self._listening():
+        await self._warm_up()
+        try:
             while not self.stopping.is_set():
                 self.wake.clear()
-                job = await self._claim()
-                if job is not None:
-                    await self.run_job(job)
-                elif self.drain:
+                try:
+                    await self._listen()
+                    job = await jobs.claim(self.pool, self.id, self.settings.job_lease)
+                    if job is not None:
+                        await self.run_job(job)
+                        continue
+                except DB_ERRORS as exc:
+                    log.warning("database error (%s); trying again", exc)
+                if self.drain:
                     return
-                else:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.wake.wait(), self.settings.worker_poll)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), self.settings.worker_poll)
+        finally:
+            await self._unlisten()
 
-    async def _claim(self) -> Job | None:
+    async def _warm_up(self) -> None:
+        """Load the embedding model now rather than in the first push's job."""
         try:
-            return await jobs.claim(self.pool, self.id, self.settings.job_lease)
-        except (asyncpg.PostgresError, OSError) as exc:
-            log.warning("cannot read the job queue (%s); trying again", exc)
-            return None
+            await self.victor.embedder.dimensions()
+        except VictorError as exc:
+            log.warning("the embedder is not ready (%s); jobs will retry until it is", exc)
 
-    @asynccontextmanager
-    async def _listening(self):
-        async with self.pool.acquire() as conn:
-            await conn.add_listener(jobs.CHANNEL, self._notified)
-            try:
-                yield
-            finally:
-                with contextlib.suppress(Exception):
-                    await conn.remove_listener(jobs.CHANNEL, self._notified)
+    async def _listen(self) -> None:
+        """LISTEN for new jobs on a connection of our own; again if the database dropped it."""
+        if self._listener is not None:
+            return
+        conn = await self.pool.acquire()
+        await conn.add_listener(jobs.CHANNEL, self._notified)
+        conn.add_termination_listener(self._listener_lost)
+        self._listener = conn
+
+    def _listener_lost(self, *args: object) -> None:
+        self._listener = None  # the pool has taken the dead connection back
+        self.wake.set()
+
+    async def _unlisten(self) -> None:
+        conn, self._listener = self._listener, None
+        if conn is not None:
+            with contextlib.suppress(*DB_ERRORS):
+                await conn.remove_listener(jobs.CHANNEL, self._notified)
+                await self.pool.release(conn)
 
     def _notified(self, *args: object) -> None:
         self.wake.set()
@@ -123,7 +143,7 @@ class Worker:
                 if not await jobs.heartbeat(self.pool, job, self.settings.job_lease):
                     log.warning("job %d: another worker took it over", job.id)
                     return
-            except (asyncpg.PostgresError, OSError) as exc:
+            except DB_ERRORS as exc:
                 log.warning("job %d: cannot renew the lease (%s)", job.id, exc)
 
     async def _done(self, job: Job, report: SyncReport) -> None:

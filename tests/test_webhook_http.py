@@ -243,7 +243,7 @@ async def test_dev_flag_runs_without_secret(settings, victor, followed):
         server.stop()
 
 
-async def test_healthz_reports_the_database(webhook_url, hook_settings):
+async def test_healthz_reports_the_database(webhook_url, hook_settings, followed):
     async with httpx.AsyncClient() as client:
         assert (await client.get(f"{webhook_url}/healthz")).status_code == 200
     down = hook_settings.model_copy(
@@ -256,8 +256,11 @@ async def test_healthz_reports_the_database(webhook_url, hook_settings):
             assert answer.status_code == 503
             assert "Cannot connect to PostgreSQL" in answer.json()["message"]
             assert "hunter2" not in answer.text
-            push = await deliver(server.url, "ping", {"zen": "z"}, secret=SECRET)
-            assert push.status_code == 200  # ping needs no database
+            ping = await deliver(server.url, "ping", {"zen": "z"}, secret=SECRET)
+            assert ping.status_code == 200  # ping needs no database
+            push = await deliver(server.url, "push", followed.push(), secret=SECRET)
+            assert push.status_code == 503 and "Redeliver" in push.json()["message"]
+            assert "hunter2" not in push.text
     finally:
         server.stop()
 

@@ -15,10 +15,13 @@ import signal
 import subprocess
 import time
 
+import asyncpg
 import pytest
 
-from indexer import jobs, store
-from indexer.errors import SourceError
+from indexer import git, jobs, store
+from indexer.errors import ConfigError, SourceError
+from indexer.indexing import Changes, index_source
+from indexer.sources import GitSource
 from tests.conftest import VICTOR, victor_cli
 from tests.support.github import Remote, deliver, run_git
 from tests.support.webhook import SECRET, assert_index_is, wait_idle, wait_job
@@ -176,6 +179,29 @@ async def test_force_push_ends_consistent(webhook_url, victor, worker, remote, o
     # combat.lua is back to its first version, whose chunks are still in the cache
     assert not any("src/combat.lua" in t for t in ollama.inputs)
     assert all(t.startswith("src/magic.lua") for t in ollama.inputs)
+
+
+async def test_worker_survives_its_connections_being_dropped(
+    webhook_url, victor, worker, remote, hook_settings
+):
+    remote.commit("initial", GAME)
+    await follow(victor, remote)
+    await wait_job(victor.pool, await push_and_deliver(webhook_url, remote))
+    url = hook_settings.database_url.get_secret_value()
+    admin = await asyncpg.connect(url)
+    try:  # what a database restart does to the worker: every connection cut
+        dropped = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await admin.close()
+    assert dropped > 0
+    await asyncio.sleep(0.5)
+    remote.commit("after the outage", {"src/new.lua": "local function resilient() end\n"})
+    job = await wait_job(victor.pool, await push_and_deliver(webhook_url, remote))
+    assert job.state == "done", job.error
+    await assert_index_is(victor.pool, "game", remote.bare, remote.head())
 
 
 async def test_pushed_commit_rewritten_before_the_sync_indexes_the_branch(
@@ -342,3 +368,30 @@ async def test_deleted_branch_fails_with_advice(victor, remote):
     remote.delete_branch("main")
     with pytest.raises(SourceError, match=r"branch 'main' is not in .* --branch OTHER"):
         await victor.sync("game")
+
+
+async def test_stale_change_list_compares_every_file(victor, remote, ollama):
+    remote.commit("initial", GAME)
+    remote.push()
+    await follow(victor, remote)
+    await victor.sync("game")
+    (remote.work / "src/combat.lua").write_text("local function surprise() end\n")
+    remote.commit("changed behind the change list's back")
+    remote.push()
+    clone = victor.settings.clones_dir / "game"
+    git.clone_or_fetch(remote.url, clone)
+    source = GitSource(clone, remote.head(), ("*.lua",), 10**6)
+    wrong = Changes(base="f" * 40, paths=frozenset({"src/inventory.lua"}))
+    report = await index_source(
+        victor.pool, victor.embedder, victor.settings, source, "game", changes=wrong
+    )
+    assert not report.incremental and "the index moved" in report.scope
+    assert report.files_changed == 1  # combat.lua, found although not in the list
+    await assert_index_is(victor.pool, "game", remote.bare, remote.head())
+
+
+async def test_index_refuses_a_followed_repository(victor, remote, tmp_path):
+    await follow(victor, remote)
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.raises(ConfigError, match="victor sync game"):
+        await victor.index(str(tmp_path / "elsewhere"), name="game")
