@@ -26,7 +26,14 @@ from .sync import SyncReport
 log = logging.getLogger(__name__)
 
 # The database went away or dropped a connection: wait and try again, never crash.
-DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# (A connection killed in the middle of a query can surface as InternalClientError.)
+DB_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 
 
 class Worker:
@@ -40,6 +47,7 @@ class Worker:
         self.wake = asyncio.Event()
         self.jobs_run = 0
         self._listener: asyncpg.Connection | None = None
+        self._listener_lost = False
 
     def stop(self) -> None:
         """Ask the worker to stop (signal handler): no new job; the current one may finish."""
@@ -75,23 +83,28 @@ class Worker:
 
     async def _listen(self) -> None:
         """LISTEN for new jobs on a connection of our own; again if the database dropped it."""
-        if self._listener is not None:
+        if self._listener is not None and not self._listener_lost:
             return
+        await self._unlisten()
         conn = await self.pool.acquire()
+        self._listener, self._listener_lost = conn, False
+        conn.add_termination_listener(self._lost)
         await conn.add_listener(jobs.CHANNEL, self._notified)
-        conn.add_termination_listener(self._listener_lost)
-        self._listener = conn
 
-    def _listener_lost(self, *args: object) -> None:
-        self._listener = None  # the pool has taken the dead connection back
+    def _lost(self, *args: object) -> None:
+        self._listener_lost = True
         self.wake.set()
 
     async def _unlisten(self) -> None:
+        """Give the connection back, dead or alive: pool.close() waits for every one."""
         conn, self._listener = self._listener, None
-        if conn is not None:
+        if conn is None:
+            return
+        if not self._listener_lost:
             with contextlib.suppress(*DB_ERRORS):
                 await conn.remove_listener(jobs.CHANNEL, self._notified)
-                await self.pool.release(conn)
+        with contextlib.suppress(*DB_ERRORS):
+            await self.pool.release(conn)
 
     def _notified(self, *args: object) -> None:
         self.wake.set()
