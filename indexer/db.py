@@ -25,7 +25,9 @@ from .lexical import LEXICAL_VERSION
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2  # 2: lexical fields, symbol keys, searchable flag, name hashes
+# 2: lexical fields, symbol keys, searchable flag, name hashes
+# 3: tracked repositories, sync jobs, webhook deliveries
+SCHEMA_VERSION = 3
 _SCHEMA_LOCK = 7_401_001  # pg_advisory_xact_lock key: one schema migration at a time
 
 
