@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -359,6 +360,169 @@ def install_function(
                 )
     except VictorError as exc:
         _fail(str(exc))
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--full", is_flag=True, help="Compare every file, not only the changed ones.")
+@click.option("--json", "as_json", is_flag=True, help="Print the sync summary as JSON.")
+@click.pass_context
+@run_async
+async def sync(ctx, name: str, full: bool, as_json: bool) -> None:
+    """Fetch a tracked repository and index what changed (what a push does)."""
+    settings = settings_from(ctx)
+    async with open_victor(settings) as victor:
+        report = await victor.sync(name, full=full)
+    if as_json:
+        out.print_json(json.dumps(report.summary()))
+        return
+    index = report.index
+    err.print(
+        f"{report.repo} is at {report.branch} {report.commit[:12]} ({report.mode}: {report.why})\n"
+        f"  files: {index['files_new']} new, {index['files_changed']} changed, "
+        f"{index['files_deleted']} deleted; chunks: {index['chunks_embedded']} embedded, "
+        f"{index['chunks_reused']} reused; {index['seconds']:.1f} s",
+        highlight=False,
+    )
+    if report.note:
+        err.print(f"  note: {report.note}", highlight=False)
+
+
+@cli.command()
+@click.option("--drain", is_flag=True, help="Run what is queued, then exit.")
+@click.pass_context
+@run_async
+async def worker(ctx, drain: bool) -> None:
+    """Run the sync jobs queued by the webhook. SIGTERM finishes or hands back the current job."""
+    from .worker import Worker
+
+    logging.getLogger("indexer").setLevel(logging.INFO)
+    settings = settings_from(ctx)
+    async with open_victor(settings) as victor:
+        runner = Worker(victor, drain=drain)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, runner.stop)
+        err.print(f"victor worker {runner.id}: waiting for jobs", highlight=False)
+        await runner.run()
+    err.print(f"victor worker {runner.id}: stopped after {runner.jobs_run} jobs", highlight=False)
+
+
+@cli.group()
+def repo() -> None:
+    """Repositories followed by the GitHub webhook and `victor sync`."""
+
+
+@repo.command("add")
+@click.argument("name")
+@click.argument("url")
+@click.option("--branch", default="main", show_default=True, help="Branch to follow.")
+@click.option(
+    "--github-url",
+    help="https://github.com/OWNER/REPO (default: from URL). Pushes are matched by it; "
+    "search results link to it.",
+)
+@click.option("--no-check", is_flag=True, help="Do not check now that the branch can be fetched.")
+@click.pass_context
+@run_async
+async def repo_add(
+    ctx, name: str, url: str, branch: str, github_url: str | None, no_check: bool
+) -> None:
+    """Follow BRANCH of the git repository at URL under NAME (and queue its first sync)."""
+    settings = settings_from(ctx)
+    async with open_victor(settings) as victor:
+        added, job = await victor.track(
+            name, url, branch=branch, github_url=github_url, check=not no_check
+        )
+    err.print(
+        f"following {added.name}: {added.source} branch {added.ref} ({added.github_url})\n"
+        f"queued job {job}: a running `victor worker` indexes it; or run `victor sync {name}`.\n"
+        "Pushes to that branch re-index it once the GitHub webhook is set up (see README).",
+        highlight=False,
+    )
+
+
+@repo.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_context
+@run_async
+async def repo_list(ctx, as_json: bool) -> None:
+    """The repositories followed, their branch and last indexed commit."""
+    from . import store
+
+    settings = settings_from(ctx)
+    async with open_victor(settings) as victor:
+        tracked = await store.tracked_repos(victor.pool)
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "name": r.name,
+                        "url": r.source,
+                        "branch": r.ref,
+                        "github_url": r.github_url,
+                        "commit": r.commit_sha,
+                        "indexed_at": r.indexed_at.isoformat() if r.indexed_at else None,
+                    }
+                    for r in tracked
+                ],
+                indent=2,
+            )
+        )
+        return
+    if not tracked:
+        err.print("no repository is followed; add one: victor repo add NAME URL --branch main")
+        return
+    table = Table("name", "branch", "url", "github", "commit", "indexed")
+    for r in tracked:
+        when = r.indexed_at.strftime("%Y-%m-%d %H:%M") if r.indexed_at else "never"
+        table.add_row(
+            r.name, r.ref or "", r.source, r.github_url or "", (r.commit_sha or "")[:12], when
+        )
+    out.print(table)
+
+
+@repo.command("remove")
+@click.argument("name")
+@click.pass_context
+@run_async
+async def repo_remove(ctx, name: str) -> None:
+    """Stop following NAME (its index stays; `victor remove NAME` deletes it)."""
+    settings = settings_from(ctx)
+    async with open_victor(settings) as victor:
+        await victor.untrack(name)
+    err.print(f"no longer following {name}; its index stays searchable")
+
+
+@cli.command("jobs")
+@click.option("-n", "--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_context
+@run_async
+async def jobs_command(ctx, limit: int, as_json: bool) -> None:
+    """Recent sync jobs: state, attempts, errors."""
+    from . import jobs
+
+    settings = settings_from(ctx)
+    async with open_victor(settings) as victor:
+        recent = await jobs.recent(victor.pool, limit)
+    if as_json:
+        click.echo(json.dumps([j.to_json() for j in recent], indent=2))
+        return
+    table = Table("id", "repo", "state", "reason", "after", "tries", "updated", "error")
+    for j in recent:
+        table.add_row(
+            str(j.id),
+            j.repo,
+            j.state,
+            j.reason,
+            (j.after_sha or "")[:12],
+            f"{j.attempts}/{j.max_attempts}",
+            j.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+            j.error or "",
+        )
+    out.print(table)
 
 
 def main() -> None:

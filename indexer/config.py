@@ -69,6 +69,37 @@ class Settings(BaseSettings):
     )
     parse_workers: int | None = Field(default=None, ge=1)
 
+    # GitHub webhook and sync worker (webhook/, indexer/worker.py)
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="The secret set on the GitHub webhook (required)."
+    )
+    webhook_insecure_dev: bool = Field(
+        default=False,
+        description="Development only: run the webhook without a secret, unsigned deliveries.",
+    )
+    webhook_max_bytes: int = Field(
+        default=25 * 1024 * 1024, ge=1024, description="Largest delivery accepted (GitHub: 25 MB)."
+    )
+    jobs_token: SecretStr | None = Field(
+        default=None, description="Bearer token for GET /jobs; unset: only from localhost."
+    )
+    github_token: SecretStr | None = Field(
+        default=None, description="Token for `git fetch` of private GitHub repositories."
+    )
+    job_lease: float = Field(
+        default=60.0, gt=0, description="Seconds a worker holds a job without a heartbeat."
+    )
+    job_max_attempts: int = Field(default=5, ge=1, le=100)
+    job_retry_delay: float = Field(
+        default=10.0, ge=0, description="Seconds before the first retry; doubles each time."
+    )
+    worker_poll: float = Field(
+        default=2.0, gt=0, description="Seconds between queue checks when no notification came."
+    )
+    worker_grace: float = Field(
+        default=8.0, ge=0, description="On SIGTERM, seconds to finish the job before releasing it."
+    )
+
     @field_validator("include", mode="before")
     @classmethod
     def _split_globs(cls, value: object) -> object:

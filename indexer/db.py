@@ -23,7 +23,7 @@ from .errors import DatabaseUnavailable, SchemaError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA_LOCK = 7_401_001  # pg_advisory_xact_lock key: one schema migration at a time
 
 

@@ -146,6 +146,53 @@ def read_blobs(repo: Path, shas: Sequence[str]) -> Iterator[tuple[str, bytes]]:
         pos = end + 1 + size + 1
 
 
+@dataclass(frozen=True, slots=True)
+class Change:
+    status: str  # A, M, D, T, R (renamed: old_path -> path), C (copied)
+    path: str
+    old_path: str | None = None
+
+
+def is_ancestor(repo: Path, ancestor: str, commit: str) -> bool:
+    """True when `ancestor` is `commit` or in its history; False too when it is not in repo."""
+    try:
+        run(repo, "merge-base", "--is-ancestor", ancestor, commit)
+    except SourceError:
+        return False
+    return True
+
+
+def diff(repo: Path, old: str, new: str) -> list[Change]:
+    """Files that differ between two commits, renames detected (`git diff --name-status`)."""
+    out = run(repo, "diff", "--name-status", "-z", "-M", "--no-ext-diff", old, new, "--")
+    fields = [f.decode("utf-8", "surrogateescape") for f in out.split(b"\0")]
+    changes: list[Change] = []
+    i = 0
+    while i < len(fields) and fields[i]:
+        status = fields[i][0]
+        if status in "RC":
+            changes.append(Change(status, fields[i + 2], fields[i + 1]))
+            i += 3
+        else:
+            changes.append(Change(status, fields[i + 1]))
+            i += 2
+    return changes
+
+
+def remote_has_branch(url: str, branch: str, token: str | None = None) -> bool:
+    """Ask the remote whether the branch exists (and so that it is reachable at all)."""
+    out = run(
+        None,
+        "ls-remote",
+        "--heads",
+        url,
+        f"refs/heads/{branch}",
+        env=auth_env(token, url),
+        timeout=60,
+    )
+    return bool(out.strip())
+
+
 def clone_or_fetch(url: str, dest: Path, token: str | None = None) -> Path:
     """A bare mirror of the remote's branches and tags in dest, up to date."""
     env = auth_env(token, url)

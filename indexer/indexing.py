@@ -66,6 +66,8 @@ class IndexReport:
     chunks_reused: int = 0
     parse_modes: Counter = field(default_factory=Counter)
     parse_errors: list[tuple[str, str]] = field(default_factory=list)
+    scope: str = "all files"  # or "N changed paths since <commit>" for an incremental sync
+    incremental: bool = False  # only the paths of a Changes were compared
     seconds: float = 0.0
 
     def summary(self) -> dict:
@@ -73,6 +75,19 @@ class IndexReport:
         data["skipped"] = [[s.path, s.reason] for s in self.skipped]
         data["parse_modes"] = dict(self.parse_modes)
         return data
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """The paths that may differ between the indexed commit `base` and the source's commit.
+
+    With it, index_source looks at these paths only (a push touches a few files of a large
+    repository); everything else is known to be unchanged since `base`. Those other files
+    keep the commit they were read at: their content, and so a permalink to it, is the same.
+    """
+
+    base: str
+    paths: frozenset[str]
 
 
 async def ensure_space(pool: asyncpg.Pool, embedder: Embedder) -> None:
@@ -99,8 +114,13 @@ async def index_source(
     *,
     ref: str | None = None,
     progress: Progress | None = None,
+    changes: Changes | None = None,
 ) -> IndexReport:
-    """Bring the index of `name` to exactly what `source` holds now."""
+    """Bring the index of `name` to exactly what `source` holds now.
+
+    With `changes`, only those paths are compared, written or deleted; when they no longer
+    describe the index (it moved on, or the chunker changed) every file is compared instead.
+    """
     started = time.monotonic()
     progress = progress or _NoProgress()
     await ensure_space(pool, embedder)
@@ -108,8 +128,16 @@ async def index_source(
     report = IndexReport(repo=name, commit=source.commit)
     async with store.repo_lock(pool, repo.id):
         files, skipped = await asyncio.to_thread(source.scan)
-        report.skipped.extend(skipped)
         known = await store.file_states(pool, repo.id)
+        if changes is not None:
+            stale = await _stale(pool, repo.id, changes, known)
+            if stale:
+                report.scope = f"all files ({stale})"
+            else:
+                files, skipped, known = _restrict(changes.paths, files, skipped, known)
+                report.scope = f"{len(changes.paths)} changed paths since {changes.base[:12]}"
+                report.incremental = True
+        report.skipped.extend(skipped)
         todo, unchanged = _classify(files, known, report)
         progress.start(len(todo))
         written = await _index_files(
@@ -125,6 +153,30 @@ async def index_source(
     for item in report.skipped:
         log.info("skipped %s: %s", item.path, item.reason)
     return report
+
+
+async def _stale(
+    pool: asyncpg.Pool, repo_id: int, changes: Changes, known: dict[str, tuple[str, int]]
+) -> str | None:
+    """Why `changes` does not describe the index any more, or None when it does."""
+    if await store.repo_commit(pool, repo_id) != changes.base:
+        return "the index moved since the change list was made"
+    if any(version != INDEX_VERSION for _, version in known.values()):
+        return "files were chunked by another chunker version"
+    return None
+
+
+def _restrict(
+    paths: frozenset[str],
+    files: list[SourceFile],
+    skipped: list[Skipped],
+    known: dict[str, tuple[str, int]],
+) -> tuple[list[SourceFile], list[Skipped], dict[str, tuple[str, int]]]:
+    return (
+        [f for f in files if f.path in paths],
+        [s for s in skipped if s.path in paths],
+        {p: state for p, state in known.items() if p in paths},
+    )
 
 
 def _classify(

@@ -14,14 +14,15 @@ from pathlib import Path
 
 import asyncpg
 
-from . import db, indexing, search, store
+from . import db, git, indexing, jobs, search, store, sync
 from .config import Settings
 from .context import Context, build_context
 from .embedder import Embedder, make_embedder
-from .errors import SourceError
+from .errors import ConfigError, NotFound, SourceError
 from .indexing import IndexReport, Progress
 from .search import SearchResult
 from .sources import open_source
+from .sync import SyncReport
 
 
 def default_name(target: str) -> str:
@@ -33,6 +34,26 @@ def default_name(target: str) -> str:
     if not name:
         raise SourceError(f"Cannot derive a name from {target!r}; pass --name.")
     return name
+
+
+def web_url(url: str) -> str:
+    """https://github.com/o/r/ or .../r.git -> https://github.com/o/r (how GitHub names it)."""
+    url = url.strip().rstrip("/").removesuffix(".git")
+    if not url.startswith(("https://", "http://")):
+        raise ConfigError(f"{url!r} is not a web URL; give it as https://github.com/OWNER/REPO.")
+    return url
+
+
+def check_clone_url(url: str) -> None:
+    if not git.is_url(url):
+        raise ConfigError(
+            f"{url!r} is not a git URL. Give the clone URL, e.g. https://github.com/OWNER/REPO.git"
+        )
+    if git.strip_credentials(url) != url:
+        raise ConfigError(
+            "The URL carries credentials. Give it without them and put a GitHub token in "
+            "VICTOR_GITHUB_TOKEN (it is never written to disk)."
+        )
 
 
 class Victor:
@@ -50,6 +71,7 @@ class Victor:
         progress: Progress | None = None,
     ) -> IndexReport:
         name = name or default_name(target)
+        await self._refuse_followed(name)
         source = await asyncio.to_thread(
             open_source,
             target,
@@ -62,6 +84,18 @@ class Victor:
         return await indexing.index_source(
             self.pool, self.embedder, self.settings, source, name, ref=ref, progress=progress
         )
+
+    async def _refuse_followed(self, name: str) -> None:
+        """`victor index` over a followed repository would change its URL and branch."""
+        try:
+            repo = await store.get_repo(self.pool, name)
+        except NotFound:
+            return
+        if repo.tracked:
+            raise ConfigError(
+                f"{name!r} follows {repo.source} branch {repo.ref}: update it with "
+                f"`victor sync {name}`, or index this under another --name."
+            )
 
     async def search(
         self, query: str, *, top_k: int = 8, repos: Sequence[str] | None = None
@@ -86,6 +120,51 @@ class Victor:
 
     async def remove(self, name: str) -> None:
         await store.remove_repo(self.pool, name)
+
+    async def sync(self, name: str, *, after: str | None = None, full: bool = False) -> SyncReport:
+        """Fetch a tracked repository and index what changed on its branch."""
+        return await sync.sync_repo(
+            self.pool, self.embedder, self.settings, name, after=after, full=full
+        )
+
+    async def track(
+        self,
+        name: str,
+        url: str,
+        *,
+        branch: str,
+        github_url: str | None = None,
+        check: bool = True,
+    ) -> tuple[store.Repo, int]:
+        """Follow a repository's branch; queue its first sync. Returns (repo, job id)."""
+        check_clone_url(url)
+        web = github_url or git.github_url(url)
+        if web is None:
+            raise ConfigError(
+                f"Cannot tell the GitHub page of {url}. Pass --github-url "
+                "https://github.com/OWNER/REPO: push deliveries are matched by it."
+            )
+        if check:
+            await asyncio.to_thread(self._check_remote, url, branch)
+        repo = await store.track_repo(self.pool, name, url, branch, web_url(web))
+        job = await jobs.enqueue(
+            self.pool, repo.id, reason="repo add", max_attempts=self.settings.job_max_attempts
+        )
+        return repo, job
+
+    def _check_remote(self, url: str, branch: str) -> None:
+        try:
+            found = git.remote_has_branch(url, branch, sync.token_of(self.settings))
+        except SourceError as exc:
+            raise SourceError(
+                f"Cannot read {url}: {exc}. For a private repository set VICTOR_GITHUB_TOKEN "
+                "(a token that may read its contents)."
+            ) from None
+        if not found:
+            raise ConfigError(f"{url} has no branch {branch!r}. Pass the right --branch.")
+
+    async def untrack(self, name: str) -> None:
+        await store.untrack_repo(self.pool, name)
 
     async def close(self) -> None:
         await self.embedder.close()

@@ -18,6 +18,7 @@ import numpy as np
 from .errors import ModelMismatch, NotFound
 
 _REPO_LOCK_SPACE = 7_401_002  # pg_advisory_lock(space, repo_id): one index run per repo
+_SYNC_LOCK_SPACE = 7_401_003  # pg_advisory_lock(space, repo_id): one fetch + sync per repo
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,7 @@ class Repo:
     github_url: str | None
     indexed_at: datetime | None
     last_run: dict | None
+    tracked: bool = False  # followed by the webhook and `victor sync` (source = URL, ref = branch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,7 @@ def _repo(row: asyncpg.Record) -> Repo:
         github_url=row["github_url"],
         indexed_at=row["indexed_at"],
         last_run=json.loads(last_run) if isinstance(last_run, str) else last_run,
+        tracked=row["tracked"],
     )
 
 
@@ -139,6 +142,58 @@ async def remove_repo(db: asyncpg.Pool | asyncpg.Connection, name: str) -> None:
         await conn.execute("DELETE FROM repos WHERE id = $1", repo_id)
 
 
+async def repo_commit(db: asyncpg.Pool | asyncpg.Connection, repo_id: int) -> str | None:
+    """The last commit indexed completely."""
+    return await db.fetchval("SELECT commit_sha FROM repos WHERE id = $1", repo_id)
+
+
+# --- tracked repositories (the webhook and `victor sync`) ----------------------------------
+
+
+async def track_repo(
+    db: asyncpg.Pool | asyncpg.Connection, name: str, url: str, branch: str, github_url: str
+) -> Repo:
+    """Follow `branch` of `url`. An existing index of that name is kept and synced from now on."""
+    row = await db.fetchrow(
+        """
+        INSERT INTO repos (name, source, ref, github_url, tracked) VALUES ($1, $2, $3, $4, true)
+        ON CONFLICT (name) DO UPDATE
+            SET source = EXCLUDED.source, ref = EXCLUDED.ref,
+                github_url = EXCLUDED.github_url, tracked = true
+        RETURNING *
+        """,
+        name,
+        url,
+        branch,
+        github_url,
+    )
+    return _repo(row)
+
+
+async def untrack_repo(db: asyncpg.Pool | asyncpg.Connection, name: str) -> None:
+    """Stop following a repository; its index stays searchable."""
+    await get_repo(db, name)
+    await db.execute("UPDATE repos SET tracked = false WHERE name = $1", name)
+
+
+async def tracked_repos(db: asyncpg.Pool | asyncpg.Connection) -> list[Repo]:
+    rows = await db.fetch("SELECT * FROM repos WHERE tracked ORDER BY name")
+    return [_repo(r) for r in rows]
+
+
+async def repos_for_push(
+    db: asyncpg.Pool | asyncpg.Connection, github_url: str, branch: str
+) -> list[Repo]:
+    """Tracked repositories a push to `branch` of `github_url` concerns."""
+    rows = await db.fetch(
+        "SELECT * FROM repos WHERE tracked AND lower(github_url) = lower($1) AND ref = $2 "
+        "ORDER BY name",
+        github_url,
+        branch,
+    )
+    return [_repo(r) for r in rows]
+
+
 async def finish_run(
     db: asyncpg.Pool | asyncpg.Connection, repo_id: int, commit_sha: str | None, summary: dict
 ) -> None:
@@ -160,6 +215,21 @@ async def repo_lock(pool: asyncpg.Pool, repo_id: int):
             yield
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1, $2)", _REPO_LOCK_SPACE, repo_id)
+
+
+@asynccontextmanager
+async def sync_lock(pool: asyncpg.Pool, repo_id: int):
+    """One fetch + sync per repository at a time (workers, `victor sync`), across processes.
+
+    A session lock: it is released when its connection closes, so a killed worker never
+    leaves it behind.
+    """
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1, $2)", _SYNC_LOCK_SPACE, repo_id)
+        try:
+            yield
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1, $2)", _SYNC_LOCK_SPACE, repo_id)
 
 
 @asynccontextmanager

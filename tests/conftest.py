@@ -8,7 +8,6 @@ vectors from all-MiniLM-L6-v2.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -100,15 +99,19 @@ def cli_env(settings) -> dict[str, str]:
         "VICTOR_EMBED_MODEL": settings.embed_model,
         "VICTOR_DATA_DIR": str(settings.data_dir),
         "VICTOR_PARSE_WORKERS": "1",
+        # this checkout's code first, also when another checkout is installed in the venv
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
     return env
 
 
+VICTOR = [sys.executable, "-m", "indexer.cli"]  # the `victor` command of this checkout
+
+
 def victor_cli(*args: str, env: dict[str, str], check: bool = True, cwd: Path | None = None):
-    """Run the installed `victor` console script."""
-    exe = shutil.which("victor", path=str(Path(sys.executable).parent)) or "victor"
+    """Run the `victor` command (as `python -m indexer.cli`, the console script's code)."""
     done = subprocess.run(
-        [exe, *args], env=env, capture_output=True, text=True, timeout=600, cwd=cwd
+        [*VICTOR, *args], env=env, capture_output=True, text=True, timeout=600, cwd=cwd
     )
     if check and done.returncode != 0:
         raise AssertionError(
@@ -141,3 +144,67 @@ def make_git_repo(folder: Path, files: dict[str, str]) -> Path:
     git(folder, "add", "-A")
     git(folder, "commit", "-q", "-m", "initial")
     return folder
+
+
+# --- GitHub webhook (tests/test_webhook*.py) -------------------------------------------------
+
+
+@pytest.fixture
+def remote(tmp_path):
+    """A bare repository playing GitHub (acme/game), with a working clone to push from."""
+    from tests.support.github import Remote
+
+    return Remote(tmp_path / "gh")
+
+
+@pytest.fixture
+def hook_settings(settings) -> Settings:
+    """Settings with a webhook secret, short leases and quick polling for tests."""
+    from pydantic import SecretStr
+
+    from tests.support.webhook import SECRET
+
+    return settings.model_copy(
+        update={
+            "webhook_secret": SecretStr(SECRET),
+            "webhook_max_bytes": 64 * 1024,
+            "job_lease": 2.0,
+            "job_retry_delay": 0.2,
+            "worker_poll": 0.2,
+            "worker_grace": 5.0,
+        }
+    )
+
+
+@pytest.fixture
+def webhook_url(hook_settings):
+    """The webhook app served on 127.0.0.1 by werkzeug in a thread."""
+    from tests.support.webhook import WebhookServer
+
+    server = WebhookServer(hook_settings).start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+async def victor(hook_settings):
+    from indexer.service import open_victor
+
+    async with open_victor(hook_settings) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def worker(hook_settings):
+    """A real worker running in this process, on the test's event loop."""
+    import asyncio
+
+    from indexer.service import open_victor
+    from indexer.worker import Worker
+
+    async with open_victor(hook_settings) as opened:
+        running = Worker(opened)
+        task = asyncio.create_task(running.run())
+        yield running
+        running.stop()
+        await task

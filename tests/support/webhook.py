@@ -1,0 +1,83 @@
+"""Running the webhook app for real on 127.0.0.1, and checking what the worker left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import asyncpg
+from werkzeug.serving import make_server
+
+from indexer import jobs
+from indexer.config import Settings
+from indexer.sources import matches
+from tests.support.github import run_git
+from webhook.app import create_app
+
+SECRET = "It's a Secret to Everybody"
+
+
+class WebhookServer:
+    """The Flask app behind werkzeug's threaded server, in a thread of this process."""
+
+    def __init__(self, settings: Settings):
+        self.app = create_app(settings)
+        self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self) -> WebhookServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.app.extensions["victor"].database.close()
+
+
+async def wait_idle(pool: asyncpg.Pool, timeout: float = 60) -> list[jobs.Job]:
+    """Wait until no job is pending or running; return all jobs, oldest first."""
+    deadline = time.monotonic() + timeout
+    while await jobs.open_jobs(pool):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"jobs still open after {timeout} s: {await jobs.recent(pool)}")
+        await asyncio.sleep(0.05)
+    return list(reversed(await jobs.recent(pool, 1000)))
+
+
+async def wait_job(pool: asyncpg.Pool, job_id: int, timeout: float = 60) -> jobs.Job:
+    deadline = time.monotonic() + timeout
+    while (job := await jobs.get(pool, job_id)).state in ("pending", "running"):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job still {job.state} after {timeout} s: {job}")
+        await asyncio.sleep(0.05)
+    return job
+
+
+def lua_tree(bare: Path, commit: str) -> dict[str, str]:
+    """path -> blob id of every Lua file git has at `commit`."""
+    out = run_git(bare, "ls-tree", "-r", "--full-tree", commit)
+    tree = {}
+    for line in out.splitlines():
+        meta, path = line.split("\t", 1)
+        mode, kind, sha = meta.split()
+        if kind == "blob" and mode != "120000" and matches(path, ("*.lua",)):
+            tree[path] = sha
+    return tree
+
+
+async def assert_index_is(pool: asyncpg.Pool, name: str, bare: Path, commit: str) -> None:
+    """The index of `name` is exactly the Lua files at `commit`, each with its chunks."""
+    repo = await pool.fetchrow("SELECT id, commit_sha FROM repos WHERE name = $1", name)
+    assert repo["commit_sha"] == commit
+    rows = await pool.fetch("SELECT path, content_hash FROM files WHERE repo_id = $1", repo["id"])
+    assert {r["path"]: r["content_hash"] for r in rows} == lua_tree(bare, commit)
+    orphans = await pool.fetchval(
+        "SELECT count(*) FROM files f WHERE f.repo_id = $1 AND NOT EXISTS "
+        "(SELECT 1 FROM chunks c WHERE c.repo_id = f.repo_id AND c.path = f.path)",
+        repo["id"],
+    )
+    assert orphans == 0
