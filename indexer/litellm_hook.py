@@ -139,12 +139,13 @@ def with_context(messages: list, at: int, text: str) -> list:
 
 
 def requested_repos(data: dict, configured: tuple[str, ...]) -> list[str] | None:
-    """X-Victor-Repos narrows the search; it never reaches beyond VICTOR_LITELLM_REPOS."""
+    """The repositories to search: None for all. `X-Victor-Repos` narrows the search within
+    VICTOR_LITELLM_REPOS; an empty list when nothing it asks for is allowed."""
     headers = (data.get("metadata") or {}).get("headers") or {}
     asked = _split(headers.get(REPOS_HEADER) or "")
-    if asked and configured:
-        return [r for r in asked if r in configured] or list(configured)
-    return list(asked or configured) or None
+    if not asked:
+        return list(configured) or None
+    return [r for r in asked if not configured or r in configured]
 
 
 async def within(coro: Coroutine[Any, Any, T], timeout: float) -> T:
@@ -211,11 +212,12 @@ class VictorHook(CustomLogger):
         query = message_text(messages[at]).strip()[:MAX_QUERY_CHARS]
         if not query:
             return None
+        repos = requested_repos(data, hook.repos)
+        if repos == []:
+            return None
         started = time.monotonic()
         try:
-            context = await within(
-                self._retrieve(query, requested_repos(data, hook.repos)), hook.timeout
-            )
+            context = await within(self._retrieve(query, repos), hook.timeout)
         except TimeoutError:
             log.warning(
                 "victor: no code context for %s: no answer within %g s", model, hook.timeout

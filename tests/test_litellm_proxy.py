@@ -70,6 +70,7 @@ async def shop_url(pg_admin_url, ollama_server, tmp_path_factory) -> str:
     )
     async with open_victor(settings) as victor:
         await victor.index(str(SAMPLE), name="shop")
+        await victor.index(str(SAMPLE), name="secret-project")  # not in VICTOR_LITELLM_REPOS
     return url
 
 
@@ -115,6 +116,7 @@ def proxy(litellm_exe, shop_url, relay, llm, ollama_server, tmp_path_factory):
         "OLLAMA_HOST": ollama_server.url,
         "VICTOR_EMBED_MODEL": "all-minilm",
         "VICTOR_LITELLM_TIMEOUT": str(TIMEOUT),
+        "VICTOR_LITELLM_REPOS": "shop,engine",  # the repositories this proxy may search
         "PYTHONPATH": str(ROOT),  # this checkout's `indexer`
         "PYTHONUNBUFFERED": "1",
     }
@@ -171,7 +173,9 @@ async def expected_context(shop_url: str, ollama_url: str, tmp_path: Path) -> Co
         database_url=shop_url, ollama_host=ollama_url, embed_model="all-minilm", data_dir=tmp_path
     )
     async with open_victor(settings) as victor:
-        return await victor.retrieve(QUESTION, top_k=8, budget=budget_chars(tokens=2000))
+        return await victor.retrieve(
+            QUESTION, top_k=8, budget=budget_chars(tokens=2000), repos=["shop", "engine"]
+        )
 
 
 def context_blocks(messages: list[dict]) -> list[str]:
@@ -221,8 +225,10 @@ def test_another_alias_gets_nothing(proxy):
 def test_header_narrows_the_repositories(proxy):
     messages = [{"role": "user", "content": QUESTION}]
     _, elsewhere, _ = proxy.chat(ALIAS, messages, headers={"X-Victor-Repos": "engine"})
-    assert elsewhere["messages"] == messages  # no code from other repositories
-    _, shop, _ = proxy.chat(ALIAS, messages, headers={"X-Victor-Repos": "shop"})
+    assert elsewhere["messages"] == messages  # allowed, but no code of the shop
+    _, other, _ = proxy.chat(ALIAS, messages, headers={"X-Victor-Repos": "secret-project"})
+    assert other["messages"] == messages  # it has the code, but is not in VICTOR_LITELLM_REPOS
+    _, shop, _ = proxy.chat(ALIAS, messages, headers={"X-Victor-Repos": "engine, shop"})
     assert len(context_blocks(shop["messages"])) == 1
 
 
