@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer import store
+from indexer import db, store
 from indexer.chunker import chunk_source
 from indexer.embedtext import embedding_text, text_hash
 from indexer.service import open_victor
@@ -267,11 +267,11 @@ async def test_a_v1_database_upgrades_in_place(settings, ollama, tmp_path):
     await write_v1_index(settings.database_url.get_secret_value(), ollama, project)
     ollama.reset()
     async with open_victor(settings) as victor:
-        # schema v2 applied, lexical fields computed from the stored chunks: all modes work
+        # the current schema applied, lexical fields computed from the stored chunks: all modes work
         version = await victor.pool.fetchval(
             "SELECT value FROM victor_meta WHERE key = 'schema_version'"
         )
-        assert version == "2"
+        assert version == str(db.SCHEMA_VERSION)
         for mode in ("hybrid", "lexical", "dense"):
             results = await victor.search("where is get_selection defined", mode=mode)
             assert results[0].symbol == "Picker:get_selection", mode
