@@ -196,3 +196,14 @@ def test_search_warns_and_answers_when_the_embedder_is_down(cli_env, ollama, tmp
     assert json.loads(done.stdout)[0]["symbol"] == "Cart:total"
     assert done.stderr.startswith("victor: warning: embedder unavailable (Cannot reach Ollama")
     assert "lexical search only" in done.stderr
+
+
+def test_search_json_finds_a_penlight_function_by_its_purpose(cli_env, ollama, corpora, tmp_path):
+    project = tmp_path / "penlight"
+    (project / "pl").mkdir(parents=True)
+    for name in ("path.lua", "tablex.lua"):
+        shutil.copy(corpora / "penlight" / "lua" / "pl" / name, project / "pl" / name)
+    victor_cli("index", str(project), "--name", "penlight", env=cli_env)
+    query = "deep comparison of two values, recursing into the fields of tables"
+    found = json.loads(victor_cli("search", "--json", "-k", "3", query, env=cli_env).stdout)
+    assert (found[0]["symbol"], found[0]["path"]) == ("tablex.deepcompare", "pl/tablex.lua")
