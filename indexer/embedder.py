@@ -34,6 +34,10 @@ class Embedder(Protocol):
 
     async def dimensions(self) -> int: ...
 
+    async def ready(self) -> None:
+        """Load what a first request would load; query timeouts start after this."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -145,6 +149,9 @@ class OllamaEmbedder:
                 f"Run: ollama pull {self.model}"
             )
 
+    async def ready(self) -> None:
+        return None  # Ollama loads the model itself; a chat bounds that with its timeout
+
     async def close(self) -> None:
         await self._client.close()
 
@@ -195,6 +202,9 @@ class LocalEmbedder:
             or model.get_sentence_embedding_dimension
         )
         return int(get_dims())
+
+    async def ready(self) -> None:
+        await self._loaded()  # seconds on a cold start: not part of a query's time budget
 
     async def close(self) -> None:
         return None

@@ -122,6 +122,7 @@ async def embed_queries(
     """The queries' vectors, or None and a notice when the embedder fails or takes longer
     than `timeout` seconds: a chat must get lexical results rather than wait or fail."""
     try:
+        await embedder.ready()
         vectors = await asyncio.wait_for(embedder.embed_queries(list(queries)), timeout)
     except _EMBEDDER_DOWN as exc:
         reason = (

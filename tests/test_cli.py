@@ -207,3 +207,13 @@ def test_search_json_finds_a_penlight_function_by_its_purpose(cli_env, ollama, c
     query = "deep comparison of two values, recursing into the fields of tables"
     found = json.loads(victor_cli("search", "--json", "-k", "3", query, env=cli_env).stdout)
     assert (found[0]["symbol"], found[0]["path"]) == ("tablex.deepcompare", "pl/tablex.lua")
+
+
+def test_local_model_loading_is_not_counted_against_the_query_timeout(cli_env, tmp_path):
+    """A cold `victor search` with the in-process model loads it first (seconds), then
+    embeds the query well within a short query timeout: no lexical-only fallback."""
+    env = {**cli_env, "VICTOR_EMBED_BACKEND": "local", "VICTOR_QUERY_TIMEOUT": "1"}
+    victor_cli("index", str(SAMPLE), "--name", "sample", env=env)
+    done = victor_cli("search", "--json", "how are discounts applied to the total", env=env)
+    assert "lexical search only" not in done.stderr, done.stderr
+    assert json.loads(done.stdout)[0]["symbol"] == "M.apply_discount"
