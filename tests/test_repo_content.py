@@ -21,7 +21,6 @@ import subprocess
 from pathlib import Path
 
 import asyncpg
-import pytest
 
 from indexer import store
 from tests.conftest import victor_cli
