@@ -100,17 +100,19 @@ class _RaiseOnError(ErrorListener):
 def parse_lua(source: str, time_limit: float | None = TIME_LIMIT) -> lua.Chunk:
     """Parse with luaparser, giving up after time_limit seconds (ParseTimeout).
 
-    The limit uses SIGALRM, so it only applies in the main thread; elsewhere files
-    that could not possibly be parsed in time are refused up front.
+    Two bounds: the token stream checks the deadline whenever the parser looks at a token
+    (any thread), and in the main thread SIGALRM also stops what runs between tokens (the AST
+    builder). Elsewhere files that could not possibly be parsed in time are refused up front.
     """
     if time_limit is None:
         return _parse(source)
+    deadline = time.monotonic() + time_limit
     if threading.current_thread() is not threading.main_thread() or not hasattr(
         signal, "setitimer"
     ):
         if len(source) > time_limit * _MAX_PARSE_CHARS_PER_SECOND:
             raise ParseTimeout(f"{len(source)} chars cannot be parsed within {time_limit:g}s")
-        return _parse(source)
+        return _parse(source, deadline, time_limit)
 
     parsing = True
 
@@ -124,7 +126,7 @@ def parse_lua(source: str, time_limit: float | None = TIME_LIMIT) -> lua.Chunk:
             # The alarm repeats: an exception raised while Python runs a __del__ or gc
             # callback is swallowed, and the parse must still be stopped.
             signal.setitimer(signal.ITIMER_REAL, time_limit, 0.05)
-            return _parse(source)
+            return _parse(source, deadline, time_limit)
         finally:
             parsing = False  # a late alarm must not escape into the caller's code
     finally:
@@ -139,8 +141,31 @@ def _reset_antlr_caches() -> None:
     LuaParser.sharedContextCache = PredictionContextCache()
 
 
-def _parse(source: str) -> lua.Chunk:
-    """luaparser's `ast.parse`, minus the console error listener that spams stderr."""
+class _BoundedTokenStream(CommonTokenStream):
+    """A token stream that stops the parse at a deadline, in any thread.
+
+    ANTLR's prediction asks the stream for every token it looks at, so this notices a parse
+    that runs long within milliseconds. It matters outside the main thread, where there is no
+    alarm: luaparser is superlinear on some input (a chain of 400 calls, `f()()()...`, takes
+    minutes) and indexing parses small batches in a thread.
+    """
+
+    def __init__(self, lexer: LuaLexer, deadline: float, time_limit: float):
+        super().__init__(lexer, channel=Token.DEFAULT_CHANNEL)
+        self.deadline = deadline
+        self.time_limit = time_limit
+
+    def LA(self, i: int) -> int:
+        if time.monotonic() > self.deadline:
+            raise ParseTimeout(f"parse exceeded the time limit of {self.time_limit:g}s")
+        return super().LA(i)
+
+
+def _parse(
+    source: str, deadline: float | None = None, time_limit: float | None = None
+) -> lua.Chunk:
+    """luaparser's `ast.parse`, minus the console error listener that spams stderr; stopped
+    with ParseTimeout once past `deadline` (time.monotonic) when one is given."""
     # Keep character offsets, but hide what the grammar rejects and Lua ignores.
     if source.startswith("\ufeff"):
         source = " " + source[1:]
@@ -149,7 +174,10 @@ def _parse(source: str) -> lua.Chunk:
     lexer = LuaLexer(InputStream(source))
     lexer.removeErrorListeners()
     lexer.addErrorListener(_RaiseOnError())
-    stream = CommonTokenStream(lexer, channel=Token.DEFAULT_CHANNEL)
+    if deadline is None:
+        stream = CommonTokenStream(lexer, channel=Token.DEFAULT_CHANNEL)
+    else:
+        stream = _BoundedTokenStream(lexer, deadline, time_limit or 0.0)
     parser = LuaParser(stream)
     parser.removeErrorListeners()
     parser.addErrorListener(_RaiseOnError())

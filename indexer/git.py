@@ -35,6 +35,15 @@ def is_url(target: str) -> bool:
     return bool(_URL.match(target))
 
 
+def has_credentials(url: str) -> bool:
+    """A password in the URL, or a user name in an http(s) URL (a token can be either);
+    `ssh://git@host/...` names a user, not a secret."""
+    parts = urlsplit(url)
+    if parts.password is not None:
+        return True
+    return parts.scheme in ("http", "https") and parts.username is not None
+
+
 def strip_credentials(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme and "@" in parts.netloc:
@@ -52,11 +61,11 @@ def auth_env(token: str | None, url: str | None = None) -> dict[str, str]:
     """Environment that makes git send the token to GitHub (and nowhere else)."""
     env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
     if token and url and url.startswith("https://"):
-        parts = urlsplit(url)
+        host = urlsplit(url).netloc.rsplit("@", 1)[-1]  # with its port: git matches it exactly
         basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
         env |= {
             "GIT_CONFIG_COUNT": "1",
-            "GIT_CONFIG_KEY_0": f"http.https://{parts.hostname}/.extraheader",
+            "GIT_CONFIG_KEY_0": f"http.https://{host}/.extraheader",
             "GIT_CONFIG_VALUE_0": f"AUTHORIZATION: basic {basic}",
         }
     return env

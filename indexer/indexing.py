@@ -148,9 +148,14 @@ async def index_source(
         written = await _index_files(
             pool, embedder, settings, source, repo.id, todo, report, progress
         )
+        # A git file found binary only once read is skipped, not new or changed; an earlier
+        # version of it leaves the index.
+        unreadable = {f.path for f in todo} - written
+        report.files_new -= len(unreadable - known.keys())
+        report.files_changed -= len(unreadable & known.keys())
         gone = sorted(set(known) - {f.path for f in unchanged} - written)
         await store.delete_files(pool, repo.id, gone)
-        report.files_deleted = len(set(known) - {f.path for f in files})
+        report.files_deleted = len(set(known) - ({f.path for f in files} - unreadable))
         if source.commit:
             await store.update_commit(pool, repo.id, [f.path for f in unchanged], source.commit)
         if written or gone:

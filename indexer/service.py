@@ -37,6 +37,16 @@ def default_name(target: str) -> str:
     return name
 
 
+def check_name(name: str) -> str:
+    """A repository name also names its clone folder: one plain folder name."""
+    if not name.strip() or name in (".", "..") or any(c in name for c in "/\\\0"):
+        raise ConfigError(
+            f"{name!r} cannot be a repository name: it names a folder for its clone, so it "
+            "may not be empty, '.' or '..', nor hold '/' or '\\'. Choose another name."
+        )
+    return name
+
+
 def web_url(url: str) -> str:
     """https://github.com/o/r/ or .../r.git -> https://github.com/o/r (how GitHub names it)."""
     url = url.strip().rstrip("/").removesuffix(".git")
@@ -50,7 +60,7 @@ def check_clone_url(url: str) -> None:
         raise ConfigError(
             f"{url!r} is not a git URL. Give the clone URL, e.g. https://github.com/OWNER/REPO.git"
         )
-    if git.strip_credentials(url) != url:
+    if git.has_credentials(url):
         raise ConfigError(
             "The URL carries credentials. Give it without them and put a GitHub token in "
             "VICTOR_GITHUB_TOKEN (it is never written to disk)."
@@ -71,7 +81,7 @@ class Victor:
         ref: str | None = None,
         progress: Progress | None = None,
     ) -> IndexReport:
-        name = name or default_name(target)
+        name = check_name(name or default_name(target))
         await self._refuse_followed(name)
         source = await asyncio.to_thread(
             open_source,
@@ -81,6 +91,7 @@ class Victor:
             max_bytes=self.settings.max_file_bytes,
             clones_dir=self.settings.clones_dir,
             name=name,
+            token=sync.token_of(self.settings),
         )
         return await indexing.index_source(
             self.pool, self.embedder, self.settings, source, name, ref=ref, progress=progress
@@ -173,6 +184,7 @@ class Victor:
         check: bool = True,
     ) -> tuple[store.Repo, int]:
         """Follow a repository's branch; queue its first sync. Returns (repo, job id)."""
+        check_name(name)
         check_clone_url(url)
         web = github_url or git.github_url(url)
         if web is None:

@@ -17,7 +17,7 @@ import os
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Protocol
 
 from . import git
@@ -57,10 +57,29 @@ def matches(path: str, include: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, g) or fnmatch.fnmatchcase(path, g) for g in include)
 
 
-def safe_relpath(path: str) -> bool:
-    """Reject absolute paths and `..` components: nothing outside the repo."""
-    pure = PurePosixPath(path)
-    return bool(path) and not pure.is_absolute() and ".." not in pure.parts and "\0" not in path
+def path_problem(path: str) -> str | None:
+    """Why a repository path is never indexed, or None.
+
+    Nothing outside the repository: no absolute path, no `..` (a crafted git tree can hold
+    one), nor `.`, empty or `.git` components, which no checkout has. And a name PostgreSQL
+    can store: a file name that is not UTF-8 comes back from the OS and git as lone
+    surrogates, which no text column or JSON value accepts.
+    """
+    parts = path.split("/")
+    if not path or "\0" in path or any(part in ("", ".", "..") for part in parts):
+        return "unsafe path"
+    if any(part.lower() == ".git" for part in parts):
+        return "unsafe path (.git)"
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return "file name is not valid UTF-8"
+    return None
+
+
+def display_path(path: str) -> str:
+    """The path as text that can be stored and shown (undecodable bytes become U+FFFD)."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def decode_lua(data: bytes) -> str:
@@ -77,7 +96,9 @@ def decode_lua(data: bytes) -> str:
 
 
 def binary_reason(data: bytes) -> str | None:
-    if b"\0" in data[:8192]:
+    # Anywhere in the file, not only near the start as git looks: PostgreSQL text cannot
+    # hold a NUL, and one such file would fail the whole run.
+    if b"\0" in data:
         return "binary file (NUL bytes)"
     return None
 
@@ -128,6 +149,9 @@ class FolderSource:
         skipped: list[Skipped] = []
         for rel, entry in self._walk():
             if not matches(rel, self.include):
+                continue
+            if problem := path_problem(rel):
+                skipped.append(Skipped(display_path(rel), problem))
                 continue
             if entry.is_symlink():
                 skipped.append(Skipped(rel, "symlink (never followed)"))
@@ -185,8 +209,8 @@ class GitSource:
         for entry in git.ls_tree(self.repo_dir, self.commit):
             if not matches(entry.path, self.include):
                 continue
-            if not safe_relpath(entry.path):
-                skipped.append(Skipped(entry.path, "unsafe path"))
+            if problem := path_problem(entry.path):
+                skipped.append(Skipped(display_path(entry.path), problem))
             elif entry.mode == "120000":
                 skipped.append(Skipped(entry.path, "symlink (never followed)"))
             elif entry.type != "blob":
@@ -218,10 +242,18 @@ def open_source(
     max_bytes: int,
     clones_dir: Path,
     name: str,
+    token: str | None = None,
 ) -> Source:
-    """A folder path, a git work tree or bare repo, or a git URL (cloned under clones_dir)."""
+    """A folder path, a git work tree or bare repo, or a git URL (cloned under clones_dir;
+    `token` is sent to an https remote through git's environment)."""
     if git.is_url(target):
-        repo_dir = git.clone_or_fetch(target, clones_dir / name)
+        if git.has_credentials(target):
+            # git would keep them in the clone's config and show them in its command line
+            raise SourceError(
+                "The URL carries credentials. Give it without them and put a GitHub token in "
+                "VICTOR_GITHUB_TOKEN (it is never written to disk)."
+            )
+        repo_dir = git.clone_or_fetch(target, clones_dir / name, token)
         return GitSource(
             repo_dir,
             ref,

@@ -21,7 +21,7 @@ from .config import Settings
 from .embedder import Embedder
 from .errors import ConfigError, SourceError
 from .indexing import Changes, IndexReport, index_source
-from .sources import GitSource, matches
+from .sources import GitSource, display_path, matches
 
 
 @dataclass
@@ -88,7 +88,9 @@ def plan(
 
 
 def _change(c: git.Change) -> dict:
-    return {"status": c.status, "path": c.path, "old_path": c.old_path}
+    """A change for the job's result (JSON in PostgreSQL: paths as storable text)."""
+    old = display_path(c.old_path) if c.old_path else None
+    return {"status": c.status, "path": display_path(c.path), "old_path": old}
 
 
 async def sync_repo(

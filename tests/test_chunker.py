@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +24,7 @@ from hypothesis import strategies as st
 from indexer import luascan
 from indexer.chunker import chunk_files, chunk_source
 from indexer.models import Chunk, ChunkKind, FileChunks, ParseMode
+from tests.support import tally
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures" / "lua"
@@ -348,6 +350,22 @@ def test_chunking_in_a_thread_works_without_the_alarm():
     assert "cannot be parsed within 0.1s" in big.error
 
 
+@pytest.mark.parametrize(
+    "source",
+    ["x = f" + "()" * 400 + "\n", "local q = query" + ".where(1)" * 300 + "\n"],
+    ids=["calls", "call-chain"],
+)
+def test_time_limit_holds_outside_the_main_thread(source):
+    # luaparser needs minutes for these few hundred bytes; indexing parses small batches in
+    # a thread, where no alarm can stop it: the token stream's deadline does.
+    with ThreadPoolExecutor(1) as pool:
+        result = pool.submit(chunk_source, "chain.lua", source, time_limit=1.0).result()
+    assert result.mode == ParseMode.SCANNER
+    assert "time limit of 1s" in result.error
+    assert result.seconds < 3
+    assert_well_formed(source, result.chunks)
+
+
 def test_luaparser_noise_does_not_reach_stderr(capfd):
     chunk_source("luau_widget.lua", fixture("luau_widget.lua"))
     out, err = capfd.readouterr()
@@ -413,6 +431,104 @@ def test_line_windows_are_the_last_resort():
     assert {c.kind for c in result.chunks} == {ChunkKind.WINDOW}
     assert [c.part for c in result.chunks] == list(range(1, len(result.chunks) + 1))
     assert_well_formed(source, result.chunks)
+
+
+# ---------------------------------------------------------------------------------------------
+# Mutated real Lua: what an editor in the middle of a change, a bad merge or a broken
+# encoding leaves in a file. The chunker runs as indexing runs it (in a thread, where the
+# time limit is the token stream's deadline), and must neither raise, nor lose a line, nor
+# run past its time limit.
+
+MUTATION_TOKENS = [
+    "end", "end\n", "function", "function f(", "local function g()\n", "then", "do", "until",
+    "[[", "]]", "[==[", "--[==[", "]==]", "--[[", "--", '"', "'", "`", "\\", "{", "}", "(", ")",
+    "\n", "\r\n", "\t", "\ufeff", "::label::", "goto label", "<const>", "<close>", "x +=",
+    "if a then", "else", "return", ";", ",", "=", "\x00", "\u2028", "é",
+]  # fmt: skip
+FUZZ_TIME_LIMIT = 2.0
+FUZZ_WALL_LIMIT = 60.0  # per example, generous: a busy 2-core machine, and the scanner after
+
+
+def mutate(source: str, ops: list[tuple[str, float, float, str]]) -> str:
+    """Apply edits at relative positions: delete, duplicate or swap lines, insert a token,
+    truncate, or flip a byte of the UTF-8 text and decode it as indexing does."""
+    from indexer.sources import decode_lua
+
+    for kind, a, b, token in ops:
+        lines = source.split("\n")
+        i, j = int(a * len(lines)) % len(lines), int(b * len(lines)) % len(lines)
+        if kind == "delete":
+            del lines[i : i + 1 + int(b * 5)]
+        elif kind == "duplicate":
+            lines[i:i] = lines[i : i + 1 + int(b * 5)]
+        elif kind == "swap":
+            lines[i], lines[j] = lines[j], lines[i]
+        elif kind == "insert":
+            col = int(b * (len(lines[i]) + 1))
+            lines[i] = lines[i][:col] + token + lines[i][col:]
+        elif kind == "truncate":
+            return "\n".join(lines)[: int(a * len(source))]
+        elif kind == "flip":
+            data = bytearray(source.encode("utf-8"))
+            if data:
+                data[int(a * len(data)) % len(data)] ^= 1 << int(b * 8) % 8
+            return decode_lua(bytes(data))
+        source = "\n".join(lines)
+    return source
+
+
+MUTATIONS = st.lists(
+    st.tuples(
+        st.sampled_from(["delete", "duplicate", "swap", "insert", "insert", "truncate", "flip"]),
+        st.floats(0, 1, allow_nan=False),
+        st.floats(0, 1, allow_nan=False),
+        st.sampled_from(MUTATION_TOKENS),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+def fuzz_mutated_corpora(max_examples: int, max_size: int) -> int:
+    """Run the mutation fuzz over corpus files up to max_size characters; return the number
+    of examples run."""
+    items = [
+        item
+        for name in ("penlight", "lume", "roact")
+        for item in ((f"{name}/{path}", source) for path, source in corpus_items(name))
+        if len(item[1]) <= max_size
+    ]
+    run = 0
+
+    @settings(max_examples=max_examples, deadline=None, database=None)
+    @given(st.sampled_from(items), MUTATIONS)
+    def check(item, ops):
+        nonlocal run
+        path, original = item
+        source = mutate(original, ops)
+        started = time.monotonic()
+        with ThreadPoolExecutor(1) as pool:
+            future = pool.submit(chunk_source, path, source, time_limit=FUZZ_TIME_LIMIT)
+            result = future.result(timeout=FUZZ_WALL_LIMIT)
+        assert time.monotonic() - started < FUZZ_WALL_LIMIT
+        assert_well_formed(source, result.chunks)
+        run += 1
+
+    check()
+    return run
+
+
+@needs_corpora
+def test_mutated_corpus_files_chunk_completely():
+    assert fuzz_mutated_corpora(max_examples=25, max_size=12_000) == 25
+
+
+@needs_corpora
+@pytest.mark.hardening
+def test_mutated_corpus_files_chunk_completely_at_length():
+    run = fuzz_mutated_corpora(max_examples=600, max_size=200_000)
+    tally.record("mutated corpus Lua through the chunker (hypothesis)", run, run)
+    assert run == 600
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
+import pytest
+
 from indexer import lexical
 from indexer.embedtext import name_text
 from indexer.models import Chunk, ChunkKind
+from indexer.store import lexical_values
 
 
 def test_split_identifier():
@@ -105,3 +110,26 @@ def test_name_text_is_short_and_only_for_functions():
     )
     module = Chunk("cart", ChunkKind.MODULE, "", "", 1, 2, "local Cart = {}")
     assert name_text("src/shop/cart.lua", module) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "local s = '" + "x" * 100_000 + "'",  # a long word (hex or base64 data): was 2 min
+        "a . " * 25_000,  # a long chain that calls nothing: was 90 s
+        "]." + "x." * 50_000,
+        "a(" * 50_000,
+        "x = function " * 10_000,
+    ],
+    ids=["long-word", "long-chain", "dotted", "calls", "assignments"],
+)
+def test_hostile_text_takes_linear_time(text):
+    started = time.perf_counter()
+    lexical_values("big.lua", "big", "module", "", "", text)
+    lexical_values("big.lua", "f", "function", "function f()", "doc " + text[:5000], text)
+    assert time.perf_counter() - started < 5
+
+
+def test_definitions_after_an_index_or_a_call_are_found():
+    text = "t[k].cb = function() end\nf().g = function() end\nM.a.b = function() end"
+    assert lexical.defined_names(text) == ["cb", "g", "M.a.b"]
