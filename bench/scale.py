@@ -250,7 +250,14 @@ async def run(args, admin_url: str) -> dict:
     }
     if loaded:
         log(f"{args.chunks} chunks already loaded in {args.data_dir}: load skipped")
-        result["build"] = "reused (see the run that loaded it)"
+        conn = await asyncpg.connect(url)
+        try:  # a database loaded by an older version gets the current schema (its indexes)
+            started = time.perf_counter()
+            await db.apply_schema(conn)
+            upgrade = round(time.perf_counter() - started, 1)
+        finally:
+            await conn.close()
+        result["build"] = {"reused": True, "schema_upgrade_s": upgrade}
     else:
         log(f"loading {args.chunks} chunks")
         result["build"] = await synthetic.load_index(

@@ -510,7 +510,8 @@ async def load_index(
     timings: dict[str, float] = {}
     started = time.perf_counter()
     codebase = Codebase(seed)
-    settings = Settings(database_url=url, embed_model=MODEL)
+    # index builds take longer than the default statement timeout (VICTOR_SQL_TIMEOUT, 300 s)
+    settings = Settings(database_url=url, embed_model=MODEL, sql_timeout=86_400)
     pool = await db.create_pool(settings, max_size=2)  # applies the schema
     try:
         async with pool.acquire() as conn:

@@ -38,6 +38,7 @@ from pathlib import Path
 import httpx
 
 from bench.inlet_latency import machine, pct
+from bench.scale import load_average
 from bench.synthetic import VectorOllama
 from bench.webhook_latency import env_for, free_port, start, wait_http
 from indexer.config import Settings
@@ -176,6 +177,7 @@ async def burst(
     work: Path, *, deliveries: int = 200, seconds: float = 10.0, repos: int = 4, workers: int = 2
 ) -> dict:
     """Run the whole burst in `work`; returns the report (see the module docstring)."""
+    before = load_average()
     server = pg.start_server(work / "pg")
     embed = VectorOllama(384)
     procs: list[subprocess.Popen] = []
@@ -221,6 +223,8 @@ async def burst(
         ms = [a["ms"] for a in answers]
         return {
             "machine": machine(),
+            "load_average_before": before,
+            "load_average_after": load_average(),
             "deliveries": deliveries,
             "seconds": seconds,
             "sent_in_s": answers[0]["sent_in_s"] if answers else 0,
