@@ -6,41 +6,37 @@ Both the filter and a do-nothing filter run in the same Pipelines server; the be
 the body Open WebUI sends (tests/fixtures/openwebui/pipeline_inlet_request.json, toggle on) to
 each in turn, and reports p50/p95 of both and the difference: the latency the filter adds.
 
-The index is synthetic: N chunks of Lua-like text with random unit vectors, loaded with COPY
-into a real PostgreSQL 18 + pgvector (pgserver), HNSW index built after the load, exactly the
-schema Victor uses. The query embedding is left out of the added latency: the filter's Ollama
-here is a stand-in that answers instantly with precomputed random unit vectors (its HTTP round
-trip stays in, so the figure is an upper bound). The embedding time is measured separately,
-with Victor's Ollama client against the Ollama stand-in that runs all-MiniLM-L6-v2 on the CPU.
+The index is synthetic (bench/synthetic.py): N chunks of Lua-like code with lexical fields and
+structured unit vectors, loaded with COPY into a real PostgreSQL 18 + pgvector (pgserver),
+indexes built after the load, exactly the schema Victor uses. The query embedding is left out
+of the added latency: the filter's Ollama here is a stand-in that answers instantly with
+precomputed random unit vectors (its HTTP round trip stays in, so the figure is an upper
+bound). The embedding time is measured separately, with Victor's Ollama client against the
+Ollama stand-in that runs all-MiniLM-L6-v2 on the CPU.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import os
 import platform
-import random
 import sys
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
-import numpy as np
 
-from indexer import db, store
+from bench import synthetic
+from bench.synthetic import MODEL, VectorOllama
 from indexer.config import Settings
 from indexer.embedder import OllamaEmbedder
 
 ROOT = Path(__file__).resolve().parent.parent
 FILTER = ROOT / "pipelines" / "lua_codebase.py"
 BODY = ROOT / "tests" / "fixtures" / "openwebui" / "pipeline_inlet_request.json"
-MODEL = "bench-embed"  # the stand-in's model name: no query/document prefixes
 
 NOOP_FILTER = '''"""
 title: No-op filter (benchmark baseline)
@@ -73,147 +69,12 @@ QUESTIONS = [
     "How is the save file versioned and migrated?",
     "Which module handles keyboard shortcuts?",
 ]
-VOCABULARY = """
-    player inventory save load config parse network request timeout sprite cache menu input
-    validate version migrate keyboard shortcut cart total discount price item entity update
-    draw render sound event queue timer state scene camera physics collision path tile map
-"""
-WORDS = VOCABULARY.split()
-
-
-class VectorOllama:
-    """Ollama's /api/embed answering at once with precomputed random unit vectors."""
-
-    def __init__(self, dims: int, seed: int = 7):
-        rng = np.random.default_rng(seed)
-        pool = rng.standard_normal((256, dims)).astype(np.float32)
-        self.vectors = (pool / np.linalg.norm(pool, axis=1, keepdims=True)).tolist()
-        self.count = 0
-        self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def _handler(self):
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # or delayed ACKs add 40 ms to every answer
-
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                texts = json.loads(self.rfile.read(length) or b"{}").get("input") or [""]
-                texts = [texts] if isinstance(texts, str) else texts
-                with fake.lock:
-                    start, fake.count = fake.count, fake.count + len(texts)
-                vectors = [fake.vectors[(start + i) % len(fake.vectors)] for i in range(len(texts))]
-                body = json.dumps({"model": MODEL, "embeddings": vectors}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        return Handler
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def lua_text(rng: random.Random, i: int) -> str:
-    name = f"{rng.choice(WORDS)}_{rng.choice(WORDS)}_{i}"
-    lines = []
-    for _ in range(rng.randint(4, 14)):
-        a, b, c = rng.choices(WORDS, k=3)
-        lines.append(f"  local {a} = {b}.{c}({rng.randint(0, 99)})")
-    body = "\n".join(lines)
-    return f"--- {' '.join(rng.choices(WORDS, k=8))}\nfunction M.{name}(a, b)\n{body}\nend"
 
 
 async def load_index(url: str, n: int, dims: int) -> float:
     """Victor's schema, bound to the stand-in's vector space, with n synthetic chunks."""
-    started = time.perf_counter()
-    settings = Settings(database_url=url, embed_model=MODEL)
-    pool = await db.create_pool(settings)  # applies the schema
-    try:
-        async with pool.acquire() as conn:
-            await store.bind_space(conn, settings.embedding_space, settings.model, dims)
-            repo = await conn.fetchval(
-                "INSERT INTO repos (name, source, indexed_at) VALUES ('synthetic', '-', now()) "
-                "RETURNING id"
-            )
-            files = [f"src/mod{i // 200}/file{i // 20}.lua" for i in range(0, n, 20)]
-            await conn.copy_records_to_table(
-                "files",
-                records=[(repo, p, "0" * 64, "ast", 1, 1000) for p in files],
-                columns=[
-                    "repo_id",
-                    "path",
-                    "content_hash",
-                    "parse_mode",
-                    "chunker_version",
-                    "size_bytes",
-                ],
-            )
-            await conn.execute("DROP INDEX IF EXISTS chunks_embedding_hnsw")
-            rng = random.Random(1)
-            vectors = np.random.default_rng(2).standard_normal((n, dims)).astype(np.float32)
-            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-            batch = 10_000
-            for lo in range(0, n, batch):
-                records = []
-                for i in range(lo, min(n, lo + batch)):
-                    text = lua_text(rng, i)
-                    line = (i % 20) * 20 + 1
-                    records.append(
-                        (
-                            repo,
-                            files[i // 20],
-                            f"M.f{i}",
-                            "function",
-                            "",
-                            "",
-                            line,
-                            line + 15,
-                            0,
-                            text,
-                            hashlib.sha256(text.encode()).digest(),
-                            vectors[i],
-                        )
-                    )
-                await conn.copy_records_to_table(
-                    "chunks",
-                    records=records,
-                    columns=[
-                        "repo_id",
-                        "path",
-                        "symbol",
-                        "kind",
-                        "signature",
-                        "doc",
-                        "start_line",
-                        "end_line",
-                        "part",
-                        "text",
-                        "embed_hash",
-                        "embedding",
-                    ],
-                )
-            await conn.execute("SET maintenance_work_mem = '1GB'")
-            await conn.execute(
-                "CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw ON chunks "
-                "USING hnsw (embedding vector_cosine_ops)"
-            )
-            await conn.execute("ANALYZE")
-    finally:
-        await pool.close()
-    return time.perf_counter() - started
+    timings = await synthetic.load_index(url, n, dims)
+    return timings["total_s"]
 
 
 def pct(values: list[float], q: float) -> float:

@@ -89,6 +89,11 @@ ALTER TABLE chunks ADD COLUMN IF NOT EXISTS searchable boolean NOT NULL DEFAULT 
 ALTER TABLE chunks ADD COLUMN IF NOT EXISTS name_hash bytea;
 CREATE INDEX IF NOT EXISTS chunks_lex_idx ON chunks USING gin (lex);
 CREATE INDEX IF NOT EXISTS chunks_symbol_keys_idx ON chunks USING gin (symbol_keys);
+-- v4: every lexical search needs the number of searchable chunks in scope and their mean
+-- field lengths (BM25); this index answers that with an index-only scan instead of reading
+-- the whole table (docs/hardening.md, "Load and scale")
+CREATE INDEX IF NOT EXISTS chunks_lex_stats_idx ON chunks (repo_id) INCLUDE (lex_len, lex_doc_len)
+    WHERE searchable;
 
 -- Embeddings by (embedding space, hash of the embedded text): an unchanged or
 -- moved function is never embedded twice.
@@ -142,5 +147,5 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
     received_at timestamptz NOT NULL DEFAULT now()
 );
 
-INSERT INTO victor_meta (key, value) VALUES ('schema_version', '3')
+INSERT INTO victor_meta (key, value) VALUES ('schema_version', '4')
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;

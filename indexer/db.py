@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 # 2: lexical fields, symbol keys, searchable flag, name hashes
 # 3: tracked repositories, sync jobs, webhook deliveries
-SCHEMA_VERSION = 3
+# 4: an index for the lexical statistics (chunks_lex_stats_idx)
+SCHEMA_VERSION = 4
 _SCHEMA_LOCK = 7_401_001  # pg_advisory_xact_lock key: one schema migration at a time
 
 

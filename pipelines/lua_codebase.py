@@ -47,7 +47,6 @@ INSTRUCTION = (
 
 RECONNECT_SECONDS = 5.0  # after a failed connection, answer at once for this long
 EMBED_SHARE = 0.6  # share of the timeout the query embedding may take (rest: lexical search)
-POOL_SIZE = 4
 MAX_QUERY_CHARS = 1000
 MAX_EARLIER_CHARS = 300  # per earlier user turn added to a short question
 MAX_TURNS = 3  # user turns a query may span
@@ -270,6 +269,13 @@ class Pipeline:
             le=120,
             description="Longest a chat waits for code context; past it, it goes on without.",
         )
+        pool_size: int = Field(
+            default=4,
+            ge=1,
+            le=100,
+            description="Database connections for searches: chats searching at the same time "
+            "beyond this wait for one (about the PostgreSQL server's CPU cores).",
+        )
         require_toggle: bool = Field(
             default=True, description="Run only in chats where the toggle Function is on."
         )
@@ -372,7 +378,7 @@ class Pipeline:
 
     def _connection_key(self) -> tuple:
         v = self.valves
-        return (v.database_url, v.ollama_host, v.embed_model, v.timeout_seconds)
+        return (v.database_url, v.ollama_host, v.embed_model, v.timeout_seconds, v.pool_size)
 
     def _redact(self, text: str) -> str:
         return redact(text, self.valves.database_url)
@@ -414,7 +420,7 @@ class Pipeline:
         )
         # apply=False: a chat filter reads the index; it never creates or migrates tables.
         return await connect(
-            settings, min_size=1, max_size=POOL_SIZE, timeout=v.timeout_seconds, apply=False
+            settings, min_size=1, max_size=v.pool_size, timeout=v.timeout_seconds, apply=False
         )
 
     async def _try_connect(self) -> None:

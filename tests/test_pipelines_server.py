@@ -139,6 +139,7 @@ def test_valves_spec_shows_every_setting(server):
         "ollama_host",
         "embed_model",
         "timeout_seconds",
+        "pool_size",
         "require_toggle",
         "toggle_function_id",
     }
