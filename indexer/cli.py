@@ -32,6 +32,7 @@ from rich.table import Table
 
 from . import __version__
 from .config import Settings, load_settings
+from .db import CONNECTION_LOST, lost
 from .errors import VictorError
 from .search import MODES, Found, Mode
 from .service import Victor, open_victor
@@ -49,6 +50,8 @@ def run_async(func):
             return asyncio.run(func(*args, **kwargs))
         except VictorError as exc:
             _fail(str(exc))
+        except CONNECTION_LOST as exc:
+            _fail(lost(exc))
         except KeyboardInterrupt:
             _fail("interrupted; the index is consistent (re-run to finish).", code=130)
         except Exception as exc:
@@ -89,6 +92,10 @@ def cli(ctx: click.Context, backend: str | None, model: str | None, verbose: boo
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:
+        # While the database is down, asyncpg's pool logs a traceback at each attempt to
+        # reconnect; Victor says what happened in one line of its own.
+        logging.getLogger("asyncpg.pool").setLevel(logging.ERROR)
     ctx.obj = {"embed_backend": backend, "embed_model": model}
 
 

@@ -100,6 +100,8 @@ def describe(exc: BaseException, url: str) -> str:
         return f"The database in {where} does not exist. Create it (createdb) or fix the URL."
     if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
         return f"PostgreSQL at {where} refused the role: {exc}. Check VICTOR_DATABASE_URL."
+    if isinstance(exc, asyncpg.CannotConnectNowError):
+        return f"PostgreSQL at {where} is starting up or shutting down ({exc}). Try again soon."
     if isinstance(exc, OSError | asyncio.TimeoutError):
         return (
             f"Cannot connect to PostgreSQL at {where} ({exc.__class__.__name__}: {exc}). "
@@ -108,11 +110,42 @@ def describe(exc: BaseException, url: str) -> str:
     return f"Cannot use PostgreSQL at {where}: {exc}"
 
 
+# What asyncpg raises when a connection that was open breaks: the server stopped, restarted
+# or ended the session, or the network dropped it.
+CONNECTION_LOST = (
+    asyncpg.PostgresConnectionError,  # e.g. "connection was closed in the middle of operation"
+    asyncpg.exceptions.OperatorInterventionError,  # e.g. the server is shutting down
+    asyncpg.InterfaceError,  # e.g. the connection is closed
+)
+
+
+def lost(exc: BaseException) -> str:
+    """One line for a connection that broke in the middle of the work."""
+    return (
+        f"Lost the connection to PostgreSQL ({exc.__class__.__name__}: {exc}). What was "
+        "written is consistent (each file is entirely old or entirely new, and an index run "
+        "is recorded only when it completes): run it again once the database is back."
+    )
+
+
 async def connect_once(url: str, timeout: float = 10.0) -> asyncpg.Connection:
     try:
         return await asyncpg.connect(url, timeout=timeout)
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         raise DatabaseUnavailable(describe(exc, url)) from None
+
+
+def _pool_connect(url: str):
+    """How the pool opens a connection: a failure says what to do (DatabaseUnavailable)
+    instead of a bare OSError such as "No such file or directory" for a missing socket."""
+
+    async def connect(*args, **kwargs) -> asyncpg.Connection:
+        try:
+            return await asyncpg.connect(*args, **kwargs)
+        except (TimeoutError, OSError, asyncpg.CannotConnectNowError) as exc:
+            raise DatabaseUnavailable(describe(exc, url)) from None
+
+    return connect
 
 
 async def current_schema_version(conn: asyncpg.Connection) -> int | None:
@@ -205,6 +238,7 @@ async def create_pool(
             max_size=max_size,
             timeout=timeout,
             init=_init_connection,
+            connect=_pool_connect(url),
             command_timeout=settings.sql_timeout,
         )
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:

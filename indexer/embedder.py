@@ -56,6 +56,22 @@ def _check(vectors: list[list[float]], expected: int, dims: int | None, model: s
             raise EmbeddingError(f"The embedder returned a vector with NaN/inf (model {model}).")
 
 
+def check_dimensions(vectors: Sequence[Sequence[float]], dims: int, model: str) -> None:
+    """Vectors for an index whose column is vector(dims) must have exactly that many values.
+
+    Checked before anything is cached or written: a wrong vector would otherwise fail the
+    write with a bare database error, or worse, sit in the embedding cache for good.
+    """
+    for vector in vectors:
+        if len(vector) != dims:
+            raise EmbeddingError(
+                f"The embedding model '{model}' returned {len(vector)}-dimension vectors, but "
+                f"the index holds {dims}-dimension vectors of that model: is another model "
+                f"answering under this name? Put the right one back in Ollama "
+                f"(ollama pull {model})"
+            )
+
+
 class OllamaEmbedder:
     """Embeddings through the official `ollama` client, batched, bounded, retried."""
 

@@ -26,7 +26,7 @@ import numpy as np
 from . import store
 from .chunker import CHUNKER_VERSION, chunk_files
 from .config import Settings
-from .embedder import Embedder
+from .embedder import Embedder, check_dimensions
 from .embedtext import EMBED_TEXT_VERSION, embedding_text, name_text, text_hash
 from .errors import ModelMismatch
 from .lexical import is_trivial
@@ -95,8 +95,9 @@ class Changes:
     paths: frozenset[str]
 
 
-async def ensure_space(pool: asyncpg.Pool, embedder: Embedder) -> None:
-    """Refuse a model other than the index's; bind the space on first use.
+async def ensure_space(pool: asyncpg.Pool, embedder: Embedder) -> int:
+    """Refuse a model other than the index's; bind the space on first use. Returns the
+    index's vector dimension.
 
     Probing the dimension costs an embedding request, so it only happens when
     nothing is recorded yet: re-indexing unchanged code makes no request.
@@ -105,9 +106,10 @@ async def ensure_space(pool: asyncpg.Pool, embedder: Embedder) -> None:
     if recorded is not None:
         if recorded.space != embedder.space:
             raise ModelMismatch(store.mismatch_message(recorded, embedder.space, embedder.model))
-        return
+        return recorded.dims
     dims = await embedder.dimensions()
     await store.use_embedding_space(pool, embedder.space, embedder.model, dims)
+    return dims
 
 
 async def index_source(
@@ -128,7 +130,7 @@ async def index_source(
     """
     started = time.monotonic()
     progress = progress or _NoProgress()
-    await ensure_space(pool, embedder)
+    dims = await ensure_space(pool, embedder)
     repo = await store.upsert_repo(pool, name, source.description, ref, source.github_url)
     report = IndexReport(repo=name, commit=source.commit)
     async with store.repo_lock(pool, repo.id):
@@ -146,7 +148,7 @@ async def index_source(
         todo, unchanged = _classify(files, known, report)
         progress.start(len(todo))
         written = await _index_files(
-            pool, embedder, settings, source, repo.id, todo, report, progress
+            pool, embedder, settings, source, repo.id, todo, report, progress, dims
         )
         # A git file found binary only once read is skipped, not new or changed; an earlier
         # version of it leaves the index.
@@ -238,6 +240,7 @@ async def _index_files(
     todo: Sequence[SourceFile],
     report: IndexReport,
     progress: Progress,
+    dims: int,
 ) -> set[str]:
     """Parse in a background thread (which drives the process pool), embed and write here."""
     if not todo:
@@ -281,10 +284,12 @@ async def _index_files(
                 raise item
             pending.append(item)
             if sum(len(fc.chunks) for fc in pending) >= flush_at:
-                await _flush(pool, embedder, source, repo_id, pending, by_path, report, progress)
+                await _flush(
+                    pool, embedder, source, repo_id, pending, by_path, report, progress, dims
+                )
                 written.update(fc.path for fc in pending)
                 pending = []
-        await _flush(pool, embedder, source, repo_id, pending, by_path, report, progress)
+        await _flush(pool, embedder, source, repo_id, pending, by_path, report, progress, dims)
         written.update(fc.path for fc in pending)
     finally:
         stop.set()
@@ -319,6 +324,7 @@ async def _flush(
     by_path: dict[str, SourceFile],
     report: IndexReport,
     progress: Progress,
+    dims: int,
 ) -> None:
     if not batch:
         return
@@ -331,6 +337,7 @@ async def _flush(
     missing = [h for h in texts if h not in vectors]
     if missing:
         fresh = await embedder.embed_documents([texts[h] for h in missing])
+        check_dimensions(fresh, dims, embedder.model)
         new = {h: np.asarray(v, dtype=np.float32) for h, v in zip(missing, fresh, strict=True)}
         await store.cache_embeddings(pool, embedder.space, new.items())
         vectors.update(new)

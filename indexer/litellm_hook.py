@@ -37,21 +37,20 @@ import fnmatch
 import logging
 import os
 import time
-from collections.abc import Coroutine
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from litellm.integrations.custom_logger import CustomLogger
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .bounded import within
 from .config import Settings, load_settings
 from .context import budget_chars
 from .errors import ConfigError
 from .service import Victor, connect
 
 log = logging.getLogger("victor.litellm")
-T = TypeVar("T")
 
 # The same block as the Pipelines filter (pipelines/lua_codebase.py): a request that already
 # carries it (an Open WebUI chat with the toggle on, sent to a `*-lua` alias) gets no second.
@@ -146,31 +145,6 @@ def requested_repos(data: dict, configured: tuple[str, ...]) -> list[str] | None
     if not asked:
         return list(configured) or None
     return [r for r in asked if not configured or r in configured]
-
-
-async def within(coro: Coroutine[Any, Any, T], timeout: float) -> T:
-    """Its result, or TimeoutError after `timeout` seconds, without waiting any longer.
-
-    Unlike asyncio.wait_for, this does not wait for the cancelled work to wind down: a query
-    cancelled on a hung database connection can take seconds more to let go of it.
-    """
-    task = asyncio.ensure_future(coro)
-    try:
-        done, _ = await asyncio.wait({task}, timeout=timeout)
-    except asyncio.CancelledError:  # the request itself was cancelled
-        task.cancel()
-        raise
-    if not done:
-        task.cancel()
-        task.add_done_callback(_forget)
-        raise TimeoutError
-    return task.result()
-
-
-def _forget(task: asyncio.Task) -> None:
-    """Collect the outcome of work abandoned at the timeout (so asyncio does not complain)."""
-    if not task.cancelled() and task.exception() is not None:
-        log.debug("victor: abandoned retrieval ended with %r", task.exception())
 
 
 class VictorHook(CustomLogger):

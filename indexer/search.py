@@ -32,7 +32,6 @@ a similar range for the right function, but common English words can reach 0.3.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
 from collections.abc import Sequence
@@ -43,7 +42,8 @@ import asyncpg
 import numpy as np
 
 from . import lexical, store
-from .embedder import Embedder
+from .bounded import within
+from .embedder import Embedder, check_dimensions
 from .errors import EmbedderUnavailable, EmbeddingError, ModelMismatch, ModelMissing, VictorError
 
 Mode = Literal["hybrid", "dense", "lexical"]
@@ -103,13 +103,15 @@ class Found:
     notice: str = ""  # set when the search was degraded (embedder down: lexical only)
 
 
-async def check_space(db: asyncpg.Pool | asyncpg.Connection, embedder: Embedder) -> None:
-    """A query embedded in another vector space than the index's would return noise."""
+async def check_space(db: asyncpg.Pool | asyncpg.Connection, embedder: Embedder) -> int:
+    """A query embedded in another vector space than the index's would return noise.
+    Returns the index's vector dimension."""
     recorded = await store.embedding_space(db)
     if recorded is None:
         raise VictorError("The index is empty. Index some Lua code first: victor index PATH")
     if recorded.space != embedder.space:
         raise ModelMismatch(store.mismatch_message(recorded, embedder.space, embedder.model))
+    return recorded.dims
 
 
 # --- the embedder, bounded ------------------------------------------------------------------
@@ -118,13 +120,16 @@ _EMBEDDER_DOWN = (EmbedderUnavailable, EmbeddingError, ModelMissing, TimeoutErro
 
 
 async def embed_queries(
-    embedder: Embedder, queries: Sequence[str], timeout: float
+    embedder: Embedder, queries: Sequence[str], timeout: float, dims: int | None = None
 ) -> tuple[list[np.ndarray] | None, str]:
-    """The queries' vectors, or None and a notice when the embedder fails or takes longer
-    than `timeout` seconds: a chat must get lexical results rather than wait or fail."""
+    """The queries' vectors, or None and a notice when the embedder fails, takes longer
+    than `timeout` seconds or answers with vectors of another dimension than the index's
+    (`dims`): a chat must get lexical results rather than wait or fail."""
     try:
         await embedder.ready()
-        vectors = await asyncio.wait_for(embedder.embed_queries(list(queries)), timeout)
+        vectors = await within(embedder.embed_queries(list(queries)), timeout)
+        if dims is not None:
+            check_dimensions(vectors, dims, embedder.model)
     except _EMBEDDER_DOWN as exc:
         reason = (
             f"no answer within {timeout:g} s"
@@ -537,8 +542,8 @@ async def search(
         if embedder is None:
             notice = "no embedder configured; lexical search only"
         else:
-            await check_space(pool, embedder)
-            vectors, notice = await embed_queries(embedder, queries, timeout)
+            dims = await check_space(pool, embedder)
+            vectors, notice = await embed_queries(embedder, queries, timeout, dims)
     used: Mode = mode if vectors is not None or mode == "lexical" else "lexical"
     found: list[Found] = []
     async with pool.acquire() as conn:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -209,29 +209,33 @@ async def finish_run(
 
 
 @asynccontextmanager
-async def repo_lock(pool: asyncpg.Pool, repo_id: int):
-    """Hold a session advisory lock so two runs never index the same repo at once."""
+async def _session_lock(pool: asyncpg.Pool, space: int, key: int):
+    """Hold a session advisory lock on a connection of the pool for the block.
+
+    The lock belongs to the connection: if the connection breaks (the database stopped), the
+    lock is already gone, and failing to unlock must not hide the error that ended the work.
+    """
     async with pool.acquire() as conn:
-        await conn.execute("SELECT pg_advisory_lock($1, $2)", _REPO_LOCK_SPACE, repo_id)
+        await conn.execute("SELECT pg_advisory_lock($1, $2)", space, key)
         try:
             yield
         finally:
-            await conn.execute("SELECT pg_advisory_unlock($1, $2)", _REPO_LOCK_SPACE, repo_id)
+            with suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                await conn.execute("SELECT pg_advisory_unlock($1, $2)", space, key)
 
 
-@asynccontextmanager
-async def sync_lock(pool: asyncpg.Pool, repo_id: int):
+def repo_lock(pool: asyncpg.Pool, repo_id: int):
+    """Hold a session advisory lock so two runs never index the same repo at once."""
+    return _session_lock(pool, _REPO_LOCK_SPACE, repo_id)
+
+
+def sync_lock(pool: asyncpg.Pool, repo_id: int):
     """One fetch + sync per repository at a time (workers, `victor sync`), across processes.
 
     A session lock: it is released when its connection closes, so a killed worker never
     leaves it behind.
     """
-    async with pool.acquire() as conn:
-        await conn.execute("SELECT pg_advisory_lock($1, $2)", _SYNC_LOCK_SPACE, repo_id)
-        try:
-            yield
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock($1, $2)", _SYNC_LOCK_SPACE, repo_id)
+    return _session_lock(pool, _SYNC_LOCK_SPACE, repo_id)
 
 
 @asynccontextmanager

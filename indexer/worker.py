@@ -17,8 +17,8 @@ import logging
 
 import asyncpg
 
-from . import jobs
-from .errors import VictorError
+from . import db, jobs
+from .errors import DatabaseUnavailable, VictorError
 from .jobs import Job
 from .service import Victor
 from .sync import SyncReport
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 # The database went away or dropped a connection: wait and try again, never crash.
 # (A connection killed in the middle of a query can surface as InternalClientError.)
 DB_ERRORS = (
+    DatabaseUnavailable,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
     asyncpg.InternalClientError,
@@ -178,6 +179,9 @@ class Worker:
     async def _failed(self, job: Job, exc: BaseException) -> None:
         if isinstance(exc, VictorError):
             message = str(exc)
+            log.warning("job %d: %s", job.id, message)
+        elif isinstance(exc, db.CONNECTION_LOST):
+            message = db.lost(exc)
             log.warning("job %d: %s", job.id, message)
         else:
             message = f"unexpected {exc.__class__.__name__}: {exc} (see the worker log)"

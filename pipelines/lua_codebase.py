@@ -347,7 +347,9 @@ class Pipeline:
         """The context, or None and a short reason; always within the timeout."""
         timeout = self.valves.timeout_seconds
         try:
-            return await asyncio.wait_for(self._search(query), timeout), ""
+            from indexer.bounded import within  # never waits past the timeout (wait_for may)
+
+            return await within(self._search(query), timeout), ""
         except TimeoutError:
             reason = f"no answer within {timeout:g} s"
             log.warning("lua_codebase: retrieval timed out after %g s", timeout)
@@ -426,7 +428,9 @@ class Pipeline:
     async def _try_connect(self) -> None:
         """Connect now if possible; on failure only log (the first chat retries)."""
         try:
-            await asyncio.wait_for(self._connected(), self.valves.timeout_seconds)
+            from indexer.bounded import within
+
+            await within(self._connected(), self.valves.timeout_seconds)
             log.info("lua_codebase: connected to the index")
         except Exception as exc:
             log.warning(
@@ -440,6 +444,8 @@ class Pipeline:
         if victor is None:
             return
         try:
-            await asyncio.wait_for(victor.close(), self.valves.timeout_seconds)
+            from indexer.bounded import within
+
+            await within(victor.close(), self.valves.timeout_seconds)
         except Exception:
             victor.pool.terminate()

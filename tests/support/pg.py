@@ -37,3 +37,52 @@ async def create_database(admin_url: str, prefix: str = "t") -> str:
     finally:
         await conn.close()
     return with_database(admin_url, name)
+
+
+class RestartablePostgres:
+    """A PostgreSQL of a test's own, which the test stops and starts again, as an operator,
+    a crash or a host reboot would. It comes back on the same socket, so URLs stay valid.
+
+    `stop("fast")` is `pg_ctl stop -m fast` (sessions are terminated, clean shutdown);
+    `stop("immediate")` is a crash (no shutdown checkpoint: recovery at the next start).
+    """
+
+    def __init__(self, folder: Path):
+        import pgserver
+
+        folder.mkdir(parents=True, exist_ok=True)
+        self.server = pgserver.get_server(folder / "pgdata", cleanup_mode="delete")
+        info = self.server.get_postmaster_info()
+        self.pgdata = Path(info.pgdata) if info.pgdata else folder / "pgdata"
+        self.socket_dir = info.socket_dir
+        self.url = self.server.get_uri()
+        self.running = True
+
+    def _pg_ctl(self, *args: str) -> None:
+        import subprocess
+
+        from pgserver._commands import POSTGRES_BIN_PATH
+
+        subprocess.run(
+            [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self.pgdata), *args],
+            user=self.server.system_user,
+            stdout=subprocess.DEVNULL,  # pg_ctl's children keep pipes open: never capture
+            stderr=subprocess.DEVNULL,
+            check=True,
+            timeout=60,
+        )
+
+    def stop(self, mode: str = "fast") -> None:
+        self._pg_ctl("-w", "-m", mode, "stop")
+        self.running = False
+
+    def start(self) -> None:
+        log = self.pgdata / "log"
+        self._pg_ctl("-w", "-o", '-h ""', "-o", f"-k {self.socket_dir}", "-l", str(log), "start")
+        self.running = True
+
+    def close(self) -> None:
+        """Stop it (whatever pgserver remembers of its first start) and delete its data."""
+        if self.running:
+            self.stop()
+        self.server.cleanup()
