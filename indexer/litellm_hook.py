@@ -44,6 +44,7 @@ from litellm.integrations.custom_logger import CustomLogger
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from . import chat
 from .bounded import within
 from .config import Settings, load_settings
 from .context import budget_chars
@@ -52,21 +53,11 @@ from .service import Victor, connect
 
 log = logging.getLogger("victor.litellm")
 
-# The same block as the Pipelines filter (pipelines/lua_codebase.py): a request that already
-# carries it (an Open WebUI chat with the toggle on, sent to a `*-lua` alias) gets no second.
-CONTEXT_TAG = "lua_codebase_context"
-INSTRUCTION = (
-    "Below is code retrieved from the user's Lua codebase for their latest message. "
-    "Use it when it is relevant, and cite the code you rely on as `path:start-end`, "
-    "exactly as in the snippet headers. If it does not contain the answer, say so "
-    "instead of guessing."
-)
 REPOS_HEADER = "x-victor-repos"  # LiteLLM passes request headers lower-cased
 CHAT_CALLS = ("acompletion", "completion")
 RECONNECT_SECONDS = 5.0  # after a failed connection, skip retrieval for this long
 EMBED_SHARE = 0.6  # share of the timeout the query embedding may take
 POOL_SIZE = 4
-MAX_QUERY_CHARS = 1000
 
 
 def _split(value: object) -> object:
@@ -93,48 +84,6 @@ class HookSettings(BaseSettings):
 
 class Unavailable(Exception):
     """Retrieval is not possible right now; the message says why."""
-
-
-def message_text(message: dict) -> str:
-    """A message's text: `content` is a string, or a list of parts (text, image_url...)."""
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(
-            part.get("text") or ""
-            for part in content
-            if isinstance(part, dict) and part.get("type") == "text"
-        )
-    return ""
-
-
-def last_user(messages: list) -> int:
-    for i in range(len(messages) - 1, -1, -1):
-        if isinstance(messages[i], dict) and messages[i].get("role") == "user":
-            return i
-    return -1
-
-
-def has_context(messages: list, since: int) -> bool:
-    """True when a system message from `since` on already carries a code context block."""
-    return any(
-        isinstance(m, dict) and m.get("role") == "system" and f"<{CONTEXT_TAG}>" in message_text(m)
-        for m in messages[since:]
-    )
-
-
-def turn_start(messages: list, user_at: int) -> int:
-    """Where the last turn starts: after the assistant message before the last user one."""
-    for i in range(user_at - 1, -1, -1):
-        if isinstance(messages[i], dict) and messages[i].get("role") == "assistant":
-            return i + 1
-    return 0
-
-
-def with_context(messages: list, at: int, text: str) -> list:
-    block = f"<{CONTEXT_TAG}>\n{INSTRUCTION}\n\n{text.rstrip()}\n</{CONTEXT_TAG}>"
-    return [*messages[:at], {"role": "system", "content": block}, *messages[at:]]
 
 
 def requested_repos(data: dict, configured: tuple[str, ...]) -> list[str] | None:
@@ -180,10 +129,9 @@ class VictorHook(CustomLogger):
         messages = data.get("messages")
         if not isinstance(messages, list):
             return None
-        at = last_user(messages)
-        if at < 0 or has_context(messages, turn_start(messages, at)):
-            return None
-        query = message_text(messages[at]).strip()[:MAX_QUERY_CHARS]
+        if chat.context_in_current_turn(messages):
+            return None  # an Open WebUI chat whose filter already added it, or a re-run
+        query = chat.build_query(messages)
         if not query:
             return None
         repos = requested_repos(data, hook.repos)
@@ -201,7 +149,7 @@ class VictorHook(CustomLogger):
         if not context.text:
             log.info("victor: no matching code for %s (%d ms)", model, elapsed_ms)
             return None
-        data["messages"] = with_context(messages, at, context.text)
+        data["messages"] = chat.with_context(messages, context.text)
         log.info(
             "victor: %d snippets from %d files for %s (%d ms)",
             len(context.sources),

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -37,113 +36,12 @@ log = logging.getLogger("lua_codebase")
 
 NAME = "Lua Codebase"
 HANDOVER_KEY = "lua_codebase"  # body["metadata"][HANDOVER_KEY]: read by the toggle Function
-CONTEXT_TAG = "lua_codebase_context"  # wraps the context block; marks it as already added
-INSTRUCTION = (
-    "Below is code retrieved from the user's Lua codebase for their latest message. "
-    "Use it when it is relevant, and cite the code you rely on as `path:start-end`, "
-    "exactly as in the snippet headers. If it does not contain the answer, say so "
-    "instead of guessing."
-)
-
 RECONNECT_SECONDS = 5.0  # after a failed connection, answer at once for this long
 EMBED_SHARE = 0.6  # share of the timeout the query embedding may take (rest: lexical search)
-MAX_QUERY_CHARS = 1000
-MAX_EARLIER_CHARS = 300  # per earlier user turn added to a short question
-MAX_TURNS = 3  # user turns a query may span
-MIN_WORDS = 2  # a question with fewer content words is too vague to search on alone
-
-# Words that say nothing about which code is meant.
-FILLER = """
-    a about above after again all also an and another any are as at be because been before
-    being below between both but by can could did do does doing done each else few for from
-    further had has have having he her here hers him his how i if in into is it its itself just
-    me more most my no nor not now of off on once one only or other others our out over own
-    same she should so some such than that the their them then there these they this those
-    through to too under until up very was we were what when where which while who whom why
-    will with would you your yours please thanks thank ok okay yes hi hello show tell explain
-    give find see look get make work works working code lua function functions method methods
-    file files thing things part parts bit
-"""
-STOPWORDS = frozenset(FILLER.split())
-WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# `Cart:add`, `shop.cart`, `lookup(`, `apply_discount`, `getSelection`: clearly about code
-CODE_TOKEN = re.compile(r"\w+[.:]\w+|\w+\(|\b[A-Za-z]+_\w+|\b[a-z]+[A-Z]\w*")
 
 
 class Unavailable(Exception):
     """Retrieval could not run; the message is a short reason safe to show in the chat."""
-
-
-# --- reading the chat body -----------------------------------------------------------------
-
-
-def message_text(message: dict) -> str:
-    """A message's text: `content` is a string, or a list of parts (text, image_url...)."""
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(
-            part.get("text") or ""
-            for part in content
-            if isinstance(part, dict) and part.get("type") == "text"
-        )
-    return ""
-
-
-def last_index(messages: list[dict], role: str) -> int:
-    """Index of the last message with this role, -1 when there is none."""
-    for i in range(len(messages) - 1, -1, -1):
-        if messages[i].get("role") == role:
-            return i
-    return -1
-
-
-def content_words(text: str) -> list[str]:
-    return [w for w in WORD.findall(text.lower()) if len(w) > 1 and w not in STOPWORDS]
-
-
-def is_specific(text: str) -> bool:
-    """Enough to search on: a code-like token, or a few words that are not filler."""
-    return bool(CODE_TOKEN.search(text)) or len(content_words(text)) >= MIN_WORDS
-
-
-def build_query(messages: list[dict]) -> str:
-    """The retrieval query: the last user message, plus earlier user turns when it is too vague.
-
-    "and the other one?" says nothing on its own; together with the question before it, it
-    finds the code the user is talking about.
-    """
-    texts = [t.strip() for t in (message_text(m) for m in messages if m.get("role") == "user")]
-    texts = [t for t in texts if t]
-    if not texts:
-        return ""
-    parts = [texts[-1]]
-    for earlier in reversed(texts[:-1]):
-        if len(parts) >= MAX_TURNS or is_specific(" ".join(parts)):
-            break
-        parts.insert(0, earlier[:MAX_EARLIER_CHARS])
-    return "\n".join(parts)[:MAX_QUERY_CHARS]
-
-
-def context_in_current_turn(messages: list[dict]) -> bool:
-    """True when this turn already carries our context (a re-run): never add it twice.
-
-    The turn starts after the assistant message that precedes the last user message (an
-    assistant message after it is a partial answer being continued)."""
-    start = last_index(messages[: max(last_index(messages, "user"), 0)], "assistant") + 1
-    return any(
-        m.get("role") == "system" and f"<{CONTEXT_TAG}>" in message_text(m)
-        for m in messages[start:]
-    )
-
-
-def with_context(messages: list[dict], text: str) -> list[dict]:
-    """The messages with the context block as a system message just before the last user one."""
-    block = f"<{CONTEXT_TAG}>\n{INSTRUCTION}\n\n{text.rstrip()}\n</{CONTEXT_TAG}>"
-    at = last_index(messages, "user")
-    at = len(messages) if at < 0 else at
-    return [*messages[:at], {"role": "system", "content": block}, *messages[at:]]
 
 
 # --- the hand-over to the Function ---------------------------------------------------------
@@ -321,17 +219,19 @@ class Pipeline:
         metadata = body.get("metadata") or {}
         if not self._wanted(metadata):
             return body
-        messages = body.get("messages") or []
-        if context_in_current_turn(messages):
+        from indexer import chat
+
+        messages = body.get("messages")
+        if not isinstance(messages, list) or chat.context_in_current_turn(messages):
             return body
-        query = build_query(messages)
+        query = chat.build_query(messages)
         if not query:
             return body
         started = time.monotonic()
         context, reason = await self._retrieve(query)
         elapsed_ms = round((time.monotonic() - started) * 1000)
         if context is not None and context.text:
-            body["messages"] = with_context(messages, context.text)
+            body["messages"] = chat.with_context(messages, context.text)
         body["metadata"] = {**metadata, HANDOVER_KEY: handover(query, elapsed_ms, context, reason)}
         return body
 
