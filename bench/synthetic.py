@@ -396,6 +396,9 @@ class InProcessEmbedder:
     async def dimensions(self) -> int:
         return self.vectors.dims
 
+    async def ready(self) -> None:
+        return None
+
     async def close(self) -> None:
         return None
 
