@@ -77,24 +77,31 @@ class Unavailable(Exception):
 # --- reading the chat body -----------------------------------------------------------------
 
 
-def message_text(message: dict) -> str:
-    """A message's text: `content` is a string, or a list of parts (text, image_url...)."""
-    content = message.get("content")
+def message_text(message: object) -> str:
+    """A message's text: `content` is a string, or a list of parts (text, image_url...).
+    Anything else (a message that is not an object, a part whose text is not text) has none."""
+    content = message.get("content") if isinstance(message, dict) else None
     if isinstance(content, str):
         return content
     if isinstance(content, list):
         return "\n".join(
-            part.get("text") or ""
+            part["text"]
             for part in content
-            if isinstance(part, dict) and part.get("type") == "text"
+            if isinstance(part, dict)
+            and part.get("type") == "text"
+            and isinstance(part.get("text"), str)
         )
     return ""
+
+
+def role_of(message: object) -> object:
+    return message.get("role") if isinstance(message, dict) else None
 
 
 def last_index(messages: list[dict], role: str) -> int:
     """Index of the last message with this role, -1 when there is none."""
     for i in range(len(messages) - 1, -1, -1):
-        if messages[i].get("role") == role:
+        if role_of(messages[i]) == role:
             return i
     return -1
 
@@ -114,7 +121,7 @@ def build_query(messages: list[dict]) -> str:
     "and the other one?" says nothing on its own; together with the question before it, it
     finds the code the user is talking about.
     """
-    texts = [t.strip() for t in (message_text(m) for m in messages if m.get("role") == "user")]
+    texts = [t.strip() for t in (message_text(m) for m in messages if role_of(m) == "user")]
     texts = [t for t in texts if t]
     if not texts:
         return ""
@@ -123,7 +130,9 @@ def build_query(messages: list[dict]) -> str:
         if len(parts) >= MAX_TURNS or is_specific(" ".join(parts)):
             break
         parts.insert(0, earlier[:MAX_EARLIER_CHARS])
-    return "\n".join(parts)[:MAX_QUERY_CHARS]
+    # NUL and lone surrogates cannot travel to PostgreSQL (or be encoded): they are not words
+    query = "\n".join(parts)[:MAX_QUERY_CHARS].replace("\0", " ")
+    return query.encode("utf-8", "replace").decode("utf-8")
 
 
 def context_in_current_turn(messages: list[dict]) -> bool:
@@ -133,8 +142,7 @@ def context_in_current_turn(messages: list[dict]) -> bool:
     assistant message after it is a partial answer being continued)."""
     start = last_index(messages[: max(last_index(messages, "user"), 0)], "assistant") + 1
     return any(
-        m.get("role") == "system" and f"<{CONTEXT_TAG}>" in message_text(m)
-        for m in messages[start:]
+        role_of(m) == "system" and f"<{CONTEXT_TAG}>" in message_text(m) for m in messages[start:]
     )
 
 
@@ -318,10 +326,14 @@ class Pipeline:
             return body
 
     async def _inlet(self, body: dict) -> dict:
+        if not isinstance(body, dict):
+            return body
         metadata = body.get("metadata") or {}
+        messages = body.get("messages") or []
+        if not isinstance(metadata, dict) or not isinstance(messages, list):
+            return body  # not a chat body Open WebUI sends: left as it is
         if not self._wanted(metadata):
             return body
-        messages = body.get("messages") or []
         if context_in_current_turn(messages):
             return body
         query = build_query(messages)
@@ -341,7 +353,8 @@ class Pipeline:
             return False
         if not self.valves.require_toggle:
             return True
-        return self.valves.toggle_function_id in (metadata.get("filter_ids") or [])
+        ids = metadata.get("filter_ids")
+        return isinstance(ids, list) and self.valves.toggle_function_id in ids
 
     async def _retrieve(self, query: str) -> tuple[Context | None, str]:
         """The context, or None and a short reason; always within the timeout."""
