@@ -94,7 +94,9 @@ def build_query(messages: list) -> str:
         if len(parts) >= MAX_TURNS or is_specific(" ".join(parts)):
             break
         parts.insert(0, earlier[:MAX_EARLIER_CHARS])
-    return "\n".join(parts)[:MAX_QUERY_CHARS]
+    # NUL and lone surrogates cannot travel to PostgreSQL (or be encoded): they are not words
+    query = "\n".join(parts)[:MAX_QUERY_CHARS].replace("\0", " ")
+    return query.encode("utf-8", "replace").decode("utf-8")
 
 
 def context_in_current_turn(messages: list) -> bool:

@@ -16,7 +16,7 @@ import asyncpg
 import numpy as np
 
 from . import lexical
-from .errors import ModelMismatch, NotFound
+from .errors import ModelMismatch, NotFound, SchemaError
 
 _REPO_LOCK_SPACE = 7_401_002  # pg_advisory_lock(space, repo_id): one index run per repo
 _SYNC_LOCK_SPACE = 7_401_003  # pg_advisory_lock(space, repo_id): one fetch + sync per repo
@@ -284,14 +284,23 @@ async def use_embedding_space(
         if recorded.space != space or recorded.dims != dims:
             raise ModelMismatch(mismatch_message(recorded, space, model))
         return
-    async with _transaction(db) as conn:
-        await conn.execute("LOCK TABLE victor_meta IN EXCLUSIVE MODE")
-        recorded = await embedding_space(conn)
-        if recorded is not None:
-            if recorded.space != space or recorded.dims != dims:
-                raise ModelMismatch(mismatch_message(recorded, space, model))
-            return
-        await bind_space(conn, space, model, dims)
+    try:
+        async with _transaction(db) as conn:
+            await conn.execute("LOCK TABLE victor_meta IN EXCLUSIVE MODE")
+            recorded = await embedding_space(conn)
+            if recorded is not None:
+                if recorded.space != space or recorded.dims != dims:
+                    raise ModelMismatch(mismatch_message(recorded, space, model))
+                return
+            await bind_space(conn, space, model, dims)
+    except asyncpg.InsufficientPrivilegeError as exc:
+        # a runtime role without DDL rights (docs/database-role.md): say who can do it
+        raise SchemaError(
+            f"The database role may not fix the embedding column to {model!r} ({dims} dims): "
+            f"{exc.message}. The first index of a database alters its tables: run it once "
+            "as the database's owner (the role that ran `victor init-db`); later runs work "
+            "with the runtime role. See docs/database-role.md."
+        ) from None
 
 
 async def bind_space(conn: asyncpg.Connection, space: str, model: str, dims: int) -> None:

@@ -216,13 +216,17 @@ class Pipeline:
             return body
 
     async def _inlet(self, body: dict) -> dict:
+        if not isinstance(body, dict):
+            return body
         metadata = body.get("metadata") or {}
+        messages = body.get("messages") or []
+        if not isinstance(metadata, dict) or not isinstance(messages, list):
+            return body  # not a chat body Open WebUI sends: left as it is
         if not self._wanted(metadata):
             return body
         from indexer import chat
 
-        messages = body.get("messages")
-        if not isinstance(messages, list) or chat.context_in_current_turn(messages):
+        if chat.context_in_current_turn(messages):
             return body
         query = chat.build_query(messages)
         if not query:
@@ -241,7 +245,8 @@ class Pipeline:
             return False
         if not self.valves.require_toggle:
             return True
-        return self.valves.toggle_function_id in (metadata.get("filter_ids") or [])
+        ids = metadata.get("filter_ids")
+        return isinstance(ids, list) and self.valves.toggle_function_id in ids
 
     async def _retrieve(self, query: str) -> tuple[Context | None, str]:
         """The context, or None and a short reason; always within the timeout."""

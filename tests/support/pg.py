@@ -86,3 +86,36 @@ class RestartablePostgres:
         if self.running:
             self.stop()
         self.server.cleanup()
+
+
+def require_passwords(server, roles: list[str]) -> None:
+    """Make the server ask these roles for their password (SCRAM) on its socket.
+
+    pgserver's cluster trusts every local connection; the lines added in front of its
+    pg_hba.conf make it check the password of these roles only, as a real server would.
+    Roles are cluster-wide: use this on a server of the test module's own."""
+    import asyncio
+
+    info = server.get_postmaster_info()
+    hba = Path(info.pgdata) / "pg_hba.conf"
+    lines = "".join(f"local all {role} scram-sha-256\n" for role in roles)
+    hba.write_text(lines + hba.read_text())
+
+    async def reload() -> None:
+        conn = await asyncpg.connect(server.get_uri())
+        try:
+            await conn.execute("SELECT pg_reload_conf()")
+        finally:
+            await conn.close()
+
+    asyncio.run(reload())
+
+
+def role_url(admin_url: str, role: str, password: str | None, database: str) -> str:
+    """The admin URL of the socket, as `role` (its password percent-encoded) on `database`."""
+    from urllib.parse import quote
+
+    parts = urlsplit(admin_url)
+    userinfo = quote(role, safe="") + (f":{quote(password, safe='')}" if password else "")
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}", path="/" + database))
