@@ -112,13 +112,13 @@ async def test_hung_database_costs_the_timeout_every_time_and_leaves_no_stuck_co
         assert info["status"] == "ok" and elapsed < TIMEOUT
 
     pool = pipeline.victor.pool
-    assert pool.get_size() <= lc.POOL_SIZE
+    assert pool.get_size() <= pipeline.valves.pool_size
     assert pool.get_idle_size() == pool.get_size()  # nothing stuck in a query
     database = database_name(settings.database_url.get_secret_value())
     deadline = time.monotonic() + 10
     while True:  # the server ends the sessions of abandoned connections once bytes flow again
         states = await backends(pg_admin_url, database)
-        if len(states) <= lc.POOL_SIZE and all(s == "idle" for s in states):
+        if len(states) <= pipeline.valves.pool_size and all(s == "idle" for s in states):
             break
         assert time.monotonic() < deadline, f"connections left on the server: {states}"
         await asyncio.sleep(0.2)
@@ -126,6 +126,7 @@ async def test_hung_database_costs_the_timeout_every_time_and_leaves_no_stuck_co
         "database hangs under the chat filter (in-process, 1 s timeout)",
         len(times),
         f"each chat answered without code in {min(times):.2f}-{max(times):.2f} s; "
-        f"pool {pool.get_size()}/{lc.POOL_SIZE} idle afterwards, {len(states)} server sessions",
+        f"pool {pool.get_size()}/{pipeline.valves.pool_size} idle afterwards, "
+        f"{len(states)} server sessions",
         recovery,
     )
