@@ -135,6 +135,24 @@ async def connect_once(url: str, timeout: float = 10.0) -> asyncpg.Connection:
         raise DatabaseUnavailable(describe(exc, url)) from None
 
 
+class _OneLineWhenDown(logging.Filter):
+    """asyncpg's pool keeps reconnecting to its minimum size while PostgreSQL is down and logs
+    each failed attempt with a full traceback (asyncpg >= 0.31): for a database that is down,
+    a known condition whose message already says what to do, one line is enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, DatabaseUnavailable):
+            record.msg = f"{record.getMessage()}: {exc}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+logging.getLogger("asyncpg.pool").addFilter(_OneLineWhenDown())
+
+
 def _pool_connect(url: str):
     """How the pool opens a connection: a failure says what to do (DatabaseUnavailable)
     instead of a bare OSError such as "No such file or directory" for a missing socket."""

@@ -91,12 +91,17 @@ class OllamaEmbedder:
         self.requests = 0  # HTTP embedding requests made (for reports)
 
     async def _embed_batch(self, batch: list[str]) -> list[list[float]]:
+        # A batch keeps its slot while it retries: queued behind every other batch, a retry
+        # would only come after all of them had waited out their own timeouts.
+        async with self._limit:
+            return await self._embed_batch_retried(batch)
+
+    async def _embed_batch_retried(self, batch: list[str]) -> list[list[float]]:
         delay = 0.5
         for attempt in range(self.retries + 1):
             try:
-                async with self._limit:
-                    self.requests += 1
-                    response = await self._client.embed(model=self.model, input=batch)
+                self.requests += 1
+                response = await self._client.embed(model=self.model, input=batch)
                 vectors = [list(v) for v in response.embeddings]
                 _check(vectors, len(batch), self._dims, self.model)
                 self._dims = self._dims or (len(vectors[0]) if vectors else None)
@@ -132,8 +137,18 @@ class OllamaEmbedder:
         )
 
     async def _embed_all(self, inputs: list[str]) -> list[list[float]]:
+        """All batches, `embed_concurrency` at a time. When one fails for good, the others
+        are cancelled: a slow or broken Ollama fails the run after one batch's retries,
+        not after every queued batch has waited out its own timeouts in turn."""
         batches = [inputs[i : i + self.batch_size] for i in range(0, len(inputs), self.batch_size)]
-        results = await asyncio.gather(*(self._embed_batch(b) for b in batches))
+        tasks = [asyncio.ensure_future(self._embed_batch(b)) for b in batches]
+        try:
+            results = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         return [v for batch in results for v in batch]
 
     async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:

@@ -215,14 +215,40 @@ def remote_has_branch(url: str, branch: str, token: str | None = None) -> bool:
     return bool(out.strip())
 
 
+def clone_is_sound(dest: Path) -> bool:
+    """Whether a local clone is a readable repository with every object its refs need.
+
+    Only called after something failed in it: it reads the whole history once."""
+    try:
+        run(dest, "rev-parse", "--git-dir")
+        run(dest, "fsck", "--connectivity-only", "--no-dangling", "--no-progress")
+    except SourceError:
+        return False
+    return True
+
+
+def discard_clone(dest: Path) -> None:
+    """Delete a damaged clone: it is only a cache of the remote, the next fetch clones it."""
+    import shutil
+
+    shutil.rmtree(dest, ignore_errors=True)
+
+
 def clone_or_fetch(url: str, dest: Path, token: str | None = None) -> Path:
-    """A bare mirror of the remote's branches and tags in dest, up to date."""
+    """A bare mirror of the remote's branches and tags in dest, up to date.
+
+    A clone that was deleted is cloned again; so is one that is damaged (garbage in HEAD,
+    a truncated pack...): when a fetch fails and the clone fails `git fsck`, the clone is
+    the problem, not the remote, so it is discarded and cloned afresh. A fetch that fails
+    in a sound clone (remote unreachable, renamed, no access) raises git's own message.
+    """
     env = auth_env(token, url)
-    if not (dest / "HEAD").is_file():
+    if dest.exists() and not (dest / "HEAD").is_file():
+        discard_clone(dest)  # a half-deleted or never-finished clone
+    if not dest.exists():
         dest.parent.mkdir(parents=True, exist_ok=True)
         run(None, "clone", "--bare", "--quiet", url, str(dest), env=env)
-    run(
-        dest,
+    fetch = (
         "fetch",
         "--quiet",
         "--prune",
@@ -230,6 +256,13 @@ def clone_or_fetch(url: str, dest: Path, token: str | None = None) -> Path:
         url,
         "+refs/heads/*:refs/heads/*",
         "+refs/tags/*:refs/tags/*",
-        env=env,
     )
+    try:
+        run(dest, *fetch, env=env)
+    except SourceError:
+        if clone_is_sound(dest):
+            raise
+        discard_clone(dest)
+        run(None, "clone", "--bare", "--quiet", url, str(dest), env=env)
+        run(dest, *fetch, env=env)
     return dest

@@ -109,23 +109,27 @@ async def sync_repo(
         started = time.monotonic()
         clone, head = await asyncio.to_thread(fetch, settings, repo)
         fetched = time.monotonic() - started
-        if full:
-            changes, why, diff = None, "asked for a full sync: comparing every file", []
-        else:
-            changes, why, diff = await asyncio.to_thread(
-                plan, clone, repo.commit_sha, head, settings.include
+        try:
+            if full:
+                changes, why, diff = None, "asked for a full sync: comparing every file", []
+            else:
+                changes, why, diff = await asyncio.to_thread(
+                    plan, clone, repo.commit_sha, head, settings.include
+                )
+            source = GitSource(
+                clone,
+                head,
+                settings.include,
+                settings.max_file_bytes,
+                description=repo.source,
+                github_url=repo.github_url,
             )
-        source = GitSource(
-            clone,
-            head,
-            settings.include,
-            settings.max_file_bytes,
-            description=repo.source,
-            github_url=repo.github_url,
-        )
-        report: IndexReport = await index_source(
-            pool, embedder, settings, source, repo.name, ref=repo.ref, changes=changes
-        )
+            report: IndexReport = await index_source(
+                pool, embedder, settings, source, repo.name, ref=repo.ref, changes=changes
+            )
+        except SourceError as exc:
+            await asyncio.to_thread(_discard_if_damaged, clone, exc)
+            raise
         return SyncReport(
             repo=repo.name,
             branch=repo.ref or "",
@@ -138,6 +142,18 @@ async def sync_repo(
             fetch_seconds=round(fetched, 3),
             index=report.summary(),
         )
+
+
+def _discard_if_damaged(clone: Path, exc: SourceError) -> None:
+    """Reading the clone failed: if the clone itself is damaged (a fetch does not read old
+    packs, so it can miss that), delete it so that the retry clones it again, and say so."""
+    if git.clone_is_sound(clone):
+        return
+    git.discard_clone(clone)
+    exc.args = (
+        f"{exc} The local clone {clone} was damaged: it was deleted, and the next attempt "
+        "clones the repository again.",
+    )
 
 
 def _note(clone: Path, after: str | None, head: str) -> str | None:

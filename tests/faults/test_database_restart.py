@@ -201,7 +201,9 @@ async def test_webhook_job_outlives_a_database_restart(
         worker.wait(timeout=30)
         app.stop()
     assert set(listed) == {first, second}
-    assert listed[first].state == "done" and listed[first].attempts >= 2, listed[first]
+    # attempt 1 either fails on the outage and is retried, or (its next write came after the
+    # restart, while it waited on the embedder) goes on and finishes: both end done, once
+    assert listed[first].state == "done", listed[first]
     assert listed[second].state == "done" and listed[second].attempts == 1, listed[second]
     text = log_path.read_text()
     assert "Traceback" not in text, text
@@ -210,7 +212,7 @@ async def test_webhook_job_outlives_a_database_restart(
     figures(
         "PostgreSQL crashed during a webhook job (worker running)",
         1,
-        f"the worker stayed up; the job was taken over after the restart and finished once "
+        f"the worker stayed up; the job went on after the restart and finished once "
         f"(attempt {listed[first].attempts}); a push during the {outage:.0f} s outage got 503, "
         "its redelivery 202, synced once",
         recovered,

@@ -21,6 +21,8 @@ from tests.conftest import SAMPLE
 from tests.plugins import FILTER_FILE, inlet_request, load
 from tests.support.tcp_relay import TcpRelay
 
+pytestmark = pytest.mark.hardening
+
 lc = load(FILTER_FILE, "lua_codebase_hang")
 
 TIMEOUT = 2.0
