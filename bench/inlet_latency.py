@@ -163,6 +163,15 @@ def machine() -> dict:
     }
 
 
+def emit(result: dict, out: Path | None) -> None:
+    """Print a benchmark's result as JSON, and write it to `out` when given."""
+    text = json.dumps(result, indent=1)
+    print(text)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])

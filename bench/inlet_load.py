@@ -42,7 +42,7 @@ import numpy as np
 import psutil
 
 from bench import synthetic
-from bench.inlet_latency import machine, pct
+from bench.inlet_latency import emit, machine, pct
 from bench.scale import database, load_average
 from tests.plugins import inlet_request
 
@@ -326,11 +326,7 @@ def main() -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
         if args.data_dir is None:
             shutil.rmtree(folder, ignore_errors=True)
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import sys
@@ -37,7 +36,7 @@ import asyncpg
 import numpy as np
 
 from bench import synthetic
-from bench.inlet_latency import machine, pct
+from bench.inlet_latency import emit, machine, pct
 from indexer import db, search
 from indexer.config import Settings
 from indexer.search import DEFAULT_TUNING
@@ -309,11 +308,7 @@ def main() -> None:
         server.cleanup()
         if args.data_dir is None:
             shutil.rmtree(folder, ignore_errors=True)
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,10 +35,10 @@ from pathlib import Path
 
 import httpx
 
-from bench.inlet_latency import machine, pct
+from bench.inlet_latency import emit, machine, pct
 from bench.scale import load_average
 from bench.synthetic import VectorOllama
-from bench.webhook_latency import env_for, free_port, start, wait_http
+from bench.webhook_latency import env_for, free_port, start, stop_all, wait_http
 from indexer.config import Settings
 from indexer.service import open_victor
 from tests.support import pg
@@ -241,13 +239,7 @@ async def burst(
             "failures": [a for a in answers if not 200 <= a["status"] < 300][:5],
         }
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
         embed.stop()
         server.cleanup()
 
@@ -273,11 +265,7 @@ def main() -> None:
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.inlet_latency import emit
 from indexer import jobs
 from indexer.config import Settings
 from indexer.service import open_victor
@@ -279,15 +280,20 @@ async def bench(corpus: Path, pushes: int, backend: str, work: Path) -> dict:
             "git": revision(),
         }
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
         fake.stop()
         server.cleanup()
+
+
+def stop_all(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM (a worker hands its job back), then SIGKILL what is still up after 20 s."""
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def main() -> None:
@@ -304,11 +310,7 @@ def main() -> None:
         report = asyncio.run(bench(args.corpus.resolve(), args.pushes, args.backend, work))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(report, args.out)
 
 
 if __name__ == "__main__":
