@@ -163,7 +163,8 @@ async def invariants(pool, remotes, names, per_repo: list[int], answers: list[di
         "delivery_rows_match": deliveries == total and empty == 0,
         "pushes_add_up": sum(j["pushes"] for j in jobs) == total
         and all(r["pushes_counted"] == r["deliveries"] for r in repos.values()),
-        "coalesced": len(jobs) < total,
+        "coalesced": len(jobs) < total,  # happens when pushes come while a job is pending
+        "no_more_jobs_than_pushes": len(jobs) <= total,
         "no_job_failed": all(j["state"] in ("done", "superseded") for j in jobs),
         "every_index_at_head": at_head,
         "jobs": len(jobs),

@@ -268,8 +268,17 @@ def send(client: httpx.Client, base: str, d: Delivery) -> httpx.Response:
     return client.request(d.method, f"{base}/webhook/github", content=content, headers=headers)
 
 
+def delivery_id(d: Delivery) -> bytes | None:
+    """The X-GitHub-Delivery value as the server reads it (None: none, a new delivery each)."""
+    value = d.headers.get("X-GitHub-Delivery")
+    if value is None:
+        return None
+    return (value.encode("latin-1") if isinstance(value, str) else value).strip() or None
+
+
 def fuzz(base: str, db_url: str, payload: dict, examples: int) -> dict[str, int]:
-    seen = {"examples": 0, "queued": 0, "refused": 0}
+    seen = {"examples": 0, "queued": 0, "redelivered": 0, "refused": 0}
+    queued: set[bytes] = set()  # delivery ids that made a job (the same id again: no job)
 
     @settings(
         max_examples=examples,
@@ -284,9 +293,15 @@ def fuzz(base: str, db_url: str, payload: dict, examples: int) -> dict[str, int]
             answer = send(client, base, d)
         after = queue_size(db_url)
         assert answer.status_code < 500, (answer.status_code, answer.text[:300])
-        if d.deserves_a_job:
+        did = delivery_id(d)
+        if d.deserves_a_job and did is not None and did in queued:  # a redelivery: no new job
+            assert answer.status_code == 202 and answer.json()["duplicate"], answer.text[:300]
+            assert after == before
+            seen["redelivered"] += 1
+        elif d.deserves_a_job:
             assert answer.status_code == 202, answer.text[:300]
             assert after[1] == before[1] + 1
+            queued.add(did)
             seen["queued"] += 1
         else:
             assert after == before, (answer.status_code, answer.text[:300])
@@ -363,5 +378,6 @@ def test_random_deliveries_to_gunicorn(cli_env, followed, database_url, tmp_path
         "webhook deliveries to gunicorn (hypothesis)",
         seen["examples"],
         seen["examples"],
-        note=f"{seen['queued']} deserved a job and got one, {seen['refused']} refused",
+        note=f"{seen['queued']} deserved a job and got one, {seen['redelivered']} "
+        f"redeliveries acknowledged without one, {seen['refused']} refused",
     )
