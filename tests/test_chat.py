@@ -4,6 +4,8 @@ do: the Pipelines filter and the LiteLLM hook."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from indexer import chat
 
@@ -107,3 +109,30 @@ def test_odd_messages_are_read_as_no_text():
     assert not chat.context_in_current_turn(odd)
     out = chat.with_context(odd, "code")
     assert out[:4] == odd[:4] and out[5:] == odd[4:] and out[4]["role"] == "system"
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=10,
+)
+PART = st.fixed_dictionaries({"type": st.sampled_from(["text", "image_url"]), "text": JSON})
+MESSAGE = JSON | st.fixed_dictionaries(
+    {
+        "role": st.sampled_from(["user", "assistant", "system", "tool", None]),
+        "content": st.text(max_size=200) | st.lists(PART, max_size=3) | JSON,
+    }
+)
+
+
+@given(st.lists(MESSAGE, max_size=8), st.text(max_size=50))
+def test_any_messages_are_read_without_error(messages, code):
+    """What a client sends is read, never trusted: a query of plain text within its cap, and
+    the block added exactly once, before the last user message."""
+    query = chat.build_query(messages)
+    assert isinstance(query, str) and len(query) <= chat.MAX_QUERY_CHARS and "\0" not in query
+    query.encode("utf-8")  # no lone surrogates: it must travel to PostgreSQL
+    out = chat.with_context(messages, code)
+    added = [m for m in out if m not in messages]
+    assert len(out) == len(messages) + 1 and len(added) == 1
+    assert chat.context_in_current_turn(out)
