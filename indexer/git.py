@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -229,8 +230,6 @@ def clone_is_sound(dest: Path) -> bool:
 
 def discard_clone(dest: Path) -> None:
     """Delete a damaged clone: it is only a cache of the remote, the next fetch clones it."""
-    import shutil
-
     shutil.rmtree(dest, ignore_errors=True)
 
 
