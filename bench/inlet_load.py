@@ -43,7 +43,7 @@ import psutil
 
 from bench import synthetic
 from bench.inlet_latency import emit, machine, pct
-from bench.scale import database, load_average
+from bench.scale import database, load_average, mark_loaded
 from tests.plugins import inlet_request
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -247,13 +247,7 @@ async def prepare(admin_url: str, args) -> tuple[str, list[str]]:
     if not loaded:
         log(f"loading {args.chunks} chunks")
         timings = await synthetic.load_index(url, args.chunks, 384, progress=log)
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute(
-                "INSERT INTO victor_meta (key, value) VALUES ('bench_loaded', $1)", str(args.chunks)
-            )
-        finally:
-            await conn.close()
+        await mark_loaded(url, args.chunks)
         log(f"loaded: {timings}")
     conn = await asyncpg.connect(url)
     try:

@@ -239,6 +239,17 @@ async def database(admin_url: str, n: int) -> tuple[str, bool]:
     return url, bool(loaded)
 
 
+async def mark_loaded(url: str, n: int) -> None:
+    """Record a complete load of n chunks: `database` reuses it next time."""
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(
+            "INSERT INTO victor_meta (key, value) VALUES ('bench_loaded', $1)", str(n)
+        )
+    finally:
+        await conn.close()
+
+
 async def run(args, admin_url: str) -> dict:
     url, loaded = await database(admin_url, args.chunks)
     result: dict = {
@@ -270,13 +281,7 @@ async def run(args, admin_url: str) -> dict:
         result["build"]["maintenance_work_mem"] = args.maintenance_work_mem
         result["build"]["max_parallel_maintenance_workers"] = args.parallel_workers
         result["build"]["load_average_after"] = load_average()
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute(
-                "INSERT INTO victor_meta (key, value) VALUES ('bench_loaded', $1)", str(args.chunks)
-            )
-        finally:
-            await conn.close()
+        await mark_loaded(url, args.chunks)
         log(f"built: {result['build']}")
     if args.load_only:
         return result
