@@ -26,7 +26,6 @@ import http.server
 import os
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ from tests.conftest import ROOT, SAMPLE, VICTOR
 from tests.support import pg, tally
 from tests.support.github import Remote, encode, headers, sign
 from tests.support.pipelines import free_port
+from tests.support.webhook import start_gunicorn
 
 pytestmark = pytest.mark.hardening
 
@@ -297,29 +297,13 @@ def test_no_secret_in_outputs_rows_files_or_arguments(pw_server, ollama, tmp_pat
         )
 
         # the webhook as deployed, with good, bad and missing signatures
-        proc = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}"),
-                *("--workers", "2", "--threads", "4", "--access-logfile", "-"),
-                "webhook.app:create_app()",
-            ],
-            env=env,
-            cwd=ROOT,
-            stdout=gunicorn_log.open("w"),
-            stderr=subprocess.STDOUT,
+        proc = start_gunicorn(
+            env, port, gunicorn_log, *("--workers", "2", "--threads", "4", "--access-logfile", "-")
         )
         sampler.watch(proc.pid)
         base = f"http://127.0.0.1:{port}"
         answers = []
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    httpx.get(f"{base}/healthz", timeout=5)
-                    break
-                except httpx.TransportError:
-                    assert proc.poll() is None and time.monotonic() < deadline, "no gunicorn"
-                    time.sleep(0.2)
             bad = 0
             for payload in (game_push, private_push):
                 body = encode(payload)

@@ -18,9 +18,6 @@ import hmac
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 import uuid
 from dataclasses import dataclass
 
@@ -31,11 +28,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from indexer import store
-from tests.conftest import ROOT
 from tests.support import tally
 from tests.support.github import Remote, encode
 from tests.support.pipelines import free_port
-from tests.support.webhook import SECRET
+from tests.support.webhook import SECRET, start_gunicorn
 
 LIMIT = 64 * 1024  # hook_settings' webhook_max_bytes (the app's limit in these tests)
 
@@ -347,26 +343,9 @@ def test_random_deliveries_to_gunicorn(cli_env, followed, database_url, tmp_path
     port = free_port()
     log_path = tmp_path / "gunicorn.log"  # a file, not a pipe: an unread pipe fills and blocks it
     env = {**cli_env, "VICTOR_WEBHOOK_SECRET": SECRET, "VICTOR_WEBHOOK_MAX_BYTES": str(LIMIT)}
-    proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}"),
-            *("--workers", "2", "--threads", "4", "webhook.app:create_app()"),
-        ],
-        env=env,
-        cwd=ROOT,
-        stdout=log_path.open("w"),
-        stderr=subprocess.STDOUT,
-    )
+    proc = start_gunicorn(env, port, log_path, *("--workers", "2", "--threads", "4"))
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{base}/healthz", timeout=5)
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.2)
         seen = fuzz(base, database_url, followed, examples=1500)
     finally:
         os.kill(proc.pid, signal.SIGTERM)

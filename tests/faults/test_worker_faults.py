@@ -12,7 +12,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 
@@ -30,7 +29,13 @@ from tests.faults.test_database_restart import penlight_files
 from tests.support import pg
 from tests.support.github import Remote, deliver
 from tests.support.pipelines import free_port
-from tests.support.webhook import SECRET, WebhookServer, assert_index_is, wait_idle
+from tests.support.webhook import (
+    SECRET,
+    WebhookServer,
+    assert_index_is,
+    start_gunicorn,
+    wait_idle,
+)
 
 pytestmark = pytest.mark.hardening
 
@@ -169,18 +174,24 @@ async def test_worker_killed_at_random_points_of_a_job_then_one_completes_it_onc
     )
 
 
+async def follow(settings, corpora, tmp_path, names, files_each: int) -> dict[str, Remote]:
+    """A remote per name holding its own `files_each` Penlight modules, each followed."""
+    files = list(penlight_files(corpora, files_each * len(names)).items())
+    remotes = {}
+    async with open_victor(settings) as victor:
+        for i, name in enumerate(names):
+            remote = Remote(tmp_path / name, f"acme/{name}")
+            remote.commit("penlight", dict(files[i * files_each : (i + 1) * files_each]))
+            await store.track_repo(victor.pool, name, remote.url, "main", remote.html_url)
+            remotes[name] = remote
+    return remotes
+
+
 async def test_two_workers_on_three_repositories_do_each_job_once(
     hook_settings, ollama, cli_env, corpora, tmp_path, figures
 ):
     names = ("alpha", "beta", "gamma")
-    files = list(penlight_files(corpora, 12).items())
-    remotes = {}
-    async with open_victor(hook_settings) as victor:
-        for i, name in enumerate(names):
-            remote = Remote(tmp_path / name, f"acme/{name}")
-            remote.commit("penlight", dict(files[i * 4 : i * 4 + 4]))
-            await store.track_repo(victor.pool, name, remote.url, "main", remote.html_url)
-            remotes[name] = remote
+    remotes = await follow(hook_settings, corpora, tmp_path, names, files_each=4)
     app = WebhookServer(hook_settings).start()
     env = worker_env(cli_env)
     logs = [tmp_path / "worker-1.log", tmp_path / "worker-2.log"]
@@ -227,46 +238,14 @@ async def test_two_workers_on_three_repositories_do_each_job_once(
     )
 
 
-def start_gunicorn(env: dict[str, str], port: int, log_path) -> subprocess.Popen:
-    with log_path.open("a") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                *("-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2"),
-                "webhook.app:create_app()",
-            ],
-            env=env,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + 60
-    while True:
-        assert proc.poll() is None, log_path.read_text()
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, log_path.read_text()
-        time.sleep(0.2)
-
-
 async def test_webhook_app_restarted_with_jobs_pending_loses_none(
     hook_settings, ollama, cli_env, corpora, tmp_path, figures
 ):
     names = ("north", "south")
-    files = list(penlight_files(corpora, 6).items())
-    remotes = {}
-    async with open_victor(hook_settings) as victor:
-        for i, name in enumerate(names):
-            remote = Remote(tmp_path / name, f"acme/{name}")
-            remote.commit("penlight", dict(files[i * 3 : i * 3 + 3]))
-            await store.track_repo(victor.pool, name, remote.url, "main", remote.html_url)
-            remotes[name] = remote
+    remotes = await follow(hook_settings, corpora, tmp_path, names, files_each=3)
     env = {**worker_env(cli_env), "VICTOR_WEBHOOK_SECRET": SECRET}
     port, log_path = free_port(), tmp_path / "gunicorn.log"
-    app = start_gunicorn(env, port, log_path)
+    app = start_gunicorn(env, port, log_path, "--workers", "2")
     url = f"http://127.0.0.1:{port}"
     queued = set()
     try:
@@ -277,7 +256,7 @@ async def test_webhook_app_restarted_with_jobs_pending_loses_none(
         os.killpg(app.pid, signal.SIGKILL)  # the app dies (host crash, OOM kill)
         app.wait()
         restarted = time.monotonic()
-        app = start_gunicorn(env, port, log_path)
+        app = start_gunicorn(env, port, log_path, "--workers", "2")
         listed = httpx.get(f"{url}/jobs", timeout=10).json()
         pending = {j["id"] for j in listed["jobs"] if j["state"] == "pending"}
         assert queued <= pending, listed

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import asyncpg
+import httpx
 from werkzeug.serving import make_server
 
 from indexer import jobs
@@ -17,6 +20,39 @@ from tests.support.github import run_git
 from webhook.app import create_app
 
 SECRET = "It's a Secret to Everybody"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_gunicorn(
+    env: dict[str, str], port: int, log_path: Path, *options: str, timeout: float = 60
+) -> subprocess.Popen:
+    """The webhook app under gunicorn as deployed, answering /healthz on 127.0.0.1:port.
+
+    Its output goes to `log_path`, not a pipe: an unread pipe fills and blocks gunicorn. It
+    runs in a session of its own, so a test can kill it with its workers (os.killpg).
+    """
+    with log_path.open("a") as log:
+        proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", *options),
+                "webhook.app:create_app()",
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, log_path.read_text(errors="replace")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, log_path.read_text(errors="replace")
+        time.sleep(0.2)
 
 
 class WebhookServer:
