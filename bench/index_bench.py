@@ -28,11 +28,12 @@ from pathlib import Path
 
 import psutil
 
-from indexer.chunker import chunk_files
 from indexer.config import Settings
-from indexer.embedder import LocalEmbedder, OllamaEmbedder, load_local_model
-from indexer.embedtext import embedding_text
-from indexer.sources import decode_lua
+from indexer.embedding.local import LocalEmbedder, load_local_model
+from indexer.embedding.ollama import OllamaEmbedder
+from indexer.embedding.texts import embedding_text
+from indexer.indexing.sources import decode_lua
+from indexer.parsing.pool import chunk_files
 
 
 def load_corpus(root: Path) -> list[tuple[str, str]]:

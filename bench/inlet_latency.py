@@ -32,7 +32,7 @@ import httpx
 from bench import synthetic
 from bench.synthetic import MODEL, VectorOllama
 from indexer.config import Settings
-from indexer.embedder import OllamaEmbedder
+from indexer.embedding.ollama import OllamaEmbedder
 
 ROOT = Path(__file__).resolve().parent.parent
 FILTER = ROOT / "pipelines" / "lua_codebase.py"

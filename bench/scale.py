@@ -37,7 +37,7 @@ import numpy as np
 
 from bench import synthetic
 from bench.inlet_latency import emit, machine, pct
-from indexer import db, search
+from indexer import search, store
 from indexer.config import Settings
 from indexer.search import DEFAULT_TUNING
 
@@ -170,7 +170,7 @@ async def measure(url: str, n_queries: int) -> dict:
     codebase = synthetic.Codebase()
     words = synthetic.WordVectors(codebase, await dims_of(url))
     embedder = synthetic.InProcessEmbedder(words, settings.embedding_space)
-    pool = await db.create_pool(settings, max_size=2, apply=False)
+    pool = await store.create_pool(settings, max_size=2, apply=False)
     try:
         async with pool.acquire() as conn:
             symbols = await synthetic.sample_symbols(conn, n_queries)
@@ -263,7 +263,7 @@ async def run(args, admin_url: str) -> dict:
         conn = await asyncpg.connect(url)
         try:  # a database loaded by an older version gets the current schema (its indexes)
             started = time.perf_counter()
-            await db.apply_schema(conn)
+            await migrations.migrate(conn)
             upgrade = round(time.perf_counter() - started, 1)
         finally:
             await conn.close()

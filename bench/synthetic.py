@@ -40,7 +40,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 
-from indexer import db, lexical, store
+from indexer import store
+from indexer import words as lexical
 from indexer.config import Settings
 
 MODEL = "bench-embed"  # the stand-in's model name: no query/document prefixes
@@ -515,7 +516,7 @@ async def load_index(
     codebase = Codebase(seed)
     # index builds take longer than the default statement timeout (VICTOR_SQL_TIMEOUT, 300 s)
     settings = Settings(database_url=url, embed_model=MODEL, sql_timeout=86_400)
-    pool = await db.create_pool(settings, max_size=2)  # applies the schema
+    pool = await store.create_pool(settings, max_size=2)  # applies the schema
     try:
         async with pool.acquire() as conn:
             await store.bind_space(conn, settings.embedding_space, settings.model, dims)

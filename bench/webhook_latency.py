@@ -34,9 +34,9 @@ import time
 from pathlib import Path
 
 from bench.inlet_latency import emit
-from indexer import jobs
 from indexer.config import Settings
 from indexer.service import open_victor
+from indexer.sync import jobs
 from tests.support import pg
 from tests.support.github import Remote, deliver, run_git
 from tests.support.ollama_server import FakeOllama
@@ -162,7 +162,7 @@ async def wait_http(url: str, proc: subprocess.Popen) -> None:
 async def wait_searchable(victor, marker: str, query: str, timeout: float = 60) -> float:
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
-        if any(marker in r.text for r in await victor.search(query, top_k=10)):
+        if any(marker in r.text for r in (await victor.search([query], top_k=10))[0].results):
             return time.perf_counter()
         await asyncio.sleep(0.05)
     stored = await victor.pool.fetchval(

@@ -1,23 +1,29 @@
--- Victor's schema. Idempotent: safe to apply any number of times
--- (`victor init-db`, and automatically on first use).
+-- Victor's schema as it stands after every migration in db/migrations: the readable snapshot.
+-- It is not applied: databases are built and upgraded by the numbered migrations
+-- (indexer/store/migrations.py). tests/test_migrations.py fails when the two disagree.
 --
--- The embedding column has no fixed dimension here: the dimension follows
--- the embedding model, which is recorded in victor_meta. When the model is
--- first set, Victor fixes the column type to vector(<dims>) and creates the
--- HNSW cosine index (see indexer/store.py: use_embedding_space). A different
--- model is refused until `victor reembed` re-embeds everything, so vectors
--- of two models are never mixed.
+-- The embedding columns have no fixed dimension here: it follows the embedding model, which is
+-- recorded in victor_meta. When the model is first set, Victor fixes chunks.embedding to
+-- vector(<dims>) and creates the HNSW cosine index (indexer/store/space.py). Another model is
+-- refused until `victor reembed` re-embeds everything, so vectors of two models never mix.
 
 CREATE EXTENSION IF NOT EXISTS vector;
-CREATE EXTENSION IF NOT EXISTS pg_trgm;
 
-CREATE TABLE IF NOT EXISTS victor_meta (
+-- Which migrations ran, and when.
+CREATE TABLE victor_migrations (
+    id         int PRIMARY KEY,        -- the number of db/migrations/NNNN_name.sql
+    name       text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Facts about the index: the embedding space (model, prefixes, dimensions), the lexical version.
+CREATE TABLE victor_meta (
     key   text PRIMARY KEY,
     value text NOT NULL
 );
 
 -- One row per indexed repository (a folder or a git repository).
-CREATE TABLE IF NOT EXISTS repos (
+CREATE TABLE repos (
     id          serial PRIMARY KEY,
     name        text NOT NULL UNIQUE,
     source      text NOT NULL,          -- folder path or git URL, as given (never with credentials)
@@ -26,15 +32,16 @@ CREATE TABLE IF NOT EXISTS repos (
     github_url  text,                   -- https://github.com/OWNER/REPO, for permalinks
     created_at  timestamptz NOT NULL DEFAULT now(),
     indexed_at  timestamptz,            -- end of the last complete run
-    last_run    jsonb                   -- summary of the last run (counts, skipped files, time)
+    last_run    jsonb,                  -- summary of the last run (counts, skipped files, time)
+    tracked     boolean NOT NULL DEFAULT false  -- followed by the webhook and `victor sync`
 );
 
--- One row per indexed file. content_hash decides whether a file changed;
--- chunker_version re-chunks every file when the chunking rules change.
-CREATE TABLE IF NOT EXISTS files (
+-- One row per indexed file. content_hash decides whether a file changed; chunker_version
+-- re-chunks every file when the chunking rules change.
+CREATE TABLE files (
     repo_id         int NOT NULL REFERENCES repos (id) ON DELETE CASCADE,
     path            text NOT NULL,
-    content_hash    text NOT NULL,      -- sha256 of the file's bytes
+    content_hash    text NOT NULL,      -- git's blob id of the file's bytes (sha1 of "blob N\0" + bytes)
     commit_sha      text,               -- commit the content was read from (git sources)
     parse_mode      text NOT NULL,      -- ast | scanner | lines
     parse_error     text,               -- why luaparser was not used, when it was not
@@ -44,9 +51,9 @@ CREATE TABLE IF NOT EXISTS files (
     PRIMARY KEY (repo_id, path)
 );
 
--- Symbol-level chunks. A file's chunks are replaced in the same transaction
--- as its files row, so after a crash a file is entirely old or entirely new.
-CREATE TABLE IF NOT EXISTS chunks (
+-- Symbol-level chunks. A file's chunks are replaced in the same transaction as its files row,
+-- so after a crash a file is entirely old or entirely new.
+CREATE TABLE chunks (
     id          bigserial PRIMARY KEY,
     repo_id     int NOT NULL,
     path        text NOT NULL,
@@ -59,45 +66,39 @@ CREATE TABLE IF NOT EXISTS chunks (
     part        int NOT NULL DEFAULT 0, -- 1, 2, ... for the windows of a large function
     text        text NOT NULL,
     embed_hash  bytea NOT NULL,         -- sha256 of the text that was embedded
-    embedding   vector,
+    embedding   vector,                 -- NULL for chunks that are not searchable
+    -- lexical fields (indexer/words.py): identifier-split words by field
+    lex_name    text NOT NULL DEFAULT '',   -- A: the qualified name
+    lex_context text NOT NULL DEFAULT '',   -- B: module path, parameters
+    lex_doc     text NOT NULL DEFAULT '',   -- C: doc comment, called names
+    lex_body    text NOT NULL DEFAULT '',   -- D: the body
+    lex_len     int NOT NULL DEFAULT 0,     -- words in lex_body
+    lex_doc_len int NOT NULL DEFAULT 0,     -- words in lex_doc
+    lex         tsvector GENERATED ALWAYS AS (
+        setweight(to_tsvector('english', lex_name), 'A')
+        || setweight(to_tsvector('english', lex_context), 'B')
+        || setweight(to_tsvector('english', lex_doc), 'C')
+        || setweight(to_tsvector('english', lex_body), 'D')
+    ) STORED,
+    -- symbol lookup: the functions a chunk defines (its own and nested ones), and the last
+    -- name of each lower-cased (`Picker:get_selection` -> get_selection)
+    defines     text[] NOT NULL DEFAULT '{}',
+    symbol_keys text[] NOT NULL DEFAULT '{}',
+    searchable  boolean NOT NULL DEFAULT true,  -- false for `end`, `}`: stored, never returned
+    name_hash   bytea,                  -- hash of the short name text (indexer/embedding/texts.py)
     FOREIGN KEY (repo_id, path) REFERENCES files (repo_id, path) ON DELETE CASCADE
 );
-CREATE INDEX IF NOT EXISTS chunks_file_idx ON chunks (repo_id, path);
-
--- v2: lexical search (indexer/lexical.py). The words of each chunk by field, identifiers
--- split (`get_selection` -> `get selection getselection`); `lex` weighs them A..D and stems
--- them. v1 rows get their fields from indexer/db.py (recomputed from the chunk itself).
-ALTER TABLE chunks ADD COLUMN IF NOT EXISTS lex_name text NOT NULL DEFAULT '';
-ALTER TABLE chunks ADD COLUMN IF NOT EXISTS lex_context text NOT NULL DEFAULT '';
-ALTER TABLE chunks ADD COLUMN IF NOT EXISTS lex_doc text NOT NULL DEFAULT '';
-ALTER TABLE chunks ADD COLUMN IF NOT EXISTS lex_body text NOT NULL DEFAULT '';
-ALTER TABLE chunks ADD COLUMN IF NOT EXISTS lex_len int NOT NULL DEFAULT 0;  -- words in lex_body
-ALTER TABLE chunks ADD COLUMN IF NOT EXISTS lex_doc_len int NOT NULL DEFAULT 0;  -- words in lex_doc
-ALTER TABLE chunks ADD COLUMN IF NOT EXISTS lex tsvector GENERATED ALWAYS AS (
-    setweight(to_tsvector('english', lex_name), 'A')
-    || setweight(to_tsvector('english', lex_context), 'B')
-    || setweight(to_tsvector('english', lex_doc), 'C')
-    || setweight(to_tsvector('english', lex_body), 'D')
-) STORED;
--- symbol lookup: the functions a chunk defines (its own and any nested ones), and the last
--- name of each lower-cased (`Picker:get_selection` -> get_selection)
-ALTER TABLE chunks ADD COLUMN IF NOT EXISTS defines text[] NOT NULL DEFAULT '{}';
-ALTER TABLE chunks ADD COLUMN IF NOT EXISTS symbol_keys text[] NOT NULL DEFAULT '{}';
--- false for chunks with nothing to find (`end`, `}`): stored for coverage, never returned
-ALTER TABLE chunks ADD COLUMN IF NOT EXISTS searchable boolean NOT NULL DEFAULT true;
--- hash of the short name embedding text (indexer/embedtext.py), when the chunk has one
-ALTER TABLE chunks ADD COLUMN IF NOT EXISTS name_hash bytea;
-CREATE INDEX IF NOT EXISTS chunks_lex_idx ON chunks USING gin (lex);
-CREATE INDEX IF NOT EXISTS chunks_symbol_keys_idx ON chunks USING gin (symbol_keys);
--- v4: every lexical search needs the number of searchable chunks in scope and their mean
--- field lengths (BM25); this index answers that with an index-only scan instead of reading
--- the whole table (docs/hardening.md, "Load and scale")
-CREATE INDEX IF NOT EXISTS chunks_lex_stats_idx ON chunks (repo_id) INCLUDE (lex_len, lex_doc_len)
+CREATE INDEX chunks_file_idx ON chunks (repo_id, path);
+CREATE INDEX chunks_lex_idx ON chunks USING gin (lex);
+CREATE INDEX chunks_symbol_keys_idx ON chunks USING gin (symbol_keys);
+-- BM25 needs the count and mean field lengths of the searchable chunks in scope: an
+-- index-only scan instead of reading the whole table
+CREATE INDEX chunks_lex_stats_idx ON chunks (repo_id) INCLUDE (lex_len, lex_doc_len)
     WHERE searchable;
 
--- Embeddings by (embedding space, hash of the embedded text): an unchanged or
--- moved function is never embedded twice.
-CREATE TABLE IF NOT EXISTS embedding_cache (
+-- Embeddings by (embedding space, hash of the embedded text): an unchanged or moved function
+-- is never embedded twice.
+CREATE TABLE embedding_cache (
     space      text NOT NULL,
     text_hash  bytea NOT NULL,
     embedding  vector NOT NULL,
@@ -105,15 +106,10 @@ CREATE TABLE IF NOT EXISTS embedding_cache (
     PRIMARY KEY (space, text_hash)
 );
 
--- Repositories followed by the GitHub webhook and `victor sync` (`victor repo add`):
--- repos.source is the clone URL, repos.ref the branch, repos.github_url the key a push
--- delivery's repository.html_url is matched against.
-ALTER TABLE repos ADD COLUMN IF NOT EXISTS tracked boolean NOT NULL DEFAULT false;
-
--- Durable sync jobs, claimed with FOR UPDATE SKIP LOCKED (indexer/jobs.py).
--- At most one pending job per repository: a push for a repository that already has
--- one updates it (the newest `after` wins) instead of queueing more work.
-CREATE TABLE IF NOT EXISTS sync_jobs (
+-- Durable sync jobs, claimed with FOR UPDATE SKIP LOCKED (indexer/sync/jobs.py). At most one
+-- pending job per repository: a push for a repository that already has one updates it (the
+-- newest `after` wins) instead of queueing more work.
+CREATE TABLE sync_jobs (
     id            bigserial PRIMARY KEY,
     repo_id       int NOT NULL REFERENCES repos (id) ON DELETE CASCADE,
     state         text NOT NULL DEFAULT 'pending'
@@ -135,17 +131,12 @@ CREATE TABLE IF NOT EXISTS sync_jobs (
     started_at    timestamptz,
     finished_at   timestamptz
 );
-CREATE UNIQUE INDEX IF NOT EXISTS sync_jobs_one_pending ON sync_jobs (repo_id)
-    WHERE state = 'pending';
-CREATE INDEX IF NOT EXISTS sync_jobs_open ON sync_jobs (run_after)
-    WHERE state IN ('pending', 'running');
+CREATE UNIQUE INDEX sync_jobs_one_pending ON sync_jobs (repo_id) WHERE state = 'pending';
+CREATE INDEX sync_jobs_open ON sync_jobs (run_after) WHERE state IN ('pending', 'running');
 
 -- GitHub deliveries that queued work, by X-GitHub-Delivery: a redelivery finds its jobs here.
-CREATE TABLE IF NOT EXISTS webhook_deliveries (
+CREATE TABLE webhook_deliveries (
     delivery    text PRIMARY KEY,
     job_ids     bigint[] NOT NULL,
     received_at timestamptz NOT NULL DEFAULT now()
 );
-
-INSERT INTO victor_meta (key, value) VALUES ('schema_version', '4')
-ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;

@@ -1,8 +1,9 @@
-"""One object that holds what every adapter needs: settings, a pool, an embedder.
+"""The `Victor` facade: settings, a pool and an embedder in one object, with the operations the
+adapters run (index, search, retrieve a chat's context, follow and sync repositories).
 
-The CLI, the Open WebUI pipeline, the webhook worker and the LiteLLM hook all
-open a `Victor` and call its methods; none of them touches SQL or the
-embedder directly.
+The CLI, the chat session (`indexer.chat.session`) and the sync worker call these methods; for
+plain listings they call `indexer.store` (and the job queue, `indexer.sync.jobs`), where all
+the SQL lives. None of them talks to the embedder directly.
 """
 
 from __future__ import annotations
@@ -15,15 +16,17 @@ from pathlib import Path
 
 import asyncpg
 
-from . import db, git, indexing, jobs, search, store, sync
-from .config import Settings
-from .context import Context, build_context
-from .embedder import Embedder, make_embedder
-from .errors import ConfigError, NotFound, SourceError
-from .indexing import IndexReport, Progress
-from .search import DEFAULT_TUNING, Found, Mode, SearchResult, Tuning
-from .sources import open_source
-from .sync import SyncReport
+from indexer import search, store
+from indexer.config import Settings
+from indexer.embedding import Embedder, make_embedder
+from indexer.errors import ConfigError, NotFound, SourceError
+from indexer.indexing import run as indexing
+from indexer.indexing.run import IndexReport, Progress
+from indexer.indexing.sources import open_source
+from indexer.search import DEFAULT_TUNING, Found, Mode, Tuning
+from indexer.search.context import Context, build_context
+from indexer.sync import git, jobs, repo_sync
+from indexer.sync.repo_sync import SyncReport
 
 
 def default_name(target: str) -> str:
@@ -91,13 +94,13 @@ class Victor:
             max_bytes=self.settings.max_file_bytes,
             clones_dir=self.settings.clones_dir,
             name=name,
-            token=sync.token_of(self.settings),
+            token=repo_sync.token_of(self.settings),
         )
         return await indexing.index_source(
             self.pool, self.embedder, self.settings, source, name, ref=ref, progress=progress
         )
 
-    async def find(
+    async def search(
         self,
         queries: Sequence[str],
         *,
@@ -105,10 +108,11 @@ class Victor:
         top_k: int = 8,
         repos: Sequence[str] | None = None,
         tuning: Tuning = DEFAULT_TUNING,
+        timeout: float | None = None,
     ) -> list[Found]:
-        """Search for many queries at once (one embedding request). When the embedder is
-        down or slower than VICTOR_QUERY_TIMEOUT, results come from lexical search and each
-        Found says so in `notice`."""
+        """Search for each query (one embedding request for all). When the embedder is down
+        or slower than `timeout` (default VICTOR_QUERY_TIMEOUT), results come from lexical
+        search and each Found says so in `notice`."""
         return await search.search(
             self.pool,
             self.embedder,
@@ -116,7 +120,7 @@ class Victor:
             mode=mode,
             top_k=top_k,
             repos=repos,
-            timeout=self.settings.query_timeout,
+            timeout=self.settings.query_timeout if timeout is None else timeout,
             tuning=tuning,
         )
 
@@ -132,17 +136,6 @@ class Victor:
                 f"`victor sync {name}`, or index this under another --name."
             )
 
-    async def search(
-        self,
-        query: str,
-        *,
-        mode: Mode = "hybrid",
-        top_k: int = 8,
-        repos: Sequence[str] | None = None,
-    ) -> list[SearchResult]:
-        (found,) = await self.find([query], mode=mode, top_k=top_k, repos=repos)
-        return found.results
-
     async def retrieve(
         self,
         query: str,
@@ -154,11 +147,11 @@ class Victor:
     ) -> Context:
         """Search (hybrid) and assemble the context block a chat puts in front of the model.
 
-        `min_score` (0-1) leaves out weaker results; see indexer/search.py for what scores
+        `min_score` (0-1) leaves out weaker results; see indexer/search/__init__.py for what scores
         mean. Never fails for a down or slow embedder: the context then comes from lexical
         search and `Context.notice` says so.
         """
-        (found,) = await self.find([query], top_k=top_k, repos=repos)
+        (found,) = await self.search([query], top_k=top_k, repos=repos)
         context = build_context([r for r in found.results if r.score >= min_score], budget=budget)
         return replace(context, notice=found.notice) if found.notice else context
 
@@ -170,7 +163,7 @@ class Victor:
 
     async def sync(self, name: str, *, after: str | None = None, full: bool = False) -> SyncReport:
         """Fetch a tracked repository and index what changed on its branch."""
-        return await sync.sync_repo(
+        return await repo_sync.sync_repo(
             self.pool, self.embedder, self.settings, name, after=after, full=full
         )
 
@@ -183,7 +176,7 @@ class Victor:
         github_url: str | None = None,
         check: bool = True,
     ) -> tuple[store.Repo, int]:
-        """Follow a repository's branch; queue its first sync. Returns (repo, job id)."""
+        """Follow a repository's branch; queue its first repo_sync. Returns (repo, job id)."""
         check_name(name)
         check_clone_url(url)
         web = github_url or git.github_url(url)
@@ -202,7 +195,7 @@ class Victor:
 
     def _check_remote(self, url: str, branch: str) -> None:
         try:
-            found = git.remote_has_branch(url, branch, sync.token_of(self.settings))
+            found = git.remote_has_branch(url, branch, repo_sync.token_of(self.settings))
         except SourceError as exc:
             raise SourceError(
                 f"Cannot read {url}: {exc}. For a private repository set VICTOR_GITHUB_TOKEN "
@@ -221,7 +214,7 @@ class Victor:
 
 async def connect(settings: Settings, *, embedder: Embedder | None = None, **pool_args) -> Victor:
     """A Victor for a long-lived process (the Pipelines filter); the caller closes it."""
-    pool = await db.create_pool(settings, **pool_args)
+    pool = await store.create_pool(settings, **pool_args)
     return Victor(settings, pool, embedder or make_embedder(settings))
 
 

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from .luascan import KEYWORDS
+from indexer.parsing.scanner import KEYWORDS
 
 # Bump when the words of a chunk change: stored fields are recomputed on the next start.
 LEXICAL_VERSION = 1

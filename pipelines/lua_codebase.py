@@ -20,29 +20,20 @@ description: Code from your Lua codebase in front of the model, when the chat's 
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:
-    from indexer.context import Context, Source
-    from indexer.service import Victor
+    from indexer.chat.session import ChatSession
+    from indexer.search.context import Context, Source
 
 log = logging.getLogger("lua_codebase")
 
 NAME = "Lua Codebase"
+NAME_ID = "lua_codebase"  # the pipeline id: prefixes its log lines
 HANDOVER_KEY = "lua_codebase"  # body["metadata"][HANDOVER_KEY]: read by the toggle Function
-RECONNECT_SECONDS = 5.0  # after a failed connection, answer at once for this long
-EMBED_SHARE = 0.6  # share of the timeout the query embedding may take (rest: lexical search)
-
-
-class Unavailable(Exception):
-    """Retrieval could not run; the message is a short reason safe to show in the chat."""
-
 
 # --- the hand-over to the Function ---------------------------------------------------------
 
@@ -78,51 +69,6 @@ def handover(query: str, elapsed_ms: int, context: Context | None, reason: str =
         "elapsed_ms": elapsed_ms,
         "sources": [source_json(s) for s in sources],
     }
-
-
-# --- connecting and failing --------------------------------------------------------------
-
-
-def redact(text: str, url: str) -> str:
-    """The text without the URL's password (exception messages may quote a DSN)."""
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        return text
-    return text.replace(password, "***") if password else text
-
-
-def reason_for(exc: BaseException) -> str:
-    """A short, secret-free reason for the chat; details go to the Pipelines log."""
-    if isinstance(exc, Unavailable):
-        return str(exc)
-    if isinstance(exc, ImportError):
-        return "Victor is not installed in the Pipelines server"
-    import asyncpg
-
-    from indexer import errors
-
-    lost = (
-        errors.DatabaseUnavailable,
-        errors.SchemaError,
-        OSError,
-        asyncpg.InterfaceError,  # e.g. the connection was closed under us
-        asyncpg.PostgresConnectionError,
-        asyncpg.exceptions.OperatorInterventionError,  # e.g. the server is shutting down
-    )
-    if isinstance(exc, lost):
-        return "database unavailable"
-    if isinstance(exc, errors.ModelMissing):
-        return "embedding model not available in Ollama"
-    if isinstance(exc, errors.EmbedderUnavailable | errors.EmbeddingError):
-        return "embedding service unavailable"
-    if isinstance(exc, errors.ModelMismatch):
-        return "the index was built with another embedding model"
-    if isinstance(exc, errors.VictorError):
-        return "the index is not ready"
-    if isinstance(exc, asyncpg.PostgresError):
-        return "database error"
-    return "internal error (see the Pipelines log)"
 
 
 class Pipeline:
@@ -185,25 +131,21 @@ class Pipeline:
         self.type = "filter"
         self.name = NAME
         self.valves = self.Valves()
-        self.victor: Victor | None = None
-        self._victor_key: tuple | None = None
-        self._lock = asyncio.Lock()
-        self._retry_at = 0.0
-        self._last_reason = ""
+        self.session: ChatSession | None = None
+        self._session_key: tuple | None = None
 
     # --- lifecycle (called by the Pipelines server) ---------------------------------------
 
     async def on_startup(self) -> None:
-        await self._try_connect()
+        await self._session().start()
 
     async def on_shutdown(self) -> None:
         await self._close()
 
     async def on_valves_updated(self) -> None:
-        if self._victor_key != self._connection_key():
+        if self._session_key != self._connection_key():
             await self._close()
-            self._retry_at = 0.0
-            await self._try_connect()
+            await self._session().start()
 
     # --- the filter ------------------------------------------------------------------------
 
@@ -224,19 +166,27 @@ class Pipeline:
             return body  # not a chat body Open WebUI sends: left as it is
         if not self._wanted(metadata):
             return body
-        from indexer import chat
+        from indexer.chat.bodies import bodies
 
-        if chat.context_in_current_turn(messages):
+        if bodies.context_in_current_turn(messages):
             return body
-        query = chat.build_query(messages)
+        query = bodies.build_query(messages)
         if not query:
             return body
-        started = time.monotonic()
-        context, reason = await self._retrieve(query)
-        elapsed_ms = round((time.monotonic() - started) * 1000)
-        if context is not None and context.text:
-            body["messages"] = chat.with_context(messages, context.text)
-        body["metadata"] = {**metadata, HANDOVER_KEY: handover(query, elapsed_ms, context, reason)}
+        v = self.valves
+        found = await self._session().retrieve(
+            query,
+            top_k=v.top_k,
+            context_tokens=v.context_tokens,
+            min_score=v.min_score,
+            repos=v.repos or None,
+        )
+        if found.context is not None and found.context.text:
+            body["messages"] = bodies.with_context(messages, found.context.text)
+        body["metadata"] = {
+            **metadata,
+            HANDOVER_KEY: handover(query, found.elapsed_ms, found.context, found.reason),
+        }
         return body
 
     def _wanted(self, metadata: dict) -> bool:
@@ -248,109 +198,32 @@ class Pipeline:
         ids = metadata.get("filter_ids")
         return isinstance(ids, list) and self.valves.toggle_function_id in ids
 
-    async def _retrieve(self, query: str) -> tuple[Context | None, str]:
-        """The context, or None and a short reason; always within the timeout."""
-        timeout = self.valves.timeout_seconds
-        try:
-            from indexer.bounded import within  # never waits past the timeout (wait_for may)
-
-            return await within(self._search(query), timeout), ""
-        except TimeoutError:
-            reason = f"no answer within {timeout:g} s"
-            log.warning("lua_codebase: retrieval timed out after %g s", timeout)
-        except Exception as exc:
-            reason = reason_for(exc)
-            log.warning(
-                "lua_codebase: no code context (%s): %s",
-                reason,
-                self._redact(f"{exc}"),
-                exc_info=reason.startswith("internal"),  # a bug: keep the traceback
-            )
-        return None, reason
-
-    async def _search(self, query: str) -> Context:
-        from indexer.context import budget_chars
-
-        victor = await self._connected()
-        v = self.valves
-        return await victor.retrieve(
-            query,
-            top_k=v.top_k,
-            budget=budget_chars(tokens=v.context_tokens),
-            min_score=v.min_score,
-            repos=v.repos or None,
-        )
-
-    # --- the connection ---------------------------------------------------------------------
+    # --- the session ------------------------------------------------------------------------
 
     def _connection_key(self) -> tuple:
         v = self.valves
         return (v.database_url, v.ollama_host, v.embed_model, v.timeout_seconds, v.pool_size)
 
-    def _redact(self, text: str) -> str:
-        return redact(text, self.valves.database_url)
+    def _session(self) -> ChatSession:
+        """The session for the current valves (made on first use: valves may change before)."""
+        if self.session is None:
+            from indexer.chat.session import ChatSession, chat_settings
 
-    async def _connected(self) -> Victor:
-        """The open Victor; connects lazily, so a database down at startup is no problem."""
-        if self.victor is not None:
-            return self.victor
-        async with self._lock:
-            if self.victor is not None:
-                return self.victor
-            if time.monotonic() < self._retry_at:
-                raise Unavailable(self._last_reason)
-            try:
-                self.victor = await self._connect()
-            except BaseException as exc:  # a timeout cancels us: remember that as well
-                self._retry_at = time.monotonic() + RECONNECT_SECONDS
-                if isinstance(exc, asyncio.CancelledError):
-                    self._last_reason = "database did not answer in time"
-                else:
-                    self._last_reason = reason_for(exc)
-                raise
-            self._victor_key = self._connection_key()
-            return self.victor
-
-    async def _connect(self) -> Victor:
-        from indexer.config import load_settings
-        from indexer.service import connect
-
-        v = self.valves
-        settings = load_settings(
-            database_url=v.database_url or None,
-            ollama_host=v.ollama_host,
-            embed_backend="ollama",
-            embed_model=v.embed_model,
-            embed_timeout=v.timeout_seconds * EMBED_SHARE,
-            embed_retries=0,
-            sql_timeout=v.timeout_seconds,
-        )
-        # apply=False: a chat filter reads the index; it never creates or migrates tables.
-        return await connect(
-            settings, min_size=1, max_size=v.pool_size, timeout=v.timeout_seconds, apply=False
-        )
-
-    async def _try_connect(self) -> None:
-        """Connect now if possible; on failure only log (the first chat retries)."""
-        try:
-            from indexer.bounded import within
-
-            await within(self._connected(), self.valves.timeout_seconds)
-            log.info("lua_codebase: connected to the index")
-        except Exception as exc:
-            log.warning(
-                "lua_codebase: index not reachable yet (%s): %s",
-                self._last_reason or reason_for(exc),
-                self._redact(f"{exc}"),
+            v = self.valves
+            settings = chat_settings(
+                v.timeout_seconds,
+                database_url=v.database_url or None,
+                ollama_host=v.ollama_host,
+                embed_backend="ollama",
+                embed_model=v.embed_model,
             )
+            self.session = ChatSession(
+                settings, timeout=v.timeout_seconds, pool_size=v.pool_size, log=log, name=NAME_ID
+            )
+            self._session_key = self._connection_key()
+        return self.session
 
     async def _close(self) -> None:
-        victor, self.victor, self._victor_key = self.victor, None, None
-        if victor is None:
-            return
-        try:
-            from indexer.bounded import within
-
-            await within(victor.close(), self.valves.timeout_seconds)
-        except Exception:
-            victor.pool.terminate()
+        session, self.session, self._session_key = self.session, None, None
+        if session is not None:
+            await session.close()

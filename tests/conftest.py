@@ -200,7 +200,7 @@ async def worker(hook_settings):
     import asyncio
 
     from indexer.service import open_victor
-    from indexer.worker import Worker
+    from indexer.sync.worker import Worker
 
     async with open_victor(hook_settings) as opened:
         running = Worker(opened)

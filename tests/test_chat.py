@@ -1,4 +1,4 @@
-"""Reading chat bodies and adding the context block (indexer/chat.py), as both chat adapters
+"""Reading chat bodies and adding the context block (indexer/bodies.py), as both chat adapters
 do: the Pipelines filter and the LiteLLM hook."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from indexer import chat
+from indexer.chat import bodies
 
 
 def user(text):
@@ -27,7 +27,7 @@ def test_query_is_the_last_user_message():
         assistant("..."),
         user("Where is Cart:add?"),
     ]
-    assert chat.build_query(messages) == "Where is Cart:add?"
+    assert bodies.build_query(messages) == "Where is Cart:add?"
 
 
 def test_query_reads_text_parts_and_skips_images():
@@ -36,7 +36,7 @@ def test_query_reads_text_parts_and_skips_images():
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
         {"type": "text", "text": "selection code do?"},
     ]
-    assert chat.build_query([user(parts)]) == "What does this picker\nselection code do?"
+    assert bodies.build_query([user(parts)]) == "What does this picker\nselection code do?"
 
 
 def test_vague_follow_up_uses_the_earlier_question():
@@ -45,14 +45,14 @@ def test_vague_follow_up_uses_the_earlier_question():
         assistant("In prices.lua ..."),
         user("and the other one?"),
     ]
-    assert chat.build_query(messages) == (
+    assert bodies.build_query(messages) == (
         "How does the shop apply the loyalty discount?\nand the other one?"
     )
 
 
 def test_follow_up_spans_at_most_max_turns():
     messages = [user("ok"), user("yes"), user("hmm"), user("and?"), user("that one?")]
-    assert chat.build_query(messages).split("\n") == ["hmm", "and?", "that one?"]
+    assert bodies.build_query(messages).split("\n") == ["hmm", "and?", "that one?"]
 
 
 @pytest.mark.parametrize(
@@ -66,13 +66,13 @@ def test_follow_up_spans_at_most_max_turns():
     ],
 )
 def test_specific_questions_stand_alone(text):
-    assert chat.build_query([user("Tell me about the string helpers"), user(text)]) == text
+    assert bodies.build_query([user("Tell me about the string helpers"), user(text)]) == text
 
 
 def test_query_is_capped_and_empty_without_user_text():
-    assert len(chat.build_query([user("cart " * 1000)])) == chat.MAX_QUERY_CHARS
-    assert chat.build_query([{"role": "system", "content": "You are helpful"}]) == ""
-    assert chat.build_query([user("   "), user([{"type": "image_url", "image_url": {}}])]) == ""
+    assert len(bodies.build_query([user("cart " * 1000)])) == bodies.MAX_QUERY_CHARS
+    assert bodies.build_query([{"role": "system", "content": "You are helpful"}]) == ""
+    assert bodies.build_query([user("   "), user([{"type": "image_url", "image_url": {}}])]) == ""
 
 
 # --- where the context goes, and only once -----------------------------------------------------
@@ -85,29 +85,29 @@ def test_context_goes_just_before_the_last_user_message():
         assistant("answer"),
         user("second"),
     ]
-    out = chat.with_context(messages, "## Relevant Lua code\n...")
+    out = bodies.with_context(messages, "## Relevant Lua code\n...")
     assert [m["role"] for m in out] == ["system", "user", "assistant", "system", "user"]
-    assert out[3]["content"].startswith(f"<{chat.CONTEXT_TAG}>\n")
+    assert out[3]["content"].startswith(f"<{bodies.CONTEXT_TAG}>\n")
     assert "`path:start-end`" in out[3]["content"]
-    assert out[3]["content"].endswith(f"</{chat.CONTEXT_TAG}>")
+    assert out[3]["content"].endswith(f"</{bodies.CONTEXT_TAG}>")
     assert messages[3] == user("second")  # the input is not modified
 
 
 def test_context_of_an_earlier_turn_does_not_count_for_this_one():
-    earlier = chat.with_context([user("first")], "code")
-    assert chat.context_in_current_turn(earlier)
-    assert not chat.context_in_current_turn([*earlier, assistant("a"), user("next")])
+    earlier = bodies.with_context([user("first")], "code")
+    assert bodies.context_in_current_turn(earlier)
+    assert not bodies.context_in_current_turn([*earlier, assistant("a"), user("next")])
     # continuing a partial answer is still the same turn
-    assert chat.context_in_current_turn([*earlier, assistant("partial")])
+    assert bodies.context_in_current_turn([*earlier, assistant("partial")])
     # a user quoting the tag is not our context
-    assert not chat.context_in_current_turn([user(f"what is <{chat.CONTEXT_TAG}>?")])
+    assert not bodies.context_in_current_turn([user(f"what is <{bodies.CONTEXT_TAG}>?")])
 
 
 def test_odd_messages_are_read_as_no_text():
     odd = [None, 3, "hi", {"role": "user"}, {"role": "user", "content": [None, {"type": "text"}]}]
-    assert chat.build_query(odd) == ""
-    assert not chat.context_in_current_turn(odd)
-    out = chat.with_context(odd, "code")
+    assert bodies.build_query(odd) == ""
+    assert not bodies.context_in_current_turn(odd)
+    out = bodies.with_context(odd, "code")
     assert out[:4] == odd[:4] and out[5:] == odd[4:] and out[4]["role"] == "system"
 
 
@@ -129,10 +129,10 @@ MESSAGE = JSON | st.fixed_dictionaries(
 def test_any_messages_are_read_without_error(messages, code):
     """What a client sends is read, never trusted: a query of plain text within its cap, and
     the block added exactly once, before the last user message."""
-    query = chat.build_query(messages)
-    assert isinstance(query, str) and len(query) <= chat.MAX_QUERY_CHARS and "\0" not in query
+    query = bodies.build_query(messages)
+    assert isinstance(query, str) and len(query) <= bodies.MAX_QUERY_CHARS and "\0" not in query
     query.encode("utf-8")  # no lone surrogates: it must travel to PostgreSQL
-    out = chat.with_context(messages, code)
+    out = bodies.with_context(messages, code)
     added = [m for m in out if m not in messages]
     assert len(out) == len(messages) + 1 and len(added) == 1
-    assert chat.context_in_current_turn(out)
+    assert bodies.context_in_current_turn(out)

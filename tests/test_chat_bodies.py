@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from indexer import chat
+from indexer.chat import bodies as chat
 from indexer.service import open_victor
 from tests.conftest import SAMPLE
 from tests.plugins import FILTER_FILE, load

@@ -21,9 +21,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from indexer import luascan
-from indexer.chunker import chunk_files, chunk_source
 from indexer.models import Chunk, ChunkKind, FileChunks, ParseMode
+from indexer.parsing import scanner
+from indexer.parsing.chunker import chunk_source
+from indexer.parsing.pool import chunk_files
 from tests.support import tally
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -162,7 +163,7 @@ def test_crlf_bom_and_shebang_change_nothing(variant, shift):
     assert result.mode == ParseMode.AST
     expected = [(s, k, a + shift, b + shift, sig, doc, p) for s, k, a, b, sig, doc, p in FORMS]
     assert symbols(result.chunks) == expected
-    assert luascan.scan_chunks("lib/forms.lua", source) == result.chunks
+    assert scanner.scan_chunks("lib/forms.lua", source) == result.chunks
     assert_well_formed(source, result.chunks)
 
 
@@ -182,7 +183,7 @@ def test_scanner_matches_ast_on_fixtures(name):
     source = fixture(name)
     result = chunk_source(name, source)
     assert result.mode == ParseMode.AST
-    assert luascan.scan_chunks(name, source) == result.chunks
+    assert scanner.scan_chunks(name, source) == result.chunks
 
 
 def test_luau_file_is_chunked_by_the_scanner():
@@ -303,7 +304,7 @@ def test_small_max_chars_keeps_chunks_small_and_complete(max_chars):
         source = fixture(name)
         result = chunk_source(name, source, max_chars=max_chars)
         assert_well_formed(source, result.chunks, max_chars)
-        assert luascan.scan_chunks(name, source, max_chars) == result.chunks
+        assert scanner.scan_chunks(name, source, max_chars) == result.chunks
 
 
 def test_nested_functions_of_a_large_function():
@@ -330,13 +331,13 @@ def test_nested_functions_of_a_large_function():
         ("obj.get", 6, 6, 0),
         ("M.new", 7, 10, 3),  # a table returned from a function body has no name
     ]
-    assert luascan.scan_chunks("m.lua", source, max_chars=80) == result.chunks
+    assert scanner.scan_chunks("m.lua", source, max_chars=80) == result.chunks
 
 
 def test_windows_end_at_blank_lines_when_they_can():
     source = "\n\n".join("\n".join(f"x{b}{i} = {i}" for i in range(4)) for b in range(6))
-    src = luascan.load("w.lua", source)
-    runs = luascan.windows(src, 1, len(src.lines), 50)
+    src = scanner.load("w.lua", source)
+    runs = scanner.windows(src, 1, len(src.lines), 50)
     assert runs == [(1, 4), (6, 9), (11, 14), (16, 19), (21, 24), (26, 29)]
 
 
@@ -377,7 +378,7 @@ def test_luaparser_noise_does_not_reach_stderr(capfd):
     [("a/b/util.lua", "util"), ("src/init.lua", "src"), ("init.lua", "init"), ("x.luau", "x")],
 )
 def test_module_name(path, module):
-    assert luascan.module_name(path) == module
+    assert scanner.module_name(path) == module
 
 
 # ---------------------------------------------------------------------------------------------
@@ -396,7 +397,7 @@ LUA_BITS = st.sampled_from(
 @settings(max_examples=300, deadline=None)
 @given(st.lists(LUA_BITS, max_size=80).map("".join))
 def test_scanner_never_raises_and_loses_nothing(source):
-    chunks = luascan.scan_chunks("fuzz.lua", source, max_chars=120)
+    chunks = scanner.scan_chunks("fuzz.lua", source, max_chars=120)
     assert_well_formed(source, chunks, 120)
 
 
@@ -452,7 +453,7 @@ FUZZ_WALL_LIMIT = 60.0  # per example, generous: a busy 2-core machine, and the 
 def mutate(source: str, ops: list[tuple[str, float, float, str]]) -> str:
     """Apply edits at relative positions: delete, duplicate or swap lines, insert a token,
     truncate, or flip a byte of the UTF-8 text and decode it as indexing does."""
-    from indexer.sources import decode_lua
+    from indexer.indexing.sources import decode_lua
 
     for kind, a, b, token in ops:
         lines = source.split("\n")
@@ -591,7 +592,7 @@ def test_scanner_matches_ast_on_every_parseable_corpus_file(corpus_results):
         sources = dict(corpus_items(name))
         for path, r in results.items():
             if r.mode == ParseMode.AST:
-                assert luascan.scan_chunks(path, sources[path]) == r.chunks, f"{name}/{path}"
+                assert scanner.scan_chunks(path, sources[path]) == r.chunks, f"{name}/{path}"
                 checked += 1
     assert checked > 180
 
@@ -603,7 +604,7 @@ def test_time_limit_falls_back_to_the_scanner():
     result = chunk_source(path, source, time_limit=0.05)
     assert result.mode == ParseMode.SCANNER
     assert "time limit" in result.error
-    assert result.chunks == luascan.scan_chunks(path, source)
+    assert result.chunks == scanner.scan_chunks(path, source)
     assert any(c.symbol == "_M.parse" for c in result.chunks)
 
 
@@ -644,7 +645,7 @@ def test_workers_that_cannot_start_fall_back_to_in_process():
     # Run from stdin, spawned workers cannot re-import the main module and die at once.
     script = f"""
 import json, pathlib
-from indexer.chunker import chunk_files
+from indexer.parsing.pool import chunk_files
 root = pathlib.Path({str(CORPORA / "roact")!r})
 items = [(str(p.relative_to(root)), p.read_text()) for p in sorted(root.rglob("*.lua"))]
 print(json.dumps([r.mode.value for r in chunk_files(items, workers=2)]))

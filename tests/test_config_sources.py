@@ -9,7 +9,7 @@ import pytest
 
 from indexer.config import Settings
 from indexer.errors import SourceError
-from indexer.sources import FolderSource, GitSource, blob_id, decode_lua, open_source
+from indexer.indexing.sources import FolderSource, GitSource, blob_id, decode_lua, open_source
 from tests.conftest import git, make_git_repo
 
 

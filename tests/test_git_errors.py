@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from indexer import git
 from indexer.errors import SourceError
+from indexer.sync import git
 
 
 def test_a_missing_repository_is_named(tmp_path):

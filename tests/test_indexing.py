@@ -10,10 +10,12 @@ import shutil
 
 import pytest
 
-from indexer import db, store
+from indexer import store
+from indexer.store import migrations
 from indexer.errors import EmbedderUnavailable, ModelMismatch, ModelMissing
 from indexer.service import open_victor
 from tests.conftest import SAMPLE, git, make_git_repo
+from tests.support.search import results as search_one
 
 
 @pytest.fixture
@@ -100,7 +102,7 @@ async def test_deleted_file_disappears(settings, ollama, project):
 async def test_search_finds_the_function_for_its_purpose(settings, ollama, project):
     async with open_victor(settings) as victor:
         await victor.index(str(project), name="shop")
-        results = await victor.search("apply the loyalty discount for members", top_k=3)
+        results = await search_one(victor, "apply the loyalty discount for members", top_k=3)
         assert results[0].path == "src/shop/prices.lua"
         assert results[0].start_line <= 27 <= results[0].end_line  # M.apply_discount
 
@@ -130,7 +132,7 @@ async def test_another_model_is_refused_with_advice(settings, ollama, project):
         with pytest.raises(ModelMismatch, match="victor reembed"):
             await victor.index(str(project), name="shop")
         with pytest.raises(ModelMismatch, match="VICTOR_EMBED_MODEL=all-minilm"):
-            await victor.search("discount")
+            await search_one(victor, "discount")
 
 
 async def test_missing_model_says_ollama_pull(settings, ollama, project):
@@ -158,14 +160,14 @@ async def test_transient_errors_are_retried(settings, ollama, project):
         assert await victor.pool.fetchval("SELECT count(*) FROM files") == 0
 
 
-async def test_schema_is_idempotent(settings):
+async def test_migrations_run_once(settings):
     url = settings.database_url.get_secret_value()
-    conn = await db.connect_once(url)
+    conn = await store.connect_once(url)
     try:
-        assert await db.apply_schema(conn, force=True)
-        assert await db.apply_schema(conn, force=True)
-        assert not await db.apply_schema(conn)  # same version: nothing to do
-        assert await db.current_schema_version(conn) == db.SCHEMA_VERSION
+        every = migrations.all_migrations()
+        assert [m.id for m in await migrations.migrate(conn)] == [m.id for m in every]
+        assert await migrations.migrate(conn) == []  # all applied: nothing to do
+        assert await migrations.applied(conn) == {m.id for m in every}
     finally:
         await conn.close()
 
@@ -181,7 +183,7 @@ async def test_remove_repository(settings, ollama, project):
 
 
 async def test_reembed_moves_the_index_to_another_model(settings, ollama, project):
-    from indexer.reembed import reembed
+    from indexer.indexing.reembed import reembed
 
     async with open_victor(settings) as victor:
         await victor.index(str(project), name="shop")
@@ -192,7 +194,7 @@ async def test_reembed_moves_the_index_to_another_model(settings, ollama, projec
         assert count == chunks and embedded > 0
         space = await store.embedding_space(victor.pool)
         assert space.space == local.embedding_space and space.dims == 384
-        results = await victor.search("apply the loyalty discount for members", top_k=1)
+        results = await search_one(victor, "apply the loyalty discount for members", top_k=1)
         assert results[0].path == "src/shop/prices.lua"
         # index still incremental afterwards: nothing to do
         report = await victor.index(str(project), name="shop")

@@ -6,31 +6,31 @@ import time
 
 import pytest
 
-from indexer import lexical
-from indexer.embedtext import name_text
+from indexer import words
+from indexer.embedding.texts import name_text
 from indexer.models import Chunk, ChunkKind
 from indexer.store import lexical_values
 
 
 def test_split_identifier():
-    assert lexical.split_identifier("get_selection") == ["get", "selection"]
-    assert lexical.split_identifier("getSelection") == ["get", "selection"]
-    assert lexical.split_identifier("parseHTTPResponse") == ["parse", "http", "response"]
-    assert lexical.split_identifier("Picker:get_selection") == ["picker", "get", "selection"]
-    assert lexical.split_identifier("pl.List.slice2") == ["pl", "list", "slice", "2"]
-    assert lexical.split_identifier("__index") == ["index"]
+    assert words.split_identifier("get_selection") == ["get", "selection"]
+    assert words.split_identifier("getSelection") == ["get", "selection"]
+    assert words.split_identifier("parseHTTPResponse") == ["parse", "http", "response"]
+    assert words.split_identifier("Picker:get_selection") == ["picker", "get", "selection"]
+    assert words.split_identifier("pl.List.slice2") == ["pl", "list", "slice", "2"]
+    assert words.split_identifier("__index") == ["index"]
 
 
 def test_words_keep_the_whole_identifier_next_to_its_parts():
-    assert lexical.words("self:getSelection()") == ["self", "get", "selection", "getselection"]
-    assert lexical.words("local x = y", drop_keywords=True) == ["x", "y"]
+    assert words.words("self:getSelection()") == ["self", "get", "selection", "getselection"]
+    assert words.words("local x = y", drop_keywords=True) == ["x", "y"]
 
 
 def test_module_words_skip_source_folders():
-    assert lexical.module_words("lua/pl/List.lua") == ["pl", "list"]
-    assert lexical.module_words("src/shop/init.lua") == ["shop"]
+    assert words.module_words("lua/pl/List.lua") == ["pl", "list"]
+    assert words.module_words("src/shop/init.lua") == ["shop"]
     expected = ["roblox", "renderer", "robloxrenderer"]
-    assert lexical.module_words("src/RobloxRenderer.lua") == expected
+    assert words.module_words("src/RobloxRenderer.lua") == expected
 
 
 def test_chunk_fields_weigh_names_apart_from_bodies():
@@ -40,7 +40,7 @@ def test_chunk_fields_weigh_names_apart_from_bodies():
         "  return filterSelected(self.entries)\n"
         "end"
     )
-    f = lexical.chunk_fields(
+    f = words.chunk_fields(
         "src/ui/picker.lua",
         "Picker:get_selection",
         "method",
@@ -58,13 +58,13 @@ def test_chunk_fields_weigh_names_apart_from_bodies():
 
 
 def test_module_chunks_have_no_name_field():
-    f = lexical.chunk_fields("a/b.lua", "b", "module", "", "", "local b = {}\nreturn b")
+    f = words.chunk_fields("a/b.lua", "b", "module", "", "", "local b = {}\nreturn b")
     assert f.name == "" and f.context == "a b"
 
 
 def test_called_names_leave_out_definitions_and_builtins():
     text = "function M.f(x)\n  assert(x)\n  return prices.lookup(x) .. List{1} .. self:emit(x)\nend"
-    assert lexical.called_names(text) == ["prices.lookup", "List", "self:emit"]
+    assert words.called_names(text) == ["prices.lookup", "List", "self:emit"]
 
 
 def test_defined_names_include_nested_helpers():
@@ -76,7 +76,7 @@ def test_defined_names_include_nested_helpers():
         "  local function helper<T>(x) end\n"
         "end"
     )
-    assert lexical.defined_names(text) == [
+    assert words.defined_names(text) == [
         "createSpy",
         "self.value",
         "self.assertCalledWith",
@@ -85,22 +85,22 @@ def test_defined_names_include_nested_helpers():
 
 
 def test_trivial_chunks():
-    assert lexical.is_trivial("module", "end")
-    assert lexical.is_trivial("module", "local M = {}")
-    assert lexical.is_trivial("module", "return M")
-    assert not lexical.is_trivial("module", 'local prices = require("shop.prices")\nlocal x = 1')
-    assert not lexical.is_trivial("function", "local function f() end")
+    assert words.is_trivial("module", "end")
+    assert words.is_trivial("module", "local M = {}")
+    assert words.is_trivial("module", "return M")
+    assert not words.is_trivial("module", 'local prices = require("shop.prices")\nlocal x = 1')
+    assert not words.is_trivial("function", "local function f() end")
 
 
 def test_symbol_terms():
-    assert lexical.symbol_terms("Picker:get_selection") == (["Picker:get_selection"], True)
-    assert lexical.symbol_terms("where is get_selection defined?") == (["get_selection"], True)
-    assert lexical.symbol_terms("trim") == (["trim"], True)
-    assert lexical.symbol_terms("how does Cart:total use the discount") == (["Cart:total"], False)
-    assert lexical.symbol_terms("remove whitespace at both ends") == ([], False)
+    assert words.symbol_terms("Picker:get_selection") == (["Picker:get_selection"], True)
+    assert words.symbol_terms("where is get_selection defined?") == (["get_selection"], True)
+    assert words.symbol_terms("trim") == (["trim"], True)
+    assert words.symbol_terms("how does Cart:total use the discount") == (["Cart:total"], False)
+    assert words.symbol_terms("remove whitespace at both ends") == ([], False)
     # prose: identifiers are passing mentions, not lookups
     prose = "Works the other way around as is_a, and it has two ways of being used by callers"
-    assert lexical.symbol_terms(prose) == ([], False)
+    assert words.symbol_terms(prose) == ([], False)
 
 
 def test_name_text_is_short_and_only_for_functions():
@@ -132,4 +132,4 @@ def test_hostile_text_takes_linear_time(text):
 
 def test_definitions_after_an_index_or_a_call_are_found():
     text = "t[k].cb = function() end\nf().g = function() end\nM.a.b = function() end"
-    assert lexical.defined_names(text) == ["cb", "g", "M.a.b"]
+    assert words.defined_names(text) == ["cb", "g", "M.a.b"]

@@ -21,9 +21,9 @@ import httpx
 import pytest
 import yaml
 
-from indexer import chat
+from indexer.chat import bodies
 from indexer.config import Settings
-from indexer.context import Context, budget_chars
+from indexer.search.context import Context, budget_chars
 from indexer.service import open_victor
 from tests.conftest import ROOT, SAMPLE
 from tests.support import pg
@@ -235,7 +235,7 @@ def test_header_narrows_the_repositories(proxy):
 def test_context_from_the_open_webui_filter_is_not_added_twice(proxy):
     """An Open WebUI chat with the toggle on, sent to the alias: the filter's block is there."""
     question = [{"role": "user", "content": QUESTION}]
-    with_filter = chat.with_context(question, "-- code --")  # what the filter adds
+    with_filter = bodies.with_context(question, "-- code --")  # what the filter adds
     _, received, _ = proxy.chat(ALIAS, with_filter)
     assert received["messages"] == with_filter
 

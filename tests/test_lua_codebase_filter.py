@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from indexer.context import Context, Source
+from indexer.search.context import Context, Source
 from indexer.service import open_victor
 from tests.conftest import SAMPLE
 from tests.plugins import FILTER_FILE, FUNCTION_FILE, inlet_request, load
@@ -118,7 +118,7 @@ async def test_inlet_adds_context_once_per_turn(shop_settings, ollama):
         assert roles == ["system", "user", "assistant", "system", "user"]
     finally:
         await pipeline.on_shutdown()
-    assert pipeline.victor is None
+    assert pipeline.session is None
 
 
 async def test_inlet_skips_tasks_and_toggle_off(shop_settings, ollama):
@@ -157,18 +157,18 @@ async def test_database_down_at_startup_then_fixed_by_valves(shop_settings):
     pipeline = make_pipeline(shop_settings)
     pipeline.valves.database_url = f"postgresql://victor:pw@127.0.0.1:{closed_port()}/victor"
     await pipeline.on_startup()  # must not raise: the server would not start
-    assert pipeline.victor is None
+    assert pipeline.session.victor is None
     out = await pipeline.inlet(request_body(), None)
     assert out["metadata"]["lua_codebase"]["status"] == "unavailable"
     assert len(out["messages"]) == 1
 
     pipeline.valves = pipeline.valves.model_copy(update={"database_url": good})
     await pipeline.on_valves_updated()  # connection settings changed: rebuilt now
-    victor = pipeline.victor
+    victor = pipeline.session.victor
     assert victor is not None
     pipeline.valves = pipeline.valves.model_copy(update={"top_k": 2})
     await pipeline.on_valves_updated()  # only a search setting: the same pool stays
-    assert pipeline.victor is victor
+    assert pipeline.session.victor is victor
     out = await pipeline.inlet(request_body(), None)
     assert out["metadata"]["lua_codebase"]["status"] == "ok"
     assert len(out["metadata"]["lua_codebase"]["sources"]) <= 2

@@ -9,10 +9,10 @@ import socket
 
 import pytest
 
-from indexer import openwebui
 from tests.conftest import victor_cli
 from tests.plugins import FUNCTION_FILE
 from tests.support.fake_llm import FakeLLM
+from victor import openwebui
 
 
 @pytest.fixture

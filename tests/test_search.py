@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer import db, store
-from indexer.chunker import chunk_source
-from indexer.embedtext import embedding_text, text_hash
+from indexer import store
+from indexer.store import migrations
+from indexer.embedding.texts import embedding_text, text_hash
+from indexer.parsing.chunker import chunk_source
 from indexer.service import open_victor
 from tests.conftest import FIXTURES, SAMPLE
+from tests.support.search import results as search_one
 
 # A small project of our own: a camelCase API, a factory with helpers defined inside it,
 # and a spec file that defines a function of the same name as the code it tests.
@@ -80,25 +82,25 @@ async def test_a_named_symbol_ranks_first(settings, ollama, project):
             "how does get_selection work",
         ):
             for mode in ("hybrid", "dense", "lexical"):
-                results = await victor.search(query, mode=mode, top_k=3)
+                results = await search_one(victor, query, mode=mode, top_k=3)
                 assert where(results)[0] == ("src/shop/picker.lua", "Picker:get_selection"), (
                     query,
                     mode,
                 )
                 assert results[0].score == 1.0
         # a field of a returned table, and a helper defined inside another function
-        (trim,) = await victor.search("where is format_price defined", top_k=1)
+        (trim,) = await search_one(victor, "where is format_price defined", top_k=1)
         assert (trim.path, trim.symbol) == ("src/shop/strings.lua", "strings.format_price")
-        (bump,) = await victor.search("where is bump defined", top_k=1)
+        (bump,) = await search_one(victor, "where is bump defined", top_k=1)
         assert bump.symbol == "makeCounter" and bump.start_line <= 14 <= bump.end_line
         # the code ranks above the spec that defines the same name
-        found = await victor.search("setTitleText", top_k=2)
+        found = await search_one(victor, "setTitleText", top_k=2)
         assert where(found) == [
             ("src/ui/widget.lua", "Widget:setTitleText"),
             ("spec/widget_spec.lua", "setTitleText"),
         ]
         # qualified by the module path (`shop.prices` for `M.apply_discount` in prices.lua)
-        (discount,) = await victor.search("shop.prices.apply_discount", top_k=1)
+        (discount,) = await search_one(victor, "shop.prices.apply_discount", top_k=1)
         assert discount.symbol == "M.apply_discount"
 
 
@@ -106,13 +108,13 @@ async def test_lexical_search_understands_identifiers(settings, ollama, project)
     async with open_victor(settings) as victor:
         await victor.index(str(project), name="shop")
         # words of a camelCase name, in another order, plural
-        results = await victor.search("title texts setting", mode="lexical", top_k=3)
+        results = await search_one(victor, "title texts setting", mode="lexical", top_k=3)
         assert where(results)[0] == ("src/ui/widget.lua", "Widget:setTitleText")
         # the name outweighs a body that only uses the words
-        results = await victor.search("lookup price", mode="lexical", top_k=3)
+        results = await search_one(victor, "lookup price", mode="lexical", top_k=3)
         assert results[0].symbol == "M.lookup"
         # a word found only in an error message of the body
-        results = await victor.search("unknown product", mode="lexical", top_k=1)
+        results = await search_one(victor, "unknown product", mode="lexical", top_k=1)
         assert results[0].symbol == "M.lookup"
 
 
@@ -121,7 +123,7 @@ async def test_modes_differ(settings, ollama, project):
     async with open_victor(settings) as victor:
         await victor.index(str(project), name="shop")
         found = {
-            mode: (await victor.find([query], mode=mode, top_k=5))[0]
+            mode: (await victor.search([query], mode=mode, top_k=5))[0]
             for mode in ("hybrid", "dense", "lexical")
         }
         assert {mode: f.mode for mode, f in found.items()} == {
@@ -137,8 +139,8 @@ async def test_modes_differ(settings, ollama, project):
         assert len(set(scores.values())) == 3  # each mode scores its own way
         # a query with no word in the code: lexical finds nothing, dense still answers
         nothing = "zebra giraffe"
-        assert await victor.search(nothing, mode="lexical") == []
-        assert len(await victor.search(nothing, mode="dense", top_k=2)) == 2
+        assert await search_one(victor, nothing, mode="lexical") == []
+        assert len(await search_one(victor, nothing, mode="dense", top_k=2)) == 2
 
 
 async def test_trivial_chunks_are_stored_but_never_returned(settings, ollama, project):
@@ -150,7 +152,7 @@ async def test_trivial_chunks_are_stored_but_never_returned(settings, ollama, pr
         assert rows and all(r["bare"] for r in rows)
         assert {"return Picker", "return M"} <= {r["text"].strip() for r in rows}
         for mode in ("hybrid", "dense", "lexical"):
-            results = await victor.search("return the module", mode=mode, top_k=50)
+            results = await search_one(victor, "return the module", mode=mode, top_k=50)
             assert not {r.text.strip() for r in results} & {r["text"].strip() for r in rows}
 
 
@@ -160,14 +162,14 @@ async def test_embedder_down_falls_back_to_lexical(settings, ollama, project):
     down = settings.model_copy(update={"embed_retries": 0})
     async with open_victor(down) as victor:
         ollama.fail_status = 503
-        (found,) = await victor.find(["Cart:total sum of prices"], top_k=3)
+        (found,) = await victor.search(["Cart:total sum of prices"], top_k=3)
         assert found.mode == "lexical"
         assert "embedder unavailable" in found.notice and "lexical search only" in found.notice
         assert found.results[0].symbol == "Cart:total"
         context = await victor.retrieve("Cart:total sum of prices", budget=2000)
         assert "Cart:total" in context.text and context.notice == found.notice
         # the lexical mode never needs the embedder, so it is not degraded
-        (lexical,) = await victor.find(["Cart:total"], mode="lexical")
+        (lexical,) = await victor.search(["Cart:total"], mode="lexical")
         assert lexical.notice == "" and lexical.results
 
 
@@ -189,7 +191,7 @@ async def test_unreachable_embedder_falls_back_to_lexical(settings, ollama, proj
         await victor.index(str(project), name="shop")
     gone = settings.model_copy(update={"ollama_host": "http://127.0.0.1:9", "embed_retries": 0})
     async with open_victor(gone) as victor:
-        (found,) = await victor.find(["where is trim defined"])
+        (found,) = await victor.search(["where is trim defined"])
         assert found.mode == "lexical" and "Cannot reach Ollama" in found.notice
         assert found.results[0].symbol == "trim"
 
@@ -267,13 +269,12 @@ async def test_a_v1_database_upgrades_in_place(settings, ollama, tmp_path):
     await write_v1_index(settings.database_url.get_secret_value(), ollama, project)
     ollama.reset()
     async with open_victor(settings) as victor:
-        # the current schema applied, lexical fields computed from the stored chunks: all modes work
-        version = await victor.pool.fetchval(
-            "SELECT value FROM victor_meta WHERE key = 'schema_version'"
-        )
-        assert version == str(db.SCHEMA_VERSION)
+        # every later migration applied, lexical fields computed from the stored chunks: all
+        # modes work
+        applied = await victor.pool.fetch("SELECT id FROM victor_migrations ORDER BY id")
+        assert [r["id"] for r in applied] == [m.id for m in migrations.all_migrations()]
         for mode in ("hybrid", "lexical", "dense"):
-            results = await victor.search("where is get_selection defined", mode=mode)
+            results = await search_one(victor, "where is get_selection defined", mode=mode)
             assert results[0].symbol == "Picker:get_selection", mode
         assert await victor.pool.fetchval("SELECT count(*) FROM chunks WHERE NOT searchable") > 0
         assert ollama.requests == 2  # hybrid and dense embedded their query, lexical did not
@@ -289,5 +290,5 @@ async def test_a_v1_database_upgrades_in_place(settings, ollama, tmp_path):
             "SELECT count(*) FROM chunks WHERE name_hash IS NOT NULL AND embedding IS NOT NULL"
         )
         assert named > 0
-        results = await victor.search("apply the loyalty discount for members", top_k=1)
+        results = await search_one(victor, "apply the loyalty discount for members", top_k=1)
         assert results[0].symbol == "M.apply_discount"

@@ -7,19 +7,20 @@ from __future__ import annotations
 from indexer import search
 from indexer.service import open_victor
 from tests.conftest import SAMPLE
+from tests.support.search import results as search_one
 
 
 async def test_bounded_lexical_search_finds_by_the_rarer_words(settings, ollama, monkeypatch):
     async with open_victor(settings) as victor:
         await victor.index(str(SAMPLE), name="shop")
         exact = {
-            q: await victor.search(q, mode="lexical", top_k=3)
+            q: await search_one(victor, q, mode="lexical", top_k=3)
             for q in ("unknown product", "lookup price", "cart total")
         }
         monkeypatch.setattr(search, "MAX_LEXICAL_CANDIDATES", 2)
         await victor.pool.execute("ANALYZE chunks")  # the statistics a large index has
         for query, before in exact.items():
-            bounded = await victor.search(query, mode="lexical", top_k=3)
+            bounded = await search_one(victor, query, mode="lexical", top_k=3)
             assert bounded, query
             assert bounded[0].symbol == before[0].symbol, query
         # every word common (in more chunks than the bound): chunks holding all of them

@@ -15,6 +15,7 @@ import ast
 
 from indexer.service import open_victor
 from tests.conftest import ROOT
+from tests.support.search import results as search_one
 
 SCANNED = ("indexer", "webhook", "pipelines", "functions")
 QUERY_METHODS = {
@@ -33,12 +34,17 @@ QUERY_METHODS = {
 
 # (file, function): why the statement text built there cannot carry outside text
 ALLOWED = {
-    ("indexer/store.py", "bind_space"): (
+    ("indexer/store/space.py", "bind_space"): (
         "ALTER TABLE ... TYPE vector(N): a type modifier cannot be a parameter; N is passed "
         "through int(), so only digits reach the statement"
     ),
-    ("indexer/db.py", "apply_schema"): (
-        "db/schema.sql, read from the package or the source tree: a file of the program, not data"
+    ("indexer/search/lexical.py", "lexical_ids"): (
+        "store.named() turns the literal query's :name placeholders into $n: the values "
+        "travel as parameters"
+    ),
+    ("indexer/store/migrations.py", "migrate"): (
+        "db/migrations/*.sql, read from the package or the source tree: files of the program, "
+        "not data"
     ),
 }
 
@@ -178,7 +184,7 @@ def test_no_sql_is_built_from_values():
 
 def test_identifier_case_passes_only_digits():
     """bind_space's vector(N) is the one value in statement text: int() makes it digits."""
-    source = (ROOT / "indexer" / "store.py").read_text(encoding="utf-8")
+    source = (ROOT / "indexer" / "store" / "space.py").read_text(encoding="utf-8")
     assert 'f"ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({int(dims)})"' in source
 
 
@@ -209,9 +215,9 @@ async def test_quotes_and_sql_in_names_paths_and_queries_are_text(settings, olla
             "Robert'); DROP TABLE students;--",
         ):
             for mode in ("hybrid", "lexical", "dense"):
-                results = await victor.search(query, mode=mode, repos=[NASTY])
+                results = await search_one(victor, query, mode=mode, repos=[NASTY])
                 assert all(r.repo == NASTY for r in results)
-        found = await victor.search("quote_sql", mode="lexical", repos=[NASTY])
+        found = await search_one(victor, "quote_sql", mode="lexical", repos=[NASTY])
         assert found and found[0].path == "lib/a'b\"; DELETE FROM files; --.lua"
         assert found[0].repo == NASTY
         assert [r.name for r in await victor.repos()] == [NASTY]

@@ -320,10 +320,10 @@ def followed(remote: Remote, database_url, hook_settings) -> dict:
     async def track() -> None:
         pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
         try:
-            from indexer.db import apply_schema
+            from indexer.store import migrations
 
             async with pool.acquire() as conn:
-                await apply_schema(conn)
+                await migrations.migrate(conn)
             await store.track_repo(pool, "game", remote.url, "main", remote.html_url)
         finally:
             await pool.close()

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from indexer import jobs, store
+from indexer import store
+from indexer.sync import jobs
 
 SHA = [f"{n:040x}" for n in range(1, 10)]
 

@@ -18,19 +18,21 @@ import time
 import asyncpg
 import pytest
 
-from indexer import git, jobs, lexical, store
+from indexer import store, words
 from indexer.errors import ConfigError, SourceError
-from indexer.indexing import Changes, index_source
-from indexer.sources import GitSource
+from indexer.indexing.run import Changes, index_source
+from indexer.indexing.sources import GitSource
+from indexer.sync import git, jobs
 from tests.conftest import VICTOR, victor_cli
 from tests.support.github import Remote, deliver, run_git
+from tests.support.search import results as search_one
 from tests.support.webhook import SECRET, assert_index_is, wait_idle, wait_job
 
 
 def belongs(text: str, *paths: str) -> bool:
     """Whether an embedded text is about one of these files: a chunk's full text starts with
     its path, a function's name text ends with its module's words (indexer.embedtext)."""
-    modules = tuple(" in " + " ".join(lexical.module_words(p)) for p in paths)
+    modules = tuple(" in " + " ".join(words.module_words(p)) for p in paths)
     return text.startswith(paths) or text.endswith(modules)
 
 
@@ -129,13 +131,13 @@ async def test_push_indexes_what_changed_and_nothing_else(
     if symbol_level:
         assert not any("count_items" in t for t in embedded)
 
-    found = await victor.search("sort the items in the bag by their weight", top_k=3)
+    found = await search_one(victor, "sort the items in the bag by their weight", top_k=3)
     assert any("sort_by_weight" in r.text for r in found)
     assert all(r.commit == remote.head() for r in found if "sort_by_weight" in r.text)
     assert await chunk_texts(victor, "old_save_format") == []
-    found = await victor.search("write the save game in the obsolete binary format", top_k=5)
+    found = await search_one(victor, "write the save game in the obsolete binary format", top_k=5)
     assert not any(r.path == "src/legacy.lua" for r in found)
-    found = await victor.search("trim whitespace from both ends of a string", top_k=3)
+    found = await search_one(victor, "trim whitespace from both ends of a string", top_k=3)
     assert found[0].path == "src/text/strings.lua"
     assert await chunk_texts(victor, "trim_whitespace") == ["src/text/strings.lua"]
 
@@ -279,7 +281,7 @@ async def test_killed_worker_job_is_taken_over_and_completes_once(
     assert (await victor.repos())[0].commit_sha is None  # not recorded: the job did not end
 
     ollama.delay = 0
-    from indexer.worker import Worker
+    from indexer.sync.worker import Worker
 
     survivor = Worker(victor)
     task = asyncio.create_task(survivor.run())
@@ -316,7 +318,7 @@ async def test_sigterm_hands_the_job_back(webhook_url, victor, remote, ollama, c
     assert (job.state, job.attempts, job.worker) == ("pending", 0, None)
 
     ollama.delay = 0
-    from indexer.worker import Worker
+    from indexer.sync.worker import Worker
 
     drained = Worker(victor, drain=True)
     await drained.run()

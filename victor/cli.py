@@ -14,7 +14,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TextIO
 
@@ -30,12 +31,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from . import __version__
-from .config import Settings, load_settings
-from .db import CONNECTION_LOST, lost
-from .errors import VictorError
-from .search import MODES, Found, Mode
-from .service import Victor, open_victor
+from indexer import __version__, store
+from indexer.config import Settings, load_settings
+from indexer.errors import VictorError
+from indexer.search import MODES, Found, Mode
+from indexer.service import Victor, open_victor
+from indexer.store import CONNECTION_LOST, lost
 
 err = Console(stderr=True)
 out = Console()
@@ -73,6 +74,13 @@ def settings_from(ctx: click.Context, **overrides: object) -> Settings:
     except Exception as exc:  # pydantic ValidationError: say which variable is wrong
         _fail(f"bad configuration: {exc}")
         raise  # unreachable
+
+
+@asynccontextmanager
+async def opened(ctx: click.Context, **overrides: object) -> AsyncIterator[Victor]:
+    """Victor for a command: settings from the environment and the global options."""
+    async with open_victor(settings_from(ctx, **overrides)) as victor:
+        yield victor
 
 
 @click.group()
@@ -214,12 +222,11 @@ async def search(
     elif query is None or not query.strip():
         _fail("the query is empty.")
         return
-    settings = settings_from(ctx)
-    async with open_victor(settings) as victor:
+    async with opened(ctx) as victor:
         if batch is not None:
             await search_batch(victor, items, mode=mode, top_k=top_k, repos=repos or None)
             return
-        (found,) = await victor.find([query], mode=mode, top_k=top_k, repos=repos or None)
+        (found,) = await victor.search([query], mode=mode, top_k=top_k, repos=repos or None)
     warn_degraded([found])
     if as_json:
         click.echo(json.dumps([r.to_json() for r in found.results], indent=2))
@@ -264,7 +271,7 @@ async def search_batch(
     found_all = []
     for start in range(0, len(items), BATCH_GROUP):
         group = items[start : start + BATCH_GROUP]
-        found = await victor.find([q for _, q in group], mode=mode, top_k=top_k, repos=repos)
+        found = await victor.search([q for _, q in group], mode=mode, top_k=top_k, repos=repos)
         for (qid, _), f in zip(group, found, strict=True):
             line = {"id": qid, "results": [r.to_json() for r in f.results]}
             if f.notice:
@@ -286,10 +293,7 @@ def warn_degraded(found: Sequence[Found]) -> None:
 @run_async
 async def status(ctx) -> None:
     """Repositories in the index, their commits and counts, the model."""
-    from . import store
-
-    settings = settings_from(ctx)
-    async with open_victor(settings) as victor:
+    async with opened(ctx) as victor:
         space = await store.embedding_space(victor.pool)
         repos = await victor.repos()
         counts = await store.repo_counts(victor.pool)
@@ -309,8 +313,7 @@ async def status(ctx) -> None:
 @run_async
 async def remove(ctx, name: str) -> None:
     """Remove a repository and its chunks from the index."""
-    settings = settings_from(ctx)
-    async with open_victor(settings) as victor:
+    async with opened(ctx) as victor:
         await victor.remove(name)
     err.print(f"removed {name}")
 
@@ -321,18 +324,16 @@ async def remove(ctx, name: str) -> None:
 @run_async
 async def reembed(ctx, yes: bool) -> None:
     """Re-embed the whole index with the configured model (after changing it)."""
-    from . import store
-    from .reembed import reembed as run_reembed
+    from indexer.indexing.reembed import reembed as run_reembed
 
-    settings = settings_from(ctx)
-    async with open_victor(settings) as victor:
+    async with opened(ctx) as victor:
         recorded = await store.embedding_space(victor.pool)
         if recorded is not None and recorded.space == victor.embedder.space:
             err.print(f"the index already uses {recorded.model}; nothing to do")
             return
         old = recorded.model if recorded else "nothing"
         if not yes and not click.confirm(
-            f"Re-embed every chunk with {settings.model} (index now uses {old})?", err=True
+            f"Re-embed every chunk with {victor.settings.model} (index now uses {old})?", err=True
         ):
             return
         progress = RichProgress("re-embedding")
@@ -340,26 +341,30 @@ async def reembed(ctx, yes: bool) -> None:
             chunks, embedded = await run_reembed(victor.pool, victor.embedder, progress)
         finally:
             progress.stop()
-    err.print(f"{chunks} chunks now use {settings.model} ({embedded} texts embedded)")
+    err.print(f"{chunks} chunks now use {victor.settings.model} ({embedded} texts embedded)")
 
 
 @cli.command("init-db")
 @click.pass_context
 @run_async
 async def init_db(ctx) -> None:
-    """Create the extension, tables and indexes (safe to run again)."""
-    from . import db
+    """Create or upgrade the tables and indexes (numbered migrations; safe to run again)."""
+    from indexer.redaction import redact_url
+    from indexer.store import migrations
 
     settings = settings_from(ctx)
-    url = await asyncio.to_thread(db.database_url, settings)
-    conn = await db.connect_once(url)
+    url = await asyncio.to_thread(store.database_url, settings)
+    conn = await store.connect_once(url)
     try:
-        await db.apply_schema(conn, force=True)
+        applied = await migrations.migrate(conn)
+        last = max(await migrations.applied(conn))
         version = await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname='vector'")
     finally:
         await conn.close()
+    now = f"{len(applied)} migrations applied now" if applied else "nothing to apply"
     err.print(
-        f"schema v{db.SCHEMA_VERSION} applied to {db.redact(url)} (pgvector {version})",
+        f"schema up to date at migration {last:04d} ({now}) in {redact_url(url)} "
+        f"(pgvector {version})",
         highlight=False,
     )
 
@@ -369,7 +374,7 @@ async def init_db(ctx) -> None:
 @run_async
 async def doctor(ctx) -> None:
     """Check the database, pgvector, the embedder, the model and the index."""
-    from .doctor import run_checks
+    from victor.doctor import run_checks
 
     settings = settings_from(ctx)
     ok = True
@@ -431,7 +436,7 @@ def install_function(
     preset_id: str | None,
 ) -> None:
     """Create or update the "Lua Codebase" toggle Function in Open WebUI."""
-    from . import openwebui as owui
+    from indexer import openwebui as owui
 
     source = function_file.read_text(encoding="utf-8") if function_file else owui.function_source()
     try:
@@ -460,8 +465,7 @@ def install_function(
 @run_async
 async def sync(ctx, name: str, full: bool, as_json: bool) -> None:
     """Fetch a tracked repository and index what changed (what a push does)."""
-    settings = settings_from(ctx)
-    async with open_victor(settings) as victor:
+    async with opened(ctx) as victor:
         report = await victor.sync(name, full=full)
     if as_json:
         out.print_json(json.dumps(report.summary()))
@@ -484,11 +488,10 @@ async def sync(ctx, name: str, full: bool, as_json: bool) -> None:
 @run_async
 async def worker(ctx, drain: bool) -> None:
     """Run the sync jobs queued by the webhook. SIGTERM finishes or hands back the current job."""
-    from .worker import Worker
+    from indexer.sync.worker import Worker
 
     logging.getLogger("indexer").setLevel(logging.INFO)
-    settings = settings_from(ctx)
-    async with open_victor(settings) as victor:
+    async with opened(ctx) as victor:
         runner = Worker(victor, drain=drain)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -519,8 +522,7 @@ async def repo_add(
     ctx, name: str, url: str, branch: str, github_url: str | None, no_check: bool
 ) -> None:
     """Follow BRANCH of the git repository at URL under NAME (and queue its first sync)."""
-    settings = settings_from(ctx)
-    async with open_victor(settings) as victor:
+    async with opened(ctx) as victor:
         added, job = await victor.track(
             name, url, branch=branch, github_url=github_url, check=not no_check
         )
@@ -538,10 +540,7 @@ async def repo_add(
 @run_async
 async def repo_list(ctx, as_json: bool) -> None:
     """The repositories followed, their branch and last indexed commit."""
-    from . import store
-
-    settings = settings_from(ctx)
-    async with open_victor(settings) as victor:
+    async with opened(ctx) as victor:
         tracked = await store.tracked_repos(victor.pool)
     if as_json:
         click.echo(
@@ -579,8 +578,7 @@ async def repo_list(ctx, as_json: bool) -> None:
 @run_async
 async def repo_remove(ctx, name: str) -> None:
     """Stop following NAME (its index stays; `victor remove NAME` deletes it)."""
-    settings = settings_from(ctx)
-    async with open_victor(settings) as victor:
+    async with opened(ctx) as victor:
         await victor.untrack(name)
     err.print(f"no longer following {name}; its index stays searchable")
 
@@ -592,10 +590,9 @@ async def repo_remove(ctx, name: str) -> None:
 @run_async
 async def jobs_command(ctx, limit: int, as_json: bool) -> None:
     """Recent sync jobs: state, attempts, errors."""
-    from . import jobs
+    from indexer.sync import jobs
 
-    settings = settings_from(ctx)
-    async with open_victor(settings) as victor:
+    async with opened(ctx) as victor:
         recent = await jobs.recent(victor.pool, limit)
     if as_json:
         click.echo(json.dumps([j.to_json() for j in recent], indent=2))

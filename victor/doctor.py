@@ -6,10 +6,13 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from . import db, store
-from .config import Settings
-from .embedder import OllamaEmbedder, make_embedder
-from .errors import VictorError
+from indexer import store
+from indexer.config import Settings
+from indexer.embedding import make_embedder
+from indexer.embedding.ollama import OllamaEmbedder
+from indexer.errors import VictorError
+from indexer.redaction import redact_url
+from indexer.store import migrations
 
 
 @dataclass(frozen=True)
@@ -22,14 +25,14 @@ class Check:
 async def run_checks(settings: Settings) -> AsyncIterator[Check]:
     where = "embedded" if settings.database_url is None else "VICTOR_DATABASE_URL"
     try:
-        url = await asyncio.to_thread(db.database_url, settings)
-        conn = await db.connect_once(url, timeout=5)
+        url = await asyncio.to_thread(store.database_url, settings)
+        conn = await store.connect_once(url, timeout=5)
     except VictorError as exc:
         yield Check("database", False, str(exc))
         conn = None
     else:
         version = await conn.fetchval("SHOW server_version")
-        yield Check("database", True, f"PostgreSQL {version} at {db.redact(url)} ({where})")
+        yield Check("database", True, f"PostgreSQL {version} at {redact_url(url)} ({where})")
     recorded = None
     if conn is not None:
         try:
@@ -54,16 +57,15 @@ async def run_checks(settings: Settings) -> AsyncIterator[Check]:
                     "not installed on this server: use a PostgreSQL "
                     "with pgvector (e.g. the pgvector/pgvector image)",
                 )
-            schema = await db.current_schema_version(conn)
-            if schema == db.SCHEMA_VERSION:
-                yield Check("schema", True, f"version {schema}")
+            done = await migrations.applied(conn)
+            pending = [m for m in migrations.all_migrations() if m.id not in done]
+            if not pending:
+                yield Check("schema", True, f"up to date (migration {max(done):04d})")
             else:
                 yield Check(
-                    "schema",
-                    False,
-                    f"found {schema}, need {db.SCHEMA_VERSION}: run `victor init-db`",
+                    "schema", False, f"{len(pending)} migrations to apply: run `victor init-db`"
                 )
-            if schema is not None:
+            if done:
                 recorded = await store.embedding_space(conn)
                 repos = await conn.fetchval("SELECT count(*) FROM repos")
                 chunks = await conn.fetchval("SELECT count(*) FROM chunks")

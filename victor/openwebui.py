@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from .errors import VictorError
+from indexer.errors import VictorError
 
 FUNCTION_ID = "lua_codebase"
 FUNCTION_NAME = "Lua Codebase"

@@ -21,9 +21,10 @@ import asyncpg
 from flask import Flask, abort, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from indexer import jobs, store
+from indexer import store
 from indexer.config import Settings, load_settings
 from indexer.errors import ConfigError, NotFound, VictorError
+from indexer.sync.repo_sync import jobs
 
 from . import github
 from .bridge import Database

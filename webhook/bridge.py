@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import asyncpg
 
-from indexer import db
+from indexer import store
 from indexer.config import Settings
 from indexer.errors import DatabaseUnavailable
 
@@ -65,7 +65,7 @@ class Database:
             self._pool_lock = self._pool_lock or asyncio.Lock()
             async with self._pool_lock:
                 if self._pool is None:
-                    self._pool = await db.create_pool(
+                    self._pool = await store.create_pool(
                         self.settings, min_size=1, max_size=self.pool_size, timeout=5.0
                     )
         return await work(self._pool)

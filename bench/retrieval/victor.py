@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench.retrieval.systems import Context, Hit, register
 from indexer.config import Settings
-from indexer.embedder import LocalEmbedder
+from indexer.embedding.local import LocalEmbedder
 from indexer.search import DEFAULT_TUNING, Tuning
 from indexer.service import Victor, open_victor
 
@@ -88,7 +88,7 @@ class VictorIndex:
         self, queries: list[str], mode: str, k: int, tuning: Tuning = DEFAULT_TUNING
     ) -> list[list[Hit]]:
         found = self.loop.run_until_complete(
-            self._victor().find(queries, mode=mode, top_k=k, tuning=tuning)
+            self._victor().search(queries, mode=mode, top_k=k, tuning=tuning)
         )
         return [
             [Hit(r.path, r.start_line, r.end_line, r.text, r.score) for r in f.results]

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 
-from . import lexical
-from .models import Chunk, ChunkKind
+from indexer import words
+from indexer.models import Chunk, ChunkKind
 
 # Bump when the format changes: files are re-chunked, and new texts re-embedded.
 EMBED_TEXT_VERSION = 2  # 2: functions also embed name_text
@@ -35,6 +35,6 @@ def name_text(path: str, chunk: Chunk) -> str | None:
     (bench/README.md: +0.08 R@5 on Penlight). None for module and window chunks."""
     if chunk.kind not in (ChunkKind.FUNCTION, ChunkKind.METHOD):
         return None
-    name = " ".join(lexical.split_identifier(chunk.symbol))
-    module = " ".join(lexical.module_words(path))
+    name = " ".join(words.split_identifier(chunk.symbol))
+    module = " ".join(words.module_words(path))
     return f"{name}: {chunk.signature} in {module}"

@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import store
-from .embedder import Embedder
-from .embedtext import embedding_text, name_text, text_hash
-from .indexing import Progress, _NoProgress
-from .models import Chunk, ChunkKind
+from indexer import store
+from indexer.embedding import Embedder
+from indexer.embedding.texts import embedding_text, name_text, text_hash
+from indexer.indexing.run import NoProgress, Progress
+from indexer.models import Chunk, ChunkKind
 
 BATCH = 256
 
 
 async def reembed(pool, embedder: Embedder, progress: Progress | None = None) -> tuple[int, int]:
     """Re-embed every chunk with `embedder`. Returns (chunks, newly embedded texts)."""
-    progress = progress or _NoProgress()
+    progress = progress or NoProgress()
     dims = await embedder.dimensions()
     total = await pool.fetchval("SELECT count(*) FROM chunks WHERE searchable")
     progress.start(total)

@@ -23,21 +23,22 @@ from typing import Protocol
 import asyncpg
 import numpy as np
 
-from . import store
-from .chunker import CHUNKER_VERSION, chunk_files
-from .config import Settings
-from .embedder import Embedder, check_dimensions
-from .embedtext import EMBED_TEXT_VERSION, embedding_text, name_text, text_hash
-from .errors import ModelMismatch
-from .lexical import is_trivial
-from .models import Chunk, FileChunks, ParseMode
-from .sources import Skipped, Source, SourceFile, binary_reason, decode_lua
+from indexer import store
+from indexer.config import Settings
+from indexer.embedding import Embedder, check_dimensions
+from indexer.embedding.texts import EMBED_TEXT_VERSION, embedding_text, name_text, text_hash
+from indexer.errors import ModelMismatch
+from indexer.indexing.sources import Skipped, Source, SourceFile, binary_reason, decode_lua
+from indexer.models import Chunk, FileChunks, ParseMode
+from indexer.parsing.chunker import CHUNKER_VERSION
+from indexer.parsing.pool import chunk_files
+from indexer.words import is_trivial
 
 log = logging.getLogger(__name__)
 
 # A file is re-chunked when either the chunker or the embedding text changes.
 INDEX_VERSION = CHUNKER_VERSION * 1000 + EMBED_TEXT_VERSION
-# Functions get a second, short embedding averaged into their vector (see embedtext.name_text).
+# Functions get a second, short embedding averaged into their vector (embedding.texts.name_text).
 NAME_EMBEDDINGS = True
 
 
@@ -47,7 +48,7 @@ class Progress(Protocol):
     def advance(self, files: int, chunks: int) -> None: ...
 
 
-class _NoProgress:
+class NoProgress:
     def start(self, files: int) -> None:
         pass
 
@@ -95,6 +96,20 @@ class Changes:
     paths: frozenset[str]
 
 
+@dataclass
+class IndexRun:
+    """What one run works with: where it writes, how it embeds, what it reads, what it reports."""
+
+    pool: asyncpg.Pool
+    embedder: Embedder
+    settings: Settings
+    source: Source
+    repo_id: int
+    dims: int  # the index's vector dimension
+    report: IndexReport
+    progress: Progress
+
+
 async def ensure_space(pool: asyncpg.Pool, embedder: Embedder) -> int:
     """Refuse a model other than the index's; bind the space on first use. Returns the
     index's vector dimension.
@@ -129,7 +144,7 @@ async def index_source(
     describe the index (it moved on, or the chunker changed) every file is compared instead.
     """
     started = time.monotonic()
-    progress = progress or _NoProgress()
+    progress = progress or NoProgress()
     dims = await ensure_space(pool, embedder)
     repo = await store.upsert_repo(pool, name, source.description, ref, source.github_url)
     report = IndexReport(repo=name, commit=source.commit)
@@ -147,9 +162,8 @@ async def index_source(
         report.skipped.extend(skipped)
         todo, unchanged = _classify(files, known, report)
         progress.start(len(todo))
-        written = await _index_files(
-            pool, embedder, settings, source, repo.id, todo, report, progress, dims
-        )
+        run = IndexRun(pool, embedder, settings, source, repo.id, dims, report, progress)
+        written = await _index_files(run, todo)
         # A git file found binary only once read is skipped, not new or changed; an earlier
         # version of it leaves the index.
         unreadable = {f.path for f in todo} - written
@@ -231,17 +245,7 @@ def _decoded(
         yield f.path, decode_lua(data)
 
 
-async def _index_files(
-    pool: asyncpg.Pool,
-    embedder: Embedder,
-    settings: Settings,
-    source: Source,
-    repo_id: int,
-    todo: Sequence[SourceFile],
-    report: IndexReport,
-    progress: Progress,
-    dims: int,
-) -> set[str]:
+async def _index_files(run: IndexRun, todo: Sequence[SourceFile]) -> set[str]:
     """Parse in a background thread (which drives the process pool), embed and write here."""
     if not todo:
         return set()
@@ -253,10 +257,10 @@ async def _index_files(
 
     def produce() -> None:
         results = chunk_files(
-            _decoded(source, todo, read_skips, by_path),
-            workers=settings.parse_workers,
-            max_chars=settings.max_chunk_chars,
-            time_limit=settings.parse_time_limit,
+            _decoded(run.source, todo, read_skips, by_path),
+            workers=run.settings.parse_workers,
+            max_chars=run.settings.max_chunk_chars,
+            time_limit=run.settings.parse_time_limit,
         )
         try:
             for item in results:
@@ -274,7 +278,7 @@ async def _index_files(
     thread.start()
     written: set[str] = set()
     pending: list[FileChunks] = []
-    flush_at = settings.embed_batch_size * settings.embed_concurrency * 2
+    flush_at = run.settings.embed_batch_size * run.settings.embed_concurrency * 2
     try:
         while True:
             item = await queue.get()
@@ -284,17 +288,15 @@ async def _index_files(
                 raise item
             pending.append(item)
             if sum(len(fc.chunks) for fc in pending) >= flush_at:
-                await _flush(
-                    pool, embedder, source, repo_id, pending, by_path, report, progress, dims
-                )
+                await _flush(run, pending, by_path)
                 written.update(fc.path for fc in pending)
                 pending = []
-        await _flush(pool, embedder, source, repo_id, pending, by_path, report, progress, dims)
+        await _flush(run, pending, by_path)
         written.update(fc.path for fc in pending)
     finally:
         stop.set()
         await asyncio.to_thread(thread.join)
-    report.skipped.extend(read_skips)
+    run.report.skipped.extend(read_skips)
     return written
 
 
@@ -316,18 +318,12 @@ def combine(vectors: Sequence[np.ndarray]) -> np.ndarray:
 
 
 async def _flush(
-    pool: asyncpg.Pool,
-    embedder: Embedder,
-    source: Source,
-    repo_id: int,
-    batch: Sequence[FileChunks],
-    by_path: dict[str, SourceFile],
-    report: IndexReport,
-    progress: Progress,
-    dims: int,
+    run: IndexRun, batch: Sequence[FileChunks], by_path: dict[str, SourceFile]
 ) -> None:
+    """Embed what the cache lacks, then write these files and their chunks in one transaction."""
     if not batch:
         return
+    pool, embedder, report = run.pool, run.embedder, run.report
     texts = {}
     for fc in batch:
         for chunk in fc.chunks:
@@ -337,7 +333,7 @@ async def _flush(
     missing = [h for h in texts if h not in vectors]
     if missing:
         fresh = await embedder.embed_documents([texts[h] for h in missing])
-        check_dimensions(fresh, dims, embedder.model)
+        check_dimensions(fresh, run.dims, embedder.model)
         new = {h: np.asarray(v, dtype=np.float32) for h, v in zip(missing, fresh, strict=True)}
         await store.cache_embeddings(pool, embedder.space, new.items())
         vectors.update(new)
@@ -348,7 +344,7 @@ async def _flush(
         f = by_path[fc.path]
         files.append(
             store.FileRecord(
-                fc.path, f.blob, source.commit, fc.mode.value, fc.error, INDEX_VERSION, f.size
+                fc.path, f.blob, run.source.commit, fc.mode.value, fc.error, INDEX_VERSION, f.size
             )
         )
         report.parse_modes[fc.mode.value] += 1
@@ -378,7 +374,7 @@ async def _flush(
                     hashes[1] if len(hashes) > 1 else None,
                 )
             )
-    await store.replace_files(pool, repo_id, files, rows)
+    await store.replace_files(pool, run.repo_id, files, rows)
     report.chunks_written += len(rows)
     report.texts_embedded += len(missing)
-    progress.advance(len(batch), len(rows))
+    run.progress.advance(len(batch), len(rows))

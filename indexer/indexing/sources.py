@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from . import git
-from .errors import SourceError
+from indexer.errors import SourceError
+from indexer.sync import git
 
 
 @dataclass(frozen=True, slots=True)

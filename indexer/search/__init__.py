@@ -2,11 +2,10 @@
 
 * dense: cosine similarity of the query's embedding to each chunk's vector (HNSW). A
   function's vector averages its full text's embedding with a short name text's
-  (`indexer.embedtext.name_text`).
-* lexical: BM25F over the identifier-split fields of `indexer.lexical` (name, module and
-  parameters, doc and called names, body), computed in SQL from the chunks' weighted
-  tsvectors, so a function whose name says what the query says outranks long code that
-  merely mentions the words.
+  (`indexer.embedding.texts.name_text`).
+* lexical (`indexer.search.lexical`): BM25F over the identifier-split fields of
+  `indexer.words` (name, module and parameters, doc and called names, body), so a function
+  whose name says what the query says outranks long code that merely mentions the words.
 * hybrid: the cosine plus a small share of the lexical score (score-level fusion; RRF is
   kept as an option for comparison). bench/README.md has the measurements behind every
   default in `Tuning`.
@@ -32,115 +31,104 @@ a similar range for the right function, but common English words can reach 0.3.
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
-from typing import Literal
+from dataclasses import replace
 
 import asyncpg
 import numpy as np
 
-from . import lexical, store
-from .bounded import within
-from .embedder import Embedder, check_dimensions
-from .errors import EmbedderUnavailable, EmbeddingError, ModelMismatch, ModelMissing, VictorError
+from indexer.embedding import Embedder
+from indexer.errors import VictorError
+from indexer.search.dense import check_space, dense_ids, embed_queries
+from indexer.search.fusion import DEFAULT_TUNING, Tuning, fuse, is_test_path
+from indexer.search.lexical import lexical_ids, query_lexemes
+from indexer.search.results import MODES, Found, Mode, SearchResult
+from indexer.search.symbols import SymbolHit, symbol_hits
 
-Mode = Literal["hybrid", "dense", "lexical"]
-MODES: tuple[Mode, ...] = ("hybrid", "dense", "lexical")
-
-
-@dataclass(frozen=True, slots=True)
-class SearchResult:
-    repo: str
-    path: str
-    start_line: int
-    end_line: int
-    symbol: str
-    kind: str
-    score: float
-    text: str
-    signature: str = ""
-    commit: str | None = None
-    github_url: str | None = None
-
-    def to_json(self) -> dict:
-        data = asdict(self)
-        data["score"] = round(self.score, 4)
-        return data
+__all__ = ["DEFAULT_TUNING", "MODES", "Found", "Mode", "SearchResult", "Tuning", "search"]
 
 
-@dataclass(frozen=True, slots=True)
-class Tuning:
-    """The knobs of ranking. The defaults are what bench/README.md measured best on Lua
-    (tuned on Penlight, checked on Roact)."""
-
-    # BM25F: weight of a word in each field (A name, B module/params, C doc/calls, D body)
-    weights: tuple[float, float, float, float] = (6.0, 2.0, 0.5, 0.5)
-    k1: float = 6.0  # high: a name word should count about as much as many body words
-    b_doc: float = 0.75  # length normalisation of the doc field
-    b_body: float = 1.0  # and of the body; names are short and not normalised
-    depth: int = 50  # candidates taken from each side before fusing
-    alpha: float = 0.1  # hybrid: weight of the lexical share next to the cosine
-    fusion: Literal["score", "rrf"] = "score"
-    rrf_k: int = 10  # for fusion="rrf"
-    lexical_half: float = 30.0  # the BM25F score whose lexical share is 0.5
-    symbols: bool = True  # put the definition of a named symbol first
-    module_lexical: float = 0.25  # lexical score factor of module/window chunks
-    module_dense: float = 0.8  # cosine factor of module/window chunks
-    tests: float = 0.8  # score factor of chunks in test/spec files
-
-
-DEFAULT_TUNING = Tuning()
-
-
-@dataclass(slots=True)
-class Found:
-    """What a search returns: results, the mode that actually ran, and why it differs."""
-
-    results: list[SearchResult]
-    mode: Mode
-    notice: str = ""  # set when the search was degraded (embedder down: lexical only)
-
-
-async def check_space(db: asyncpg.Pool | asyncpg.Connection, embedder: Embedder) -> int:
-    """A query embedded in another vector space than the index's would return noise.
-    Returns the index's vector dimension."""
-    recorded = await store.embedding_space(db)
-    if recorded is None:
-        raise VictorError("The index is empty. Index some Lua code first: victor index PATH")
-    if recorded.space != embedder.space:
-        raise ModelMismatch(store.mismatch_message(recorded, embedder.space, embedder.model))
-    return recorded.dims
+async def search(
+    pool: asyncpg.Pool,
+    embedder: Embedder | None,
+    queries: Sequence[str],
+    *,
+    mode: Mode = "hybrid",
+    top_k: int = 8,
+    repos: Sequence[str] | None = None,
+    timeout: float = 5.0,
+    tuning: Tuning = DEFAULT_TUNING,
+) -> list[Found]:
+    """Search for every query with one embedding request; lexical only when the embedder
+    is down or slow (each Found then carries a notice)."""
+    if mode not in MODES:
+        raise VictorError(f"Unknown search mode {mode!r}: use one of {', '.join(MODES)}.")
+    vectors: list[np.ndarray] | None = None
+    notice = ""
+    if mode != "lexical" and queries:
+        if embedder is None:
+            notice = "no embedder configured; lexical search only"
+        else:
+            dims = await check_space(pool, embedder)
+            vectors, notice = await embed_queries(embedder, queries, timeout, dims)
+    used: Mode = mode if vectors is not None or mode == "lexical" else "lexical"
+    found: list[Found] = []
+    async with pool.acquire() as conn:
+        ids = await repo_ids(conn, repos)
+        for n, query in enumerate(queries):
+            vector = vectors[n] if vectors is not None else None
+            results = await _one(
+                conn, query, vector, mode=used, top_k=top_k, repos=ids, tuning=tuning
+            )
+            found.append(Found(results, used, notice))
+    return found
 
 
-# --- the embedder, bounded ------------------------------------------------------------------
+async def _one(
+    conn: asyncpg.Connection,
+    query: str,
+    vector: np.ndarray | None,
+    *,
+    mode: Mode,
+    top_k: int,
+    repos: list[int] | None,
+    tuning: Tuning = DEFAULT_TUNING,
+) -> list[SearchResult]:
+    """One search on one connection. Without a vector, only the lexical side runs."""
+    if vector is None:
+        mode = "lexical"
+    depth = max(tuning.depth, top_k)
+    dense: dict[int, float] = {}
+    lex: dict[int, float] = {}
+    if mode != "lexical":
+        dense = await dense_ids(conn, vector, depth, repos)
+    if mode != "dense":
+        lex = await lexical_ids(conn, await query_lexemes(conn, query), depth, repos, tuning)
+    symbols = await symbol_hits(conn, query, repos) if tuning.symbols else []
+    ids = dense.keys() | lex.keys() | {h.id for h in symbols}
+    rows = await fetch_results(conn, list(ids), vector)
+    scores = fuse(rows, dense, lex, mode, tuning)
+    named = _named_first(symbols, rows, scores)
+    order = named + [i for i in sorted(scores, key=lambda i: -scores[i]) if i not in named]
+    return [replace(rows[i][0], score=1.0 if i in named else scores[i]) for i in order[:top_k]]
 
-_EMBEDDER_DOWN = (EmbedderUnavailable, EmbeddingError, ModelMissing, TimeoutError, OSError)
 
-
-async def embed_queries(
-    embedder: Embedder, queries: Sequence[str], timeout: float, dims: int | None = None
-) -> tuple[list[np.ndarray] | None, str]:
-    """The queries' vectors, or None and a notice when the embedder fails, takes longer
-    than `timeout` seconds or answers with vectors of another dimension than the index's
-    (`dims`): a chat must get lexical results rather than wait or fail."""
-    try:
-        await embedder.ready()
-        vectors = await within(embedder.embed_queries(list(queries)), timeout)
-        if dims is not None:
-            check_dimensions(vectors, dims, embedder.model)
-    except _EMBEDDER_DOWN as exc:
-        reason = (
-            f"no answer within {timeout:g} s"
-            if isinstance(exc, TimeoutError)
-            else str(exc).rstrip(".")
-        )
-        return None, f"embedder unavailable ({reason}); lexical search only"
-    return [np.asarray(v, dtype=np.float32) for v in vectors], ""
-
-
-# --- the three sides, in SQL ----------------------------------------------------------------
+def _named_first(
+    symbols: list[SymbolHit],
+    rows: dict[int, tuple[SearchResult, float]],
+    scores: dict[int, float],
+) -> list[int]:
+    """The definitions of the named function: code before tests, then the closest match
+    (see _match_strength), then the best scored."""
+    return sorted(
+        (h.id for h in symbols),
+        key=lambda i: (
+            not is_test_path(rows[i][0].path),
+            next(h.strength for h in symbols if h.id == i),
+            scores[i],
+        ),
+        reverse=True,
+    )
 
 
 async def repo_ids(conn: asyncpg.Connection, repos: Sequence[str] | None) -> list[int] | None:
@@ -148,244 +136,6 @@ async def repo_ids(conn: asyncpg.Connection, repos: Sequence[str] | None) -> lis
         return None
     rows = await conn.fetch("SELECT id FROM repos WHERE name = ANY($1)", list(repos))
     return [r["id"] for r in rows]
-
-
-async def dense_ids(
-    conn: asyncpg.Connection, vector: np.ndarray, depth: int, repos: list[int] | None
-) -> dict[int, float]:
-    """Chunk id -> cosine similarity of the `depth` nearest chunks (HNSW)."""
-    async with conn.transaction():
-        # with a repo filter, let HNSW keep scanning until enough rows pass it
-        await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        # the default ef_search (40) caps how many candidates one scan can return
-        await conn.execute("SELECT set_config('hnsw.ef_search', $1, true)", str(max(40, 2 * depth)))
-        rows = await conn.fetch(
-            """
-            SELECT id, 1 - (embedding <=> $1) AS cos FROM chunks
-            WHERE embedding IS NOT NULL AND ($3::int[] IS NULL OR repo_id = ANY($3))
-            ORDER BY embedding <=> $1
-            LIMIT $2
-            """,
-            vector,
-            depth,
-            repos,
-        )
-    return {r["id"]: float(r["cos"]) for r in rows}
-
-
-async def query_lexemes(conn: asyncpg.Connection, query: str) -> list[str]:
-    """The query's words as the index stores them (identifiers split, stemmed, no stop words)."""
-    words = lexical.query_words(query)
-    if not words:
-        return []
-    return list(await conn.fetchval("SELECT tsvector_to_array(to_tsvector('english', $1))", words))
-
-
-# A query word found in more chunks than this is "common": it still counts in every score,
-# but the chunks to score are found through the rarer words. Scoring costs about 0.04 ms per
-# chunk (each tsvector is read and unnested), and in a large index one common word ("player",
-# "set") can be in a third of a million chunks: this bound keeps a search at most a few
-# hundred milliseconds. Indexes of fewer chunks are scored exactly, as before.
-MAX_LEXICAL_CANDIDATES = 10_000
-
-
-async def lexical_ids(
-    conn: asyncpg.Connection,
-    lexemes: list[str],
-    depth: int,
-    repos: list[int] | None,
-    tuning: Tuning,
-) -> dict[int, float]:
-    """Chunk id -> BM25F score of the `depth` best lexical matches.
-
-    Per query word: idf from how many chunks hold it; its frequency in a chunk summed over
-    fields with the field weights (the body's part normalised by body length, like BM25),
-    then saturated with k1. The GIN index finds the chunks holding the query words: all of
-    them while they are in at most MAX_LEXICAL_CANDIDATES chunks together, else the rarest
-    words up to that many chunks (when every word is common: chunks holding all of them, at
-    most that many). In a large index, frequent words' counts come from PostgreSQL's
-    statistics (see document_frequencies).
-    """
-    if not lexemes:
-        return {}
-    scope = await conn.fetchrow(
-        """
-        SELECT count(*)::float8 AS n, greatest(avg(lex_len), 1)::float8 AS body_avg,
-               greatest(avg(lex_doc_len), 1)::float8 AS doc_avg
-        FROM chunks WHERE searchable AND ($1::int[] IS NULL OR repo_id = ANY($1))
-        """,
-        repos,
-    )
-    n = scope["n"]
-    df = await document_frequencies(conn, lexemes, repos, n)
-    found = sorted((w for w in lexemes if df[w] > 0), key=lambda w: df[w])
-    if not found:
-        return {}
-    chosen: list[str] = []
-    for word in found:
-        if chosen and sum(df[w] for w in chosen) + df[word] > MAX_LEXICAL_CANDIDATES:
-            break
-        chosen.append(word)
-    exact = n <= MAX_LEXICAL_CANDIDATES or len(chosen) == len(found)
-    every = not exact and df[chosen[0]] > MAX_LEXICAL_CANDIDATES  # only common words
-    if exact:
-        chosen = found
-    idf = [math.log(1 + (n - df[w] + 0.5) / (df[w] + 0.5)) for w in found]
-    wa, wb, wc, wd = tuning.weights
-    rows = await conn.fetch(
-        """
-        WITH words AS (SELECT * FROM unnest($1::text[], $2::float8[]) AS t(lexeme, idf)),
-        s AS (SELECT $15::float8 AS body_avg, $16::float8 AS doc_avg),
-        candidates AS (
-            SELECT c.id, c.kind, c.lex, c.lex_len, c.lex_doc_len FROM chunks c
-            WHERE c.lex @@ (SELECT string_agg(quote_literal(w), $4)::tsquery
-                            FROM unnest($3::text[]) AS w)
-              AND c.searchable AND ($5::int[] IS NULL OR c.repo_id = ANY($5))
-            LIMIT $6
-        )
-        SELECT c.id, sum(words.idf * f.tf * ($11 + 1) / (f.tf + $11))
-               * CASE WHEN c.kind IN ('module', 'window') THEN $14 ELSE 1 END AS score
-        FROM candidates c CROSS JOIN s
-        CROSS JOIN LATERAL (
-            SELECT u.lexeme,
-                   sum(CASE w WHEN 'A' THEN $7 WHEN 'B' THEN $8
-                       WHEN 'C' THEN $9 / (1 - $12 + $12 * c.lex_doc_len / s.doc_avg)
-                       ELSE $10 / (1 - $13 + $13 * c.lex_len / s.body_avg) END) AS tf
-            FROM unnest(c.lex) AS u, unnest(u.weights) AS w
-            WHERE u.lexeme = ANY($1)
-            GROUP BY u.lexeme
-        ) f
-        JOIN words ON words.lexeme = f.lexeme
-        GROUP BY c.id, c.kind
-        ORDER BY score DESC, c.id
-        LIMIT $17
-        """,
-        found,
-        idf,
-        found if every else chosen,
-        " & " if every else " | ",
-        repos,
-        MAX_LEXICAL_CANDIDATES if every else None,
-        wa,
-        wb,
-        wc,
-        wd,
-        tuning.k1,
-        tuning.b_doc,
-        tuning.b_body,
-        tuning.module_lexical,
-        scope["body_avg"],
-        scope["doc_avg"],
-        depth,
-    )
-    return {r["id"]: float(r["score"]) for r in rows}
-
-
-async def document_frequencies(
-    conn: asyncpg.Connection, lexemes: list[str], repos: list[int] | None, n: float
-) -> dict[str, float]:
-    """How many chunks in scope hold each word. Counted (up to MAX_LEXICAL_CANDIDATES + 1: a
-    bounded scan) in a scope of at most MAX_LEXICAL_CANDIDATES chunks; in a larger one the
-    frequent words' counts are estimated from PostgreSQL's statistics of the tsvector column
-    (the share of rows holding each of its most common words, kept by ANALYZE) and only the
-    others are counted."""
-    df: dict[str, float] = {}
-    if n > MAX_LEXICAL_CANDIDATES:
-        rows = await conn.fetch(
-            """
-            SELECT e.lexeme, e.share FROM pg_stats s
-            CROSS JOIN LATERAL unnest(s.most_common_elems::text::text[],
-                                      s.most_common_elem_freqs) AS e(lexeme, share)
-            WHERE s.schemaname = current_schema() AND s.tablename = 'chunks'
-              AND s.attname = 'lex' AND e.lexeme = ANY($1)
-            """,
-            lexemes,
-        )
-        df = {r["lexeme"]: r["share"] * n for r in rows}
-    rows = await conn.fetch(
-        """
-        SELECT t.lexeme, (
-            SELECT count(*) FROM (
-                SELECT 1 FROM chunks c
-                WHERE c.lex @@ quote_literal(t.lexeme)::tsquery AND c.searchable
-                  AND ($2::int[] IS NULL OR c.repo_id = ANY($2))
-                LIMIT $3) s
-        )::float8 AS df
-        FROM unnest($1::text[]) AS t(lexeme)
-        """,
-        [w for w in lexemes if w not in df],
-        repos,
-        MAX_LEXICAL_CANDIDATES + 1,
-    )
-    return df | {r["lexeme"]: r["df"] for r in rows}
-
-
-@dataclass(frozen=True, slots=True)
-class _SymbolHit:
-    id: int
-    strength: tuple[int, bool]  # (match level, same letter case): see _match_strength
-
-
-async def symbol_hits(
-    conn: asyncpg.Connection, query: str, repos: list[int] | None
-) -> list[_SymbolHit]:
-    """Definitions of the symbols the query names, strongest match first.
-
-    A chunk matches through any function it defines: its own symbol, or a helper defined
-    inside it (`local function helper`, `self.update = function`). In a lookup (`where is
-    trim defined`) any definition of that name counts; in a longer question only a name
-    that matches with its qualifier (`Picker:get_selection`) or one spelled like an
-    identifier (`get_selection`) does: prose such as 'list[first:last]' must not pull up
-    some function called `last`.
-    """
-    terms, lookup = lexical.symbol_terms(query)
-    if not terms:
-        return []
-    keys = list({lexical.symbol_key(t) for t in terms})
-    rows = await conn.fetch(
-        """
-        SELECT id, symbol, kind, part, path, defines FROM chunks
-        WHERE symbol_keys && $1::text[] AND searchable
-          AND ($2::int[] IS NULL OR repo_id = ANY($2))
-        """,
-        keys,
-        repos,
-    )
-    hits: list[_SymbolHit] = []
-    for r in rows:
-        names = list(r["defines"])
-        if r["part"] > 1 and r["kind"] in ("function", "method"):
-            names = names[1:]  # a later window of a large function: its first part stands for it
-        strength = max(
-            (_match_strength(t, n, r["path"]) for t in terms for n in names), default=(0, False)
-        )
-        if strength[0] >= (1 if lookup else 2):
-            hits.append(_SymbolHit(r["id"], strength))
-    return sorted(hits, key=lambda h: h.strength, reverse=True)
-
-
-def _match_strength(term: str, name: str, path: str) -> tuple[int, bool]:
-    """How well a query term names a defined function, as (level, same case).
-
-    Level 4: the same name (`Picker:get_selection`); 3: the term ends with the name
-    (`pl.data.write` for `data.write`); 2: the term's qualifiers are in the file's path or
-    the name (`pl.List:slice` for `List:slice` in pl/List.lua), or an identifier-like
-    term (`get_selection`) names it; 1: only the last names agree; 0: another function.
-    """
-    if lexical.symbol_key(term) != lexical.symbol_key(name):
-        return (0, False)
-    same_case = re.split(r"[.:]", term)[-1] == re.split(r"[.:]", name)[-1]
-    term_l, name_l = term.lower(), name.lower()
-    if term_l == name_l:
-        return (4, same_case)
-    if term_l.endswith(("." + name_l, ":" + name_l)):
-        return (3, same_case)
-    term_parts = re.split(r"[.:]", term_l)
-    if len(term_parts) == 1:
-        identifier = "_" in term.strip("_") or re.search(r"[a-z][A-Z]", term) is not None
-        return (2 if identifier else 1, same_case)
-    where = set(re.split(r"[/._-]", path.lower())) | set(re.split(r"[.:]", name_l)[:-1])
-    return (2 if set(term_parts[:-1]) <= where else 1, same_case)
 
 
 async def fetch_results(
@@ -427,131 +177,3 @@ async def fetch_results(
         )
         for r in rows
     }
-
-
-# --- fusion ---------------------------------------------------------------------------------
-
-_TEST_PATH = re.compile(r"(^|/)(tests?|spec|specs|__tests__)/|[_.-](spec|test)\.lua$|(^|/)test[_-]")
-
-
-def is_test_path(path: str) -> bool:
-    """Test and spec files: a question about the code is rarely about its tests."""
-    return _TEST_PATH.search(path.lower()) is not None
-
-
-def fuse(
-    rows: dict[int, tuple[SearchResult, float]],
-    dense: dict[int, float],
-    lex: dict[int, float],
-    mode: Mode,
-    tuning: Tuning,
-) -> dict[int, float]:
-    """id -> score in [0, 1] for the mode (see the module docstring)."""
-    dense_rank = {i: n for n, i in enumerate(sorted(dense, key=lambda i: -dense[i]), 1)}
-    lex_rank = {i: n for n, i in enumerate(sorted(lex, key=lambda i: -lex[i]), 1)}
-    scores: dict[int, float] = {}
-    for i, (result, cos) in rows.items():
-        if result.kind in ("module", "window"):
-            cos *= tuning.module_dense
-        cos = max(0.0, cos)
-        if mode == "dense":
-            score = cos
-        elif mode == "lexical":
-            score = lex.get(i, 0.0) / (lex.get(i, 0.0) + tuning.lexical_half)
-        elif tuning.fusion == "rrf":
-            score = sum(1 / (tuning.rrf_k + r[i]) for r in (dense_rank, lex_rank) if i in r) / (
-                2 / (tuning.rrf_k + 1)
-            )
-        else:
-            s = lex.get(i, 0.0)
-            score = (cos + tuning.alpha * s / (s + tuning.lexical_half)) / (1 + tuning.alpha)
-        if is_test_path(result.path):
-            score *= tuning.tests
-        scores[i] = score
-    return scores
-
-
-# --- one search -----------------------------------------------------------------------------
-
-
-async def run(
-    conn: asyncpg.Connection,
-    query: str,
-    vector: np.ndarray | None,
-    *,
-    mode: Mode,
-    top_k: int,
-    repos: list[int] | None,
-    tuning: Tuning = DEFAULT_TUNING,
-) -> list[SearchResult]:
-    """One search on one connection. Without a vector, only the lexical side runs."""
-    if vector is None:
-        mode = "lexical"
-    depth = max(tuning.depth, top_k)
-    dense: dict[int, float] = {}
-    lex: dict[int, float] = {}
-    if mode != "lexical":
-        dense = await dense_ids(conn, vector, depth, repos)
-    if mode != "dense":
-        lex = await lexical_ids(conn, await query_lexemes(conn, query), depth, repos, tuning)
-    symbols = await symbol_hits(conn, query, repos) if tuning.symbols else []
-    ids = dense.keys() | lex.keys() | {h.id for h in symbols}
-    rows = await fetch_results(conn, list(ids), vector)
-    scores = fuse(rows, dense, lex, mode, tuning)
-    named = _named_first(symbols, rows, scores)
-    order = named + [i for i in sorted(scores, key=lambda i: -scores[i]) if i not in named]
-    return [replace(rows[i][0], score=1.0 if i in named else scores[i]) for i in order[:top_k]]
-
-
-def _named_first(
-    symbols: list[_SymbolHit],
-    rows: dict[int, tuple[SearchResult, float]],
-    scores: dict[int, float],
-) -> list[int]:
-    """The definitions of the named function: code before tests, then the closest match
-    (see _match_strength), then the best scored."""
-    return sorted(
-        (h.id for h in symbols),
-        key=lambda i: (
-            not is_test_path(rows[i][0].path),
-            next(h.strength for h in symbols if h.id == i),
-            scores[i],
-        ),
-        reverse=True,
-    )
-
-
-async def search(
-    pool: asyncpg.Pool,
-    embedder: Embedder | None,
-    queries: Sequence[str],
-    *,
-    mode: Mode = "hybrid",
-    top_k: int = 8,
-    repos: Sequence[str] | None = None,
-    timeout: float = 5.0,
-    tuning: Tuning = DEFAULT_TUNING,
-) -> list[Found]:
-    """Search for every query with one embedding request; lexical only when the embedder
-    is down or slow (each Found then carries a notice)."""
-    if mode not in MODES:
-        raise VictorError(f"Unknown search mode {mode!r}: use one of {', '.join(MODES)}.")
-    vectors: list[np.ndarray] | None = None
-    notice = ""
-    if mode != "lexical" and queries:
-        if embedder is None:
-            notice = "no embedder configured; lexical search only"
-        else:
-            dims = await check_space(pool, embedder)
-            vectors, notice = await embed_queries(embedder, queries, timeout, dims)
-    used: Mode = mode if vectors is not None or mode == "lexical" else "lexical"
-    found: list[Found] = []
-    async with pool.acquire() as conn:
-        ids = await repo_ids(conn, repos)
-        for n, query in enumerate(queries):
-            vector = vectors[n] if vectors is not None else None
-            results = await run(
-                conn, query, vector, mode=used, top_k=top_k, repos=ids, tuning=tuning
-            )
-            found.append(Found(results, used, notice))
-    return found

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from .search import SearchResult
+from indexer.search import SearchResult
 
 CHARS_PER_TOKEN = 3.5  # a conservative average for code; only used for token budgets
 MAX_GAP = 3  # merge chunks of a file separated by at most this many (blank) lines

@@ -24,7 +24,7 @@ from datetime import datetime
 
 import asyncpg
 
-from .errors import NotFound
+from indexer.errors import NotFound
 
 CHANNEL = "victor_jobs"  # NOTIFY channel: wakes idle workers as soon as a job is queued
 MAX_BACKOFF = 900.0  # seconds

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import asyncpg
 
-from . import git, store
-from .config import Settings
-from .embedder import Embedder
-from .errors import ConfigError, SourceError
-from .indexing import Changes, IndexReport, index_source
-from .sources import GitSource, display_path, matches
+from indexer import store
+from indexer.config import Settings
+from indexer.embedding import Embedder
+from indexer.errors import ConfigError, SourceError
+from indexer.indexing.run import Changes, IndexReport, index_source
+from indexer.indexing.sources import GitSource, display_path, matches
+from indexer.sync import git
 
 
 @dataclass

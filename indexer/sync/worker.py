@@ -17,11 +17,12 @@ import logging
 
 import asyncpg
 
-from . import db, jobs
-from .errors import DatabaseUnavailable, VictorError
-from .jobs import Job
-from .service import Victor
-from .sync import SyncReport
+from indexer import store
+from indexer.errors import DatabaseUnavailable, VictorError
+from indexer.service import Victor
+from indexer.sync import jobs
+from indexer.sync.jobs import Job
+from indexer.sync.repo_sync import SyncReport
 
 log = logging.getLogger(__name__)
 
@@ -180,8 +181,8 @@ class Worker:
         if isinstance(exc, VictorError):
             message = str(exc)
             log.warning("job %d: %s", job.id, message)
-        elif isinstance(exc, db.CONNECTION_LOST):
-            message = db.lost(exc)
+        elif isinstance(exc, store.CONNECTION_LOST):
+            message = store.lost(exc)
             log.warning("job %d: %s", job.id, message)
         else:
             message = f"unexpected {exc.__class__.__name__}: {exc} (see the worker log)"

@@ -197,7 +197,7 @@ class Index:
 
     def retrieve(self, question: str):
         """What the filter retrieves for this question (same search, same budget)."""
-        from indexer.context import budget_chars
+        from indexer.search.context import budget_chars
         from indexer.service import open_victor
 
         async def run():

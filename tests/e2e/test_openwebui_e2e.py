@@ -20,8 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from indexer.context import Context
-from indexer.openwebui import PRESET_SYSTEM_PROMPT
+from indexer.search.context import Context
 from tests.e2e.harness import (
     MODEL_ID,
     E2EConfig,
@@ -34,6 +33,7 @@ from tests.e2e.harness import (
     start_stack,
 )
 from tests.support.fake_llm import DEFAULT_REPLY, message_text
+from victor.openwebui import PRESET_SYSTEM_PROMPT
 
 pytestmark = pytest.mark.e2e
 

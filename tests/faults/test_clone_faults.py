@@ -16,8 +16,9 @@ import time
 
 import pytest
 
-from indexer import jobs, store
-from indexer.sync import clone_dir
+from indexer import store
+from indexer.sync import jobs
+from indexer.sync.repo_sync import clone_dir
 from tests.faults.compare import assert_same, snapshot
 from tests.faults.test_database_restart import penlight_files
 from tests.faults.test_worker_faults import clean_sync

@@ -16,8 +16,9 @@ import asyncpg
 import pytest
 from pydantic import SecretStr
 
-from indexer import jobs, store
+from indexer import store
 from indexer.service import open_victor
+from indexer.sync import jobs
 from tests.conftest import VICTOR, git
 from tests.faults.compare import assert_same, snapshot
 from tests.support import pg

@@ -113,7 +113,7 @@ async def test_hung_database_costs_the_timeout_every_time_and_leaves_no_stuck_co
         info, elapsed = await timed_inlet(pipeline)
         assert info["status"] in ("ok", "degraded") and elapsed < TIMEOUT + SLACK, info
 
-    pool = pipeline.victor.pool
+    pool = pipeline.session.victor.pool
     assert pool.get_size() <= pipeline.valves.pool_size
     assert pool.get_idle_size() == pool.get_size()  # nothing stuck in a query
     database = database_name(settings.database_url.get_secret_value())

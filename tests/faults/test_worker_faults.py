@@ -19,10 +19,11 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from indexer import jobs, store
-from indexer.embedtext import text_hash
+from indexer import store
+from indexer.embedding.texts import text_hash
 from indexer.service import open_victor
-from indexer.worker import Worker
+from indexer.sync import jobs
+from indexer.sync.worker import Worker
 from tests.conftest import VICTOR
 from tests.faults.compare import assert_same, snapshot
 from tests.faults.test_database_restart import penlight_files

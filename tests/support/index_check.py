@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from indexer.sources import blob_id, decode_lua
+from indexer.indexing.sources import blob_id, decode_lua
 
 
 async def assert_index_holds(url: str, name: str, expected: dict[str, bytes]) -> dict[str, str]:

@@ -32,7 +32,7 @@ class _QuietServer(ThreadingHTTPServer):
 
 class FakeOllama:
     def __init__(self, models: tuple[str, ...] = DEFAULT_MODELS, port: int = 0):
-        from indexer.embedder import load_local_model
+        from indexer.embedding.local import load_local_model
 
         self.model = load_local_model()
         self.models = {m if ":" in m else m + ":latest" for m in models}

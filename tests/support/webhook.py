@@ -13,9 +13,9 @@ import asyncpg
 import httpx
 from werkzeug.serving import make_server
 
-from indexer import jobs
 from indexer.config import Settings
-from indexer.sources import matches
+from indexer.indexing.sources import matches
+from indexer.sync import jobs
 from tests.support.github import run_git
 from webhook.app import create_app
 

@@ -1,0 +1,2 @@
+"""What every chat adapter shares: reading chat bodies and adding context (`bodies`), and one
+session with the index (`session`)."""

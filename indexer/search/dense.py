@@ -1,0 +1,81 @@
+"""The dense side: the query's embedding (bounded in time, lexical fallback when the embedder is
+down or slow) and the nearest chunks by cosine similarity (HNSW)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+import numpy as np
+
+from indexer import store
+from indexer.bounded import within
+from indexer.embedding import Embedder, check_dimensions
+from indexer.errors import (
+    EmbedderUnavailable,
+    EmbeddingError,
+    ModelMismatch,
+    ModelMissing,
+    VictorError,
+)
+
+
+async def check_space(db: asyncpg.Pool | asyncpg.Connection, embedder: Embedder) -> int:
+    """A query embedded in another vector space than the index's would return noise.
+    Returns the index's vector dimension."""
+    recorded = await store.embedding_space(db)
+    if recorded is None:
+        raise VictorError("The index is empty. Index some Lua code first: victor index PATH")
+    if recorded.space != embedder.space:
+        raise ModelMismatch(store.mismatch_message(recorded, embedder.space, embedder.model))
+    return recorded.dims
+
+
+_EMBEDDER_DOWN = (EmbedderUnavailable, EmbeddingError, ModelMissing, TimeoutError, OSError)
+
+
+_EMBEDDER_DOWN = (EmbedderUnavailable, EmbeddingError, ModelMissing, TimeoutError, OSError)
+
+
+async def embed_queries(
+    embedder: Embedder, queries: Sequence[str], timeout: float, dims: int | None = None
+) -> tuple[list[np.ndarray] | None, str]:
+    """The queries' vectors, or None and a notice when the embedder fails, takes longer
+    than `timeout` seconds or answers with vectors of another dimension than the index's
+    (`dims`): a chat must get lexical results rather than wait or fail."""
+    try:
+        await embedder.ready()
+        vectors = await within(embedder.embed_queries(list(queries)), timeout)
+        if dims is not None:
+            check_dimensions(vectors, dims, embedder.model)
+    except _EMBEDDER_DOWN as exc:
+        reason = (
+            f"no answer within {timeout:g} s"
+            if isinstance(exc, TimeoutError)
+            else str(exc).rstrip(".")
+        )
+        return None, f"embedder unavailable ({reason}); lexical search only"
+    return [np.asarray(v, dtype=np.float32) for v in vectors], ""
+
+
+async def dense_ids(
+    conn: asyncpg.Connection, vector: np.ndarray, depth: int, repos: list[int] | None
+) -> dict[int, float]:
+    """Chunk id -> cosine similarity of the `depth` nearest chunks (HNSW)."""
+    async with conn.transaction():
+        # with a repo filter, let HNSW keep scanning until enough rows pass it
+        await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        # the default ef_search (40) caps how many candidates one scan can return
+        await conn.execute("SELECT set_config('hnsw.ef_search', $1, true)", str(max(40, 2 * depth)))
+        rows = await conn.fetch(
+            """
+            SELECT id, 1 - (embedding <=> $1) AS cos FROM chunks
+            WHERE embedding IS NOT NULL AND ($3::int[] IS NULL OR repo_id = ANY($3))
+            ORDER BY embedding <=> $1
+            LIMIT $2
+            """,
+            vector,
+            depth,
+            repos,
+        )
+    return {r["id"]: float(r["cos"]) for r in rows}

@@ -1,0 +1,74 @@
+"""Fusing the sides into one score in [0, 1], with the priors (module chunks, test files), and
+the knobs of ranking (`Tuning`)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from indexer.search.results import Mode, SearchResult
+
+
+@dataclass(frozen=True, slots=True)
+class Tuning:
+    """The knobs of ranking. The defaults are what bench/README.md measured best on Lua
+    (tuned on Penlight, checked on Roact)."""
+
+    # BM25F: weight of a word in each field (A name, B module/params, C doc/calls, D body)
+    weights: tuple[float, float, float, float] = (6.0, 2.0, 0.5, 0.5)
+    k1: float = 6.0  # high: a name word should count about as much as many body words
+    b_doc: float = 0.75  # length normalisation of the doc field
+    b_body: float = 1.0  # and of the body; names are short and not normalised
+    depth: int = 50  # candidates taken from each side before fusing
+    alpha: float = 0.1  # hybrid: weight of the lexical share next to the cosine
+    fusion: Literal["score", "rrf"] = "score"
+    rrf_k: int = 10  # for fusion="rrf"
+    lexical_half: float = 30.0  # the BM25F score whose lexical share is 0.5
+    symbols: bool = True  # put the definition of a named symbol first
+    module_lexical: float = 0.25  # lexical score factor of module/window chunks
+    module_dense: float = 0.8  # cosine factor of module/window chunks
+    tests: float = 0.8  # score factor of chunks in test/spec files
+
+
+DEFAULT_TUNING = Tuning()
+
+
+_TEST_PATH = re.compile(r"(^|/)(tests?|spec|specs|__tests__)/|[_.-](spec|test)\.lua$|(^|/)test[_-]")
+
+
+def is_test_path(path: str) -> bool:
+    """Test and spec files: a question about the code is rarely about its tests."""
+    return _TEST_PATH.search(path.lower()) is not None
+
+
+def fuse(
+    rows: dict[int, tuple[SearchResult, float]],
+    dense: dict[int, float],
+    lex: dict[int, float],
+    mode: Mode,
+    tuning: Tuning,
+) -> dict[int, float]:
+    """id -> score in [0, 1] for the mode (see the module docstring)."""
+    dense_rank = {i: n for n, i in enumerate(sorted(dense, key=lambda i: -dense[i]), 1)}
+    lex_rank = {i: n for n, i in enumerate(sorted(lex, key=lambda i: -lex[i]), 1)}
+    scores: dict[int, float] = {}
+    for i, (result, cos) in rows.items():
+        if result.kind in ("module", "window"):
+            cos *= tuning.module_dense
+        cos = max(0.0, cos)
+        if mode == "dense":
+            score = cos
+        elif mode == "lexical":
+            score = lex.get(i, 0.0) / (lex.get(i, 0.0) + tuning.lexical_half)
+        elif tuning.fusion == "rrf":
+            score = sum(1 / (tuning.rrf_k + r[i]) for r in (dense_rank, lex_rank) if i in r) / (
+                2 / (tuning.rrf_k + 1)
+            )
+        else:
+            s = lex.get(i, 0.0)
+            score = (cos + tuning.alpha * s / (s + tuning.lexical_half)) / (1 + tuning.alpha)
+        if is_test_path(result.path):
+            score *= tuning.tests
+        scores[i] = score
+    return scores

@@ -1,0 +1,51 @@
+"""Advisory locks (one index run, one fetch + sync per repository, across processes) and the
+transaction helper that works on a pool or a connection."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager, suppress
+
+import asyncpg
+
+_REPO_LOCK_SPACE = 7_401_002  # pg_advisory_lock(space, repo_id): one index run per repo
+_SYNC_LOCK_SPACE = 7_401_003  # pg_advisory_lock(space, repo_id): one fetch + sync per repo
+
+
+@asynccontextmanager
+async def _session_lock(pool: asyncpg.Pool, space: int, key: int):
+    """Hold a session advisory lock on a connection of the pool for the block.
+
+    The lock belongs to the connection: if the connection breaks (the database stopped), the
+    lock is already gone, and failing to unlock must not hide the error that ended the work.
+    """
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1, $2)", space, key)
+        try:
+            yield
+        finally:
+            with suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                await conn.execute("SELECT pg_advisory_unlock($1, $2)", space, key)
+
+
+def repo_lock(pool: asyncpg.Pool, repo_id: int):
+    """Hold a session advisory lock so two runs never index the same repo at once."""
+    return _session_lock(pool, _REPO_LOCK_SPACE, repo_id)
+
+
+def sync_lock(pool: asyncpg.Pool, repo_id: int):
+    """One fetch + sync per repository at a time (workers, `victor sync`), across processes.
+
+    A session lock: it is released when its connection closes, so a killed worker never
+    leaves it behind.
+    """
+    return _session_lock(pool, _SYNC_LOCK_SPACE, repo_id)
+
+
+@asynccontextmanager
+async def transaction(db: asyncpg.Pool | asyncpg.Connection):
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn, conn.transaction():
+            yield conn
+    else:
+        async with db.transaction():
+            yield db

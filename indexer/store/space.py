@@ -1,0 +1,110 @@
+"""The embedding space an index is bound to (model, prefixes, dimensions): recorded once, every
+other model refused until `victor reembed`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from indexer.errors import ModelMismatch, SchemaError
+from indexer.store.locks import transaction
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingSpace:
+    space: str
+    model: str
+    dims: int
+
+
+async def embedding_space(db: asyncpg.Pool | asyncpg.Connection) -> EmbeddingSpace | None:
+    rows = await db.fetch(
+        "SELECT key, value FROM victor_meta "
+        "WHERE key IN ('embed_space', 'embed_model', 'embed_dims')"
+    )
+    meta = {r["key"]: r["value"] for r in rows}
+    if "embed_space" not in meta:
+        return None
+    return EmbeddingSpace(meta["embed_space"], meta["embed_model"], int(meta["embed_dims"]))
+
+
+def mismatch_message(recorded: EmbeddingSpace, space: str, model: str) -> str:
+    return (
+        f"The index was built with the embedding model {recorded.model!r} "
+        f"({recorded.dims} dims), but Victor is configured for {model!r}. "
+        f"Either set VICTOR_EMBED_MODEL={recorded.model} (and the backend/prefixes it used: "
+        f"{recorded.space}), or run `victor reembed` to re-embed the whole index with {model!r}."
+    )
+
+
+async def use_embedding_space(
+    db: asyncpg.Pool | asyncpg.Connection, space: str, model: str, dims: int
+) -> None:
+    """Bind the index to one vector space; refuse another one.
+
+    The first time, this fixes the embedding column to vector(dims) and builds
+    the HNSW cosine index (a vector column needs a dimension to be indexed).
+    """
+    recorded = await embedding_space(db)
+    if recorded is not None:
+        if recorded.space != space or recorded.dims != dims:
+            raise ModelMismatch(mismatch_message(recorded, space, model))
+        return
+    try:
+        async with transaction(db) as conn:
+            await conn.execute("LOCK TABLE victor_meta IN EXCLUSIVE MODE")
+            recorded = await embedding_space(conn)
+            if recorded is not None:
+                if recorded.space != space or recorded.dims != dims:
+                    raise ModelMismatch(mismatch_message(recorded, space, model))
+                return
+            await bind_space(conn, space, model, dims)
+    except asyncpg.InsufficientPrivilegeError as exc:
+        # a runtime role without DDL rights (docs/database-role.md): say who can do it
+        raise SchemaError(
+            f"The database role may not fix the embedding column to {model!r} ({dims} dims): "
+            f"{exc.message}. The first index of a database alters its tables: run it once "
+            "as the database's owner (the role that ran `victor init-db`); later runs work "
+            "with the runtime role. See docs/database-role.md."
+        ) from None
+
+
+async def bind_space(conn: asyncpg.Connection, space: str, model: str, dims: int) -> None:
+    """Fix the column to vector(dims), build the HNSW index, record the model."""
+    await conn.execute("DROP INDEX IF EXISTS chunks_embedding_hnsw")
+    await conn.execute(f"ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({int(dims)})")
+    await conn.execute(
+        "CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw ON chunks "
+        "USING hnsw (embedding vector_cosine_ops)"
+    )
+    await conn.executemany(
+        """
+        INSERT INTO victor_meta (key, value) VALUES ($1, $2)
+        ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
+        """,
+        [("embed_space", space), ("embed_model", model), ("embed_dims", str(dims))],
+    )
+
+
+async def unbind_space(conn: asyncpg.Connection) -> None:
+    """For `victor reembed`: free the column from its dimension, inside its transaction."""
+    await conn.execute("DROP INDEX IF EXISTS chunks_embedding_hnsw")
+    await conn.execute("ALTER TABLE chunks ALTER COLUMN embedding TYPE vector")
+
+
+async def set_vectors_from_cache(conn: asyncpg.Connection, space: str) -> None:
+    """Every searchable chunk's vector from the cache of `space`: its full text's embedding,
+    averaged with its name text's when it has one (as indexing computes it)."""
+    await conn.execute(
+        """
+        UPDATE chunks c SET embedding = (
+            SELECT CASE WHEN n.embedding IS NULL THEN e.embedding
+                        ELSE l2_normalize(e.embedding + n.embedding) END
+            FROM embedding_cache e
+            LEFT JOIN embedding_cache n ON n.space = e.space AND n.text_hash = c.name_hash
+            WHERE e.space = $1 AND e.text_hash = c.embed_hash)
+        WHERE c.searchable
+        """,
+        space,
+    )
