@@ -12,7 +12,7 @@ builds the indexes after the load and reports:
 * search latency p50/p95, one query at a time, through `indexer.search.search` (dense,
   lexical, hybrid; prose questions and symbol lookups; also restricted to the smallest
   repository), the query embedded in process (no HTTP), and each side's own time;
-* recall@10 of HNSW against exact search (the same `indexer.search.dense_ids` with index scans
+* recall@10 of HNSW against exact search (the same `indexer.search.dense.dense_ids` with index scans
   disabled: a sequential scan), at pgvector's default ef_search (40) and at the one Victor
   uses for its 50 candidates (100).
 
@@ -39,7 +39,10 @@ from bench import synthetic
 from bench.inlet_latency import emit, machine, pct
 from indexer import search, store
 from indexer.config import Settings
-from indexer.search import DEFAULT_TUNING
+from indexer.search import DEFAULT_TUNING, lexical
+from indexer.search import dense as dense_side
+from indexer.search import symbols as symbol_side
+from indexer.store import migrations
 
 
 def log(message: str) -> None:
@@ -104,19 +107,19 @@ async def latencies(pool, embedder, queries: dict[str, list[str]], repos=None) -
 
 
 async def sides(pool, embedder, texts: list[str]) -> dict:
-    """Where a hybrid search's time goes: each SQL side alone (same calls as search.run)."""
+    """Where a hybrid search's time goes: each SQL side alone (the same calls as one search)."""
     times: dict[str, list[float]] = {"dense": [], "lexical": [], "symbols": [], "fetch": []}
     async with pool.acquire() as conn:
         for q in texts:
             vector = (await embedder.embed_queries([q]))[0]
             t0 = time.perf_counter()
-            dense = await search.dense_ids(conn, vector, DEFAULT_TUNING.depth, None)
+            dense = await dense_side.dense_ids(conn, vector, DEFAULT_TUNING.depth, None)
             t1 = time.perf_counter()
-            lexemes = await search.query_lexemes(conn, q)
+            lexemes = await lexical.query_lexemes(conn, q)
             depth, tuning = DEFAULT_TUNING.depth, DEFAULT_TUNING
-            lex = await search.lexical_ids(conn, lexemes, depth, None, tuning)
+            lex = await lexical.lexical_ids(conn, lexemes, depth, None, tuning)
             t2 = time.perf_counter()
-            symbols = await search.symbol_hits(conn, q, None)
+            symbols = await symbol_side.symbol_hits(conn, q, None)
             t3 = time.perf_counter()
             ids = dense.keys() | lex.keys() | {h.id for h in symbols}
             await search.fetch_results(conn, list(ids), vector)
@@ -130,7 +133,7 @@ async def exact_ids(conn, vector, k: int) -> list[int]:
     """The true k nearest: dense_ids with index scans off, so PostgreSQL scans the table."""
     async with conn.transaction():
         await conn.execute("SET LOCAL enable_indexscan = off")
-        found = await search.dense_ids(conn, vector, k, None)
+        found = await dense_side.dense_ids(conn, vector, k, None)
     return sorted(found, key=lambda i: -found[i])[:k]
 
 
@@ -148,7 +151,7 @@ async def recall(pool, embedder, texts: list[str], k: int = 10) -> dict:
             # depth 50 (Victor's): ef_search 100, of which the best k count
             for key, depth in (("ef_search_40", k), ("ef_search_100", DEFAULT_TUNING.depth)):
                 t = time.perf_counter()
-                found = await search.dense_ids(conn, vector, depth, None)
+                found = await dense_side.dense_ids(conn, vector, depth, None)
                 if depth == k:
                     hnsw_ms.append((time.perf_counter() - t) * 1000)
                 top = sorted(found, key=lambda i: -found[i])[:k]

@@ -7,6 +7,7 @@ FROM ${PIPELINES_IMAGE}
 WORKDIR /tmp/victor
 COPY pyproject.toml README.md ./
 COPY indexer ./indexer
+COPY victor ./victor
 COPY webhook ./webhook
 COPY db ./db
 COPY functions ./functions

@@ -10,6 +10,7 @@ RUN apt-get update \
 WORKDIR /tmp/victor
 COPY pyproject.toml README.md ./
 COPY indexer ./indexer
+COPY victor ./victor
 COPY webhook ./webhook
 COPY db ./db
 COPY functions ./functions

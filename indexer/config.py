@@ -47,13 +47,33 @@ class Settings(BaseSettings):
     ollama_host: str = Field(
         default="http://localhost:11434",
         validation_alias=AliasChoices("OLLAMA_HOST", "VICTOR_OLLAMA_HOST"),
+        description="Ollama's address, for embeddings (from a container on the Mac: "
+        "http://host.docker.internal:11434).",
     )
-    embed_backend: Literal["ollama", "local"] = "ollama"
-    embed_model: str = "nomic-embed-text"
+    embed_backend: Literal["ollama", "local"] = Field(
+        default="ollama",
+        description="ollama: embeddings from Ollama; local: all-MiniLM-L6-v2 in-process "
+        "(the `local` extra; offline, no server).",
+    )
+    embed_model: str = Field(
+        default="nomic-embed-text",
+        description="The Ollama embedding model (ignored by the local backend). Changing it "
+        "needs `victor reembed`.",
+    )
     embed_timeout: float = Field(default=120.0, gt=0, description="Seconds per embedding request.")
-    embed_batch_size: int = Field(default=32, ge=1, le=2048)
-    embed_concurrency: int = Field(default=2, ge=1, le=64)
-    embed_retries: int = Field(default=3, ge=0, le=20)
+    embed_batch_size: int = Field(
+        default=32, ge=1, le=2048, description="Texts per embedding request."
+    )
+    embed_concurrency: int = Field(
+        default=2, ge=1, le=64, description="Embedding requests in flight at once."
+    )
+    embed_retries: int = Field(
+        default=3,
+        ge=0,
+        le=20,
+        description="Retries of an embedding request that failed for a passing reason "
+        "(connection, 5xx, 429), with backoff.",
+    )
     query_timeout: float = Field(
         default=3.0,
         gt=0,
@@ -68,12 +88,23 @@ class Settings(BaseSettings):
     include: Annotated[tuple[str, ...], NoDecode] = Field(
         default=("*.lua",), description="Comma-separated globs."
     )
-    max_file_bytes: int = Field(default=1_000_000, ge=1)
-    max_chunk_chars: int = Field(default=3000, ge=200)
+    max_file_bytes: int = Field(
+        default=1_000_000, ge=1, description="Larger files are skipped (and listed as skipped)."
+    )
+    max_chunk_chars: int = Field(
+        default=3000,
+        ge=200,
+        description="A function longer than this is split into windows (its nested functions "
+        "get their own chunks).",
+    )
     parse_time_limit: float = Field(
         default=10.0, gt=0, description="Seconds per file for luaparser."
     )
-    parse_workers: int | None = Field(default=None, ge=1)
+    parse_workers: int | None = Field(
+        default=None,
+        ge=1,
+        description="Processes that parse Lua while indexing. Unset: one per CPU core.",
+    )
 
     # GitHub webhook and sync worker (webhook/, indexer/worker.py)
     webhook_secret: SecretStr | None = Field(
@@ -95,7 +126,9 @@ class Settings(BaseSettings):
     job_lease: float = Field(
         default=60.0, gt=0, description="Seconds a worker holds a job without a heartbeat."
     )
-    job_max_attempts: int = Field(default=5, ge=1, le=100)
+    job_max_attempts: int = Field(
+        default=5, ge=1, le=100, description="Tries of a sync job before it is marked failed."
+    )
     job_retry_delay: float = Field(
         default=10.0, ge=0, description="Seconds before the first retry; doubles each time."
     )

@@ -166,7 +166,7 @@ class Pipeline:
             return body  # not a chat body Open WebUI sends: left as it is
         if not self._wanted(metadata):
             return body
-        from indexer.chat.bodies import bodies
+        from indexer.chat import bodies
 
         if bodies.context_in_current_turn(messages):
             return body

@@ -22,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from indexer.models import Chunk, ChunkKind, FileChunks, ParseMode
+from indexer.parsing import chunks as assembly
 from indexer.parsing import scanner
 from indexer.parsing.chunker import chunk_source
 from indexer.parsing.pool import chunk_files
@@ -163,7 +164,7 @@ def test_crlf_bom_and_shebang_change_nothing(variant, shift):
     assert result.mode == ParseMode.AST
     expected = [(s, k, a + shift, b + shift, sig, doc, p) for s, k, a, b, sig, doc, p in FORMS]
     assert symbols(result.chunks) == expected
-    assert scanner.scan_chunks("lib/forms.lua", source) == result.chunks
+    assert assembly.scan_chunks("lib/forms.lua", source) == result.chunks
     assert_well_formed(source, result.chunks)
 
 
@@ -183,7 +184,7 @@ def test_scanner_matches_ast_on_fixtures(name):
     source = fixture(name)
     result = chunk_source(name, source)
     assert result.mode == ParseMode.AST
-    assert scanner.scan_chunks(name, source) == result.chunks
+    assert assembly.scan_chunks(name, source) == result.chunks
 
 
 def test_luau_file_is_chunked_by_the_scanner():
@@ -304,7 +305,7 @@ def test_small_max_chars_keeps_chunks_small_and_complete(max_chars):
         source = fixture(name)
         result = chunk_source(name, source, max_chars=max_chars)
         assert_well_formed(source, result.chunks, max_chars)
-        assert scanner.scan_chunks(name, source, max_chars) == result.chunks
+        assert assembly.scan_chunks(name, source, max_chars) == result.chunks
 
 
 def test_nested_functions_of_a_large_function():
@@ -331,13 +332,13 @@ def test_nested_functions_of_a_large_function():
         ("obj.get", 6, 6, 0),
         ("M.new", 7, 10, 3),  # a table returned from a function body has no name
     ]
-    assert scanner.scan_chunks("m.lua", source, max_chars=80) == result.chunks
+    assert assembly.scan_chunks("m.lua", source, max_chars=80) == result.chunks
 
 
 def test_windows_end_at_blank_lines_when_they_can():
     source = "\n\n".join("\n".join(f"x{b}{i} = {i}" for i in range(4)) for b in range(6))
     src = scanner.load("w.lua", source)
-    runs = scanner.windows(src, 1, len(src.lines), 50)
+    runs = assembly.windows(src, 1, len(src.lines), 50)
     assert runs == [(1, 4), (6, 9), (11, 14), (16, 19), (21, 24), (26, 29)]
 
 
@@ -397,7 +398,7 @@ LUA_BITS = st.sampled_from(
 @settings(max_examples=300, deadline=None)
 @given(st.lists(LUA_BITS, max_size=80).map("".join))
 def test_scanner_never_raises_and_loses_nothing(source):
-    chunks = scanner.scan_chunks("fuzz.lua", source, max_chars=120)
+    chunks = assembly.scan_chunks("fuzz.lua", source, max_chars=120)
     assert_well_formed(source, chunks, 120)
 
 
@@ -592,7 +593,7 @@ def test_scanner_matches_ast_on_every_parseable_corpus_file(corpus_results):
         sources = dict(corpus_items(name))
         for path, r in results.items():
             if r.mode == ParseMode.AST:
-                assert scanner.scan_chunks(path, sources[path]) == r.chunks, f"{name}/{path}"
+                assert assembly.scan_chunks(path, sources[path]) == r.chunks, f"{name}/{path}"
                 checked += 1
     assert checked > 180
 
@@ -604,7 +605,7 @@ def test_time_limit_falls_back_to_the_scanner():
     result = chunk_source(path, source, time_limit=0.05)
     assert result.mode == ParseMode.SCANNER
     assert "time limit" in result.error
-    assert result.chunks == scanner.scan_chunks(path, source)
+    assert result.chunks == assembly.scan_chunks(path, source)
     assert any(c.symbol == "_M.parse" for c in result.chunks)
 
 

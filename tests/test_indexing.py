@@ -11,9 +11,9 @@ import shutil
 import pytest
 
 from indexer import store
-from indexer.store import migrations
 from indexer.errors import EmbedderUnavailable, ModelMismatch, ModelMissing
 from indexer.service import open_victor
+from indexer.store import migrations
 from tests.conftest import SAMPLE, git, make_git_repo
 from tests.support.search import results as search_one
 

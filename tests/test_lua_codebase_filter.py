@@ -55,12 +55,13 @@ def test_handover_status_lines():
     )
 
 
-def test_redact_hides_the_password():
-    url = "postgresql://victor:s3cret@db:5433/victor"
-    assert lc.redact(f"cannot connect to {url}", url) == (
+def test_the_session_redacts_the_password_of_the_valve_url():
+    pipeline = lc.Pipeline()
+    pipeline.valves.database_url = "postgresql://victor:s3cret@db:5433/victor"
+    session = pipeline._session()
+    assert session.redact("cannot connect to postgresql://victor:s3cret@db:5433/victor") == (
         "cannot connect to postgresql://victor:***@db:5433/victor"
     )
-    assert lc.redact("no password here", "postgresql://victor@db/victor") == "no password here"
 
 
 # --- in-process, against a real PostgreSQL and the Ollama stand-in ----------------------------

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from indexer import store
-from indexer.store import migrations
 from indexer.embedding.texts import embedding_text, text_hash
 from indexer.parsing.chunker import chunk_source
 from indexer.service import open_victor
+from indexer.store import migrations
 from tests.conftest import FIXTURES, SAMPLE
 from tests.support.search import results as search_one
 

@@ -185,7 +185,7 @@ def pw_server(tmp_path_factory):
             await conn.close()
         conn = await asyncpg.connect(pg.with_database(admin, "victor"))
         try:  # as a superuser, once (README, step 2)
-            await conn.execute("CREATE EXTENSION vector; CREATE EXTENSION pg_trgm;")
+            await conn.execute("CREATE EXTENSION vector")
         finally:
             await conn.close()
 

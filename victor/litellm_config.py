@@ -20,12 +20,26 @@ def _split(value: object) -> object:
 class HookSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VICTOR_LITELLM_", extra="ignore", frozen=True)
 
-    models: Annotated[tuple[str, ...], NoDecode] = ("*-lua",)
-    timeout: float = Field(default=5.0, gt=0, le=120)
-    top_k: int = Field(default=8, ge=1, le=100)
-    context_tokens: int = Field(default=2000, ge=100, le=100_000)
-    min_score: float = 0.0
-    repos: Annotated[tuple[str, ...], NoDecode] = ()
+    models: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("*-lua",),
+        description="Model aliases that get code context: comma-separated globs.",
+    )
+    timeout: float = Field(
+        default=5.0, gt=0, le=120, description="Seconds the hook may take; past it, no context."
+    )
+    top_k: int = Field(default=8, ge=1, le=100, description="Chunks to retrieve.")
+    context_tokens: int = Field(
+        default=2000,
+        ge=100,
+        le=100_000,
+        description="Budget of the code context, in tokens (about 3.5 characters each).",
+    )
+    min_score: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="Leave out chunks scoring below this (0-1)."
+    )
+    repos: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="Search only these indexed repositories (empty: all)."
+    )
 
     @field_validator("models", "repos", mode="before")
     @classmethod

@@ -41,7 +41,7 @@ class OpenWebUIError(VictorError):
 
 def function_source() -> str:
     """functions/lua_codebase.py: packaged in the wheel, read from the source tree in a checkout."""
-    packaged = resources.files("indexer").joinpath("functions/lua_codebase.py")
+    packaged = resources.files("victor").joinpath("functions/lua_codebase.py")
     if packaged.is_file():
         return packaged.read_text(encoding="utf-8")
     return (Path(__file__).resolve().parent.parent / "functions" / "lua_codebase.py").read_text(

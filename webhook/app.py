@@ -24,7 +24,7 @@ from werkzeug.exceptions import HTTPException
 from indexer import store
 from indexer.config import Settings, load_settings
 from indexer.errors import ConfigError, NotFound, VictorError
-from indexer.sync.repo_sync import jobs
+from indexer.sync import jobs
 
 from . import github
 from .bridge import Database
