@@ -126,7 +126,7 @@ def bench_index(corpus: Path, ollama_url: str) -> dict:
     victor = [
         sys.executable,
         "-m",
-        "indexer.cli",
+        "victor.cli",
         "index",
         str(corpus),
         "--name",

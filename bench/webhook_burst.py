@@ -209,7 +209,7 @@ async def burst(
                         "--workers", "2", "--threads", "4", "webhook.app:create_app()"]  # fmt: skip
             procs.append(start(gunicorn, env, work / "gunicorn.log"))
             for w in range(workers):
-                worker = [sys.executable, "-m", "indexer.cli", "worker"]
+                worker = [sys.executable, "-m", "victor.cli", "worker"]
                 procs.append(start(worker, env, work / f"worker{w}.log"))
             hook = f"http://127.0.0.1:{port}"
             await wait_http(hook, procs[0])

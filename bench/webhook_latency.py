@@ -222,7 +222,7 @@ async def bench(corpus: Path, pushes: int, backend: str, work: Path) -> dict:
         files = copy_corpus(corpus, remote)
         remote.commit("corpus")
         remote.push()
-        cli = [sys.executable, "-m", "indexer.cli"]
+        cli = [sys.executable, "-m", "victor.cli"]
         subprocess.run(
             [*cli, "repo", "add", "penlight", remote.url, "--github-url", remote.html_url],
             env=env,

@@ -105,11 +105,11 @@ def cli_env(settings) -> dict[str, str]:
     return env
 
 
-VICTOR = [sys.executable, "-m", "indexer.cli"]  # the `victor` command of this checkout
+VICTOR = [sys.executable, "-m", "victor.cli"]  # the `victor` command of this checkout
 
 
 def victor_cli(*args: str, env: dict[str, str], check: bool = True, cwd: Path | None = None):
-    """Run the `victor` command (as `python -m indexer.cli`, the console script's code)."""
+    """Run the `victor` command (as `python -m victor.cli`, the console script's code)."""
     done = subprocess.run(
         [*VICTOR, *args], env=env, capture_output=True, text=True, timeout=600, cwd=cwd
     )

@@ -229,7 +229,8 @@ def test_dockerfile_copies_what_exists_and_installs_this_package(name):
     pip = [i for i, (w, a) in enumerate(steps) if w == "RUN" and "pip install" in a]
     assert len(pip) == 1 and re.search(r"pip install --no-cache-dir \.( |$)", steps[pip[0]][1])
     copied_before = {s for w, a in steps[: pip[0]] if w == "COPY" for s in a.split()[:-1]}
-    assert {"pyproject.toml", "README.md", "indexer", "webhook", "db", "functions"} <= copied_before
+    needed = {"pyproject.toml", "README.md", "indexer", "victor", "webhook", "db", "functions"}
+    assert needed <= copied_before
 
 
 def test_pipelines_image_wiring():
@@ -298,10 +299,11 @@ def wheel(tmp_path_factory) -> Path:
 def test_the_package_builds_from_the_copied_files(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in (
-        "indexer/cli.py",
-        "indexer/litellm_hook.py",
-        "indexer/sql/schema.sql",
-        "indexer/functions/lua_codebase.py",
+        "victor/cli.py",
+        "victor/litellm_hook.py",
+        "indexer/sql/migrations/0001_initial.sql",
+        "indexer/store/migrations.py",
+        "victor/functions/lua_codebase.py",
         "webhook/app.py",
     ):
         assert needed in names, needed
@@ -377,10 +379,10 @@ def test_the_package_works_in_a_clean_python(wheel, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     modules = sorted(
-        f"{path.parent.name}.{path.stem}"
-        for folder in ("indexer", "webhook")
-        for path in (ROOT / folder).glob("*.py")
-        if path.stem not in ("__init__", "litellm_hook")  # the hook needs LiteLLM's venv
+        ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for folder in ("indexer", "victor", "webhook")
+        for path in (ROOT / folder).rglob("*.py")
+        if path.stem != "litellm_hook"  # the hook needs LiteLLM's venv
     )
     code = "import importlib, sys\nfor m in sys.argv[1:]: importlib.import_module(m)"
     imported = subprocess.run(

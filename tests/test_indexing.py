@@ -11,7 +11,7 @@ import shutil
 import pytest
 
 from indexer import store
-from indexer.errors import EmbedderUnavailable, ModelMismatch, ModelMissing
+from indexer.errors import EmbedderUnavailable, ModelMismatch, ModelMissing, NotFound
 from indexer.service import open_victor
 from indexer.store import migrations
 from tests.conftest import SAMPLE, git, make_git_repo
@@ -178,7 +178,7 @@ async def test_remove_repository(settings, ollama, project):
         await victor.remove("shop")
         assert await victor.repos() == []
         assert await victor.pool.fetchval("SELECT count(*) FROM chunks") == 0
-        with pytest.raises(store.NotFound, match="No repository named 'shop'"):
+        with pytest.raises(NotFound, match="No repository named 'shop'"):
             await victor.remove("shop")
 
 

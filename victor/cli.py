@@ -436,7 +436,7 @@ def install_function(
     preset_id: str | None,
 ) -> None:
     """Create or update the "Lua Codebase" toggle Function in Open WebUI."""
-    from indexer import openwebui as owui
+    from victor import openwebui as owui
 
     source = function_file.read_text(encoding="utf-8") if function_file else owui.function_source()
     try:

@@ -9,7 +9,7 @@ message, the way the filter does. Other aliases are left alone.
 In LiteLLM's config.yaml (see deploy/litellm/config.yaml)::
 
     litellm_settings:
-      callbacks: indexer.litellm_hook.victor_hook
+      callbacks: victor.litellm_hook.victor_hook
 
 Settings, from the proxy's environment:
 

@@ -1,6 +1,6 @@
 """Reading a chat body and putting code context into it: shared by the chat adapters.
 
-The Pipelines filter (pipelines/lua_codebase.py) and the LiteLLM hook (indexer/litellm_hook.py)
+The Pipelines filter (pipelines/lua_codebase.py) and the LiteLLM hook (victor/litellm_hook.py)
 see the same OpenAI-style `messages`; both must build the same query from them, add the same
 block and recognise it, so a request that went through one never gets a second block from the
 other. Bodies come from clients: anything may be missing or of an odd type, and nothing here

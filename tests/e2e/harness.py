@@ -367,7 +367,7 @@ def victor_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProce
     """`victor ...` of this checkout, as a user runs it."""
     path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
     return subprocess.run(
-        [sys.executable, "-m", "indexer.cli", *args],
+        [sys.executable, "-m", "victor.cli", *args],
         env={**os.environ, "PYTHONPATH": path, **(env or {})},
         capture_output=True,
         text=True,
