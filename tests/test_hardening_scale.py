@@ -1,4 +1,4 @@
-"""Load and scale invariants (issue 7): long tests, run by scripts/test-hardening.
+"""Load and scale invariants: long tests, run by scripts/test-hardening.
 
 The timings are the benchmarks' business (bench/webhook_burst.py, bench/inlet_load.py,
 bench/scale.py; figures in docs/hardening.md); these tests assert only what must always hold.

@@ -40,7 +40,7 @@ async def tables(url: str) -> set[str]:
 
 @pytest.fixture
 async def owned_database(pg_admin_url):
-    """A role that is not a superuser and a database it owns: what the README makes."""
+    """A role that is not a superuser and a database it owns: what docs/mac-mini.md makes."""
     role = f"victor_{uuid.uuid4().hex[:8]}"
     database = f"{role}_db"
     await admin(

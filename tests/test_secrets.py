@@ -184,7 +184,7 @@ def pw_server(tmp_path_factory):
         finally:
             await conn.close()
         conn = await asyncpg.connect(pg.with_database(admin, "victor"))
-        try:  # as a superuser, once (README, step 2)
+        try:  # as a superuser, once (docs/mac-mini.md, step 2)
             await conn.execute("CREATE EXTENSION vector")
         finally:
             await conn.close()

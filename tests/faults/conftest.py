@@ -1,4 +1,4 @@
-"""Fault injection (issue 7, part B): what the tests here share.
+"""Fault injection: what the tests here share.
 
 - `own_pg`: a PostgreSQL of the module's own that a test stops and starts again (the session
   server must keep running for everything else).
