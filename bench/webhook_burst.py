@@ -4,7 +4,7 @@
                                   [--out FILE]
 
 Everything real on 127.0.0.1: PostgreSQL 18 + pgvector (pgserver), the webhook app under
-gunicorn (2 processes x 4 threads, as the README runs it), `victor worker` processes, and
+gunicorn (2 processes x 4 threads, as docs/webhook.md runs it), `victor worker` processes, and
 one bare git repository per followed repository playing GitHub. The embedding stand-in
 answers at once (the burst is about the webhook and the queue, not the model).
 

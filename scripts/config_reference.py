@@ -10,7 +10,6 @@ description written in the code, so the reference cannot drift from what Victor 
 from __future__ import annotations
 
 import argparse
-import ast
 import difflib
 import importlib
 import importlib.util
@@ -41,15 +40,13 @@ class Model:
     """One settings or valves model, and where to find it.
 
     `where` is "package.module:Class" (imported), or "path/to/file.py:Class.Inner" (loaded from
-    that file). `load="source"` loads only the class and the top-level names it uses from the
-    file: for a module whose other imports are not installed here (litellm).
+    that file: the Pipelines filter and the Function are files, not modules of a package).
     """
 
     title: str
     where: str
     kind: Literal["env", "valves"]
     intro: str
-    load: Literal["import", "source"] = "import"
     optional: bool = False  # the class may be absent (a Function without valves)
 
 
@@ -66,8 +63,7 @@ MODELS: tuple[Model, ...] = (
     ),
     Model(
         title="The LiteLLM hook",
-        where="indexer/litellm_hook.py:HookSettings",
-        load="source",  # the module imports litellm, which the project's venv does not have
+        where="victor.litellm_config:HookSettings",
         kind="env",
         intro="Read from the LiteLLM proxy's environment, next to Victor's settings above "
         "(see [litellm.md](litellm.md)).",
@@ -122,7 +118,7 @@ def locate(model: Model) -> type[BaseModel] | None:
     target, _, qualname = model.where.partition(":")
     if target.endswith(".py"):
         path = ROOT / target
-        module = _module_from_source(path, qualname) if model.load == "source" else _load(path)
+        module = _load(path)
     else:
         module = importlib.import_module(target)
     obj: Any = module
@@ -155,61 +151,6 @@ def _load(path: Path) -> types.ModuleType:
     sys.modules[name] = module  # pydantic resolves postponed annotations through it
     spec.loader.exec_module(module)
     return module
-
-
-def _module_from_source(path: Path, qualname: str) -> types.ModuleType:
-    """A module holding only the class `qualname` and the top-level names it uses."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    defined: dict[str, ast.stmt] = {}
-    for node in tree.body:
-        for name in _bound_names(node):
-            defined.setdefault(name, node)
-    needed: list[ast.stmt] = []
-    used: set[str] = set()
-    pending = [qualname.split(".")[0]]
-    while pending:
-        node = defined.get(pending.pop())
-        if node is None or node in needed or isinstance(node, ast.Import | ast.ImportFrom):
-            continue
-        needed.append(node)
-        names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
-        used |= names
-        pending.extend(names)
-    body: list[ast.stmt] = []
-    for node in tree.body:
-        if isinstance(node, ast.ImportFrom) and node.module == "__future__":
-            body.append(node)
-        elif isinstance(node, ast.Import | ast.ImportFrom):
-            kept = [a for a in node.names if (a.asname or a.name).split(".")[0] in used]
-            if kept:
-                copy = ast.ImportFrom(node.module, kept, node.level) if isinstance(
-                    node, ast.ImportFrom) else ast.Import(kept)
-                body.append(ast.copy_location(copy, node))
-        elif node in needed:
-            body.append(node)
-    code = compile(ast.fix_missing_locations(ast.Module(body, [])), str(path), "exec")
-    name = _module_name(path)
-    module = types.ModuleType(name)
-    module.__file__ = str(path)
-    module.__package__ = _package(path)
-    sys.modules[name] = module
-    exec(code, module.__dict__)
-    return module
-
-
-def _bound_names(node: ast.stmt) -> list[str]:
-    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-        return [node.name]
-    if isinstance(node, ast.Import | ast.ImportFrom):
-        return [(a.asname or a.name).split(".")[0] for a in node.names]
-    if isinstance(node, ast.Assign):
-        return [n.id for t in node.targets for n in ast.walk(t) if isinstance(n, ast.Name)]
-    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-        return [node.target.id]
-    return []
-
-
-# --- describing a field ---------------------------------------------------------------------
 
 
 def env_names(model: type[BaseModel], name: str, field: FieldInfo) -> list[str]:

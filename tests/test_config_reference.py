@@ -51,19 +51,3 @@ def test_every_model_is_found_and_documented_with_its_real_default() -> None:
     assert "`VICTOR_LITELLM_MIN_SCORE`" in text
     assert "| `min_score` | float, ≥ 0, ≤ 1 | `0.2` |" in text
     assert "~/.local/share/victor" in text and str(Path.home()) not in text
-
-
-def test_the_source_loader_reads_a_model_as_an_import_does() -> None:
-    # HookSettings is read from its file's source (its module imports litellm): the loader must
-    # give the same fields, types and defaults as importing the module.
-    from indexer.config import Settings
-
-    by_source = ref.locate(ref.Model("s", "indexer/config.py:Settings", "env", "", load="source"))
-    assert by_source is not None and by_source is not Settings
-    for (name, a), (other, b) in zip(
-        Settings.model_fields.items(), by_source.model_fields.items(), strict=True
-    ):
-        assert name == other
-        assert ref.type_text(a) == ref.type_text(b)
-        assert ref.default_text(Settings, name, a) == ref.default_text(by_source, name, b)
-        assert a.description == b.description

@@ -529,7 +529,7 @@ async def repo_add(
     err.print(
         f"following {added.name}: {added.source} branch {added.ref} ({added.github_url})\n"
         f"queued job {job}: a running `victor worker` indexes it; or run `victor sync {name}`.\n"
-        "Pushes to that branch re-index it once the GitHub webhook is set up (see README).",
+        "Pushes to that branch re-index it once the GitHub webhook is set up (docs/webhook.md).",
         highlight=False,
     )
 
