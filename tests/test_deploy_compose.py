@@ -27,6 +27,7 @@ import yaml
 
 from indexer.config import Settings
 from tests.conftest import ROOT
+from tests.support.require import missing
 
 pytestmark = pytest.mark.deploy
 
@@ -51,9 +52,7 @@ def compose_exe() -> str:
     exe = shutil.which("docker-compose")
     if exe is None:
         message = "docker-compose is not installed: run ./scripts/test-deploy"
-        if os.environ.get("VICTOR_DEPLOY_REQUIRE") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing("deploy", message)
     return exe
 
 
