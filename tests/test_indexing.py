@@ -207,11 +207,13 @@ async def test_reembed_moves_the_index_to_another_model(settings, ollama, projec
         assert report.files_unchanged == 4 and report.chunks_embedded == 0
 
 
+@pytest.mark.hardening  # 52 files, ~1,100 texts to embed: minutes on a busy 2-core machine
 async def test_victor_index_with_two_parse_workers_writes_what_one_process_writes(
     settings, cli_env, ollama, tmp_path
 ):
     """The production path: `victor index` with its parser pool (VICTOR_PARSE_WORKERS=2) on
-    a project large enough to start it, against the same run parsing in one process."""
+    a project large enough to start it, against the same run parsing in one process.
+    (The chunker's pool tests in tests/test_chunker.py run in the quick tier.)"""
     items = pool_corpus(_MIN_PARALLEL_CHARS)
     project = make_git_repo(tmp_path / "big", dict(items))
     args = [*VICTOR, "index", str(project), "--json"]
