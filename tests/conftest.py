@@ -22,6 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
 SAMPLE = ROOT / "examples" / "sample-lua"
 
+# the fault tests' random seed, printed in the header and with each failure that drew from it
+pytest_plugins = ["tests.support.fault_seed"]
+
 
 def corpora_dir() -> Path | None:
     """shared/corpora: next to the project (../shared) or where VICTOR_CORPORA says."""

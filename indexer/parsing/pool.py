@@ -18,7 +18,7 @@ from indexer.parsing.luaparser_defs import TIME_LIMIT
 from indexer.parsing.scanner import load_lines
 
 # Below this much source, starting worker processes costs more than it saves.
-_MIN_PARALLEL_CHARS = 100_000
+MIN_PARALLEL_CHARS = 100_000
 _STARTUP_TIMEOUT = 60.0  # seconds for a spawned worker to import and say hello
 
 
@@ -41,7 +41,7 @@ def chunk_files(
     if workers is None:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     workers = min(workers, len(items))
-    if workers <= 1 or sum(len(s) for _, s in items) < _MIN_PARALLEL_CHARS:
+    if workers <= 1 or sum(len(s) for _, s in items) < MIN_PARALLEL_CHARS:
         for path, source in items:
             yield chunk_source(path, source, **opts)
         return

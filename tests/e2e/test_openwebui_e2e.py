@@ -13,7 +13,6 @@ VICTOR_E2E_REQUIRE=1 (CI, scripts/test-e2e) makes that a failure.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from tests.e2e.harness import (
     start_stack,
 )
 from tests.support.fake_llm import DEFAULT_REPLY, message_text
+from tests.support.require import missing
 from victor.openwebui import PRESET_SYSTEM_PROMPT
 
 pytestmark = pytest.mark.e2e
@@ -61,9 +61,7 @@ def run(tmp_path_factory):
     problems = cfg.missing()
     if problems:
         message = "e2e prerequisites missing (run tests/e2e/setup.sh): " + "; ".join(problems)
-        if os.environ.get("VICTOR_E2E_REQUIRE") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing("e2e", message)
     started = time.monotonic()
     stack = start_stack(cfg, tmp_path_factory.mktemp("owui-e2e"))
     try:

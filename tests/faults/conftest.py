@@ -5,6 +5,8 @@
 - `figures`: each fault test records what it injected, what happened, how long recovery took
   and what was lost; the table is printed at the end of the run and, with
   VICTOR_FAULT_FIGURES=path, written there as JSON (docs/hardening.md quotes it).
+- `fault_rng` (tests/support/fault_seed.py): random fault points drawn from one seed per run,
+  VICTOR_FAULT_SEED to repeat them; a failed test that drew from it shows the seed.
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import signal
 import subprocess
 import time
@@ -28,6 +27,7 @@ from tests.conftest import VICTOR
 from tests.faults.compare import assert_same, snapshot
 from tests.faults.test_database_restart import penlight_files
 from tests.support import pg
+from tests.support.fault_seed import SEED
 from tests.support.github import Remote, deliver
 from tests.support.pipelines import free_port
 from tests.support.webhook import (
@@ -74,10 +74,9 @@ async def clean_sync(settings, admin_url: str, remote: Remote, name: str, tmp_pa
 
 
 async def test_worker_killed_at_random_points_of_a_job_then_one_completes_it_once(
-    hook_settings, remote, ollama, cli_env, corpora, tmp_path, pg_admin_url, figures
+    hook_settings, remote, ollama, cli_env, corpora, tmp_path, pg_admin_url, figures, fault_rng
 ):
-    seed = int(os.environ.get("VICTOR_FAULT_SEED", time.time_ns() % 100_000))
-    rng = random.Random(seed)
+    rng = fault_rng  # VICTOR_FAULT_SEED repeats the points; a failure shows the seed
     settings = hook_settings.model_copy(update={"job_max_attempts": KILLS + 3})
     remote.commit("penlight", penlight_files(corpora, 16))  # ~70 embedding requests
     url = settings.database_url.get_secret_value()
@@ -163,7 +162,7 @@ async def test_worker_killed_at_random_points_of_a_job_then_one_completes_it_onc
     assert not [t for t in after_kills if text_hash(t) in cached]
     assert len(after_kills) + len(cached) == len(set(texts)), "embedded twice after the kills"
     figures(
-        f"`victor worker` SIGKILLed {KILLS} times at random points of one job (seed {seed})",
+        f"`victor worker` SIGKILLed {KILLS} times at random points of one job (seed {SEED})",
         kills,
         f"kills at (embedding request of the attempt, files in the index) {points}; each time "
         "the lease ran "
