@@ -55,17 +55,6 @@ class Span:
         """The GitHub permalink of these lines, when the repository's URL and commit are known."""
         return permalink(self.github_url, self.commit, self.path, self.start_line, self.end_line)
 
-    def to_json(self) -> dict:
-        return {
-            "repo": self.repo,
-            "path": self.path,
-            "start_line": self.start_line,
-            "end_line": self.end_line,
-            "commit": self.commit,
-            "location": self.location,
-            "link": self.link,
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class RepoInfo:
@@ -79,19 +68,6 @@ class RepoInfo:
     chunks: int
     followed: bool  # kept current by the GitHub webhook and `victor sync`
 
-    def to_json(self) -> dict:
-        return {
-            "name": self.name,
-            "commit": self.commit,
-            "branch": self.branch,
-            "github_url": self.github_url,
-            "indexed_at": self.indexed_at.isoformat() if self.indexed_at else None,
-            "age_seconds": round(self.age_seconds) if self.age_seconds is not None else None,
-            "files": self.files,
-            "chunks": self.chunks,
-            "followed": self.followed,
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class FileInfo:
@@ -99,14 +75,6 @@ class FileInfo:
     lines: int
     functions: int
     commit: str | None
-
-    def to_json(self) -> dict:
-        return {
-            "path": self.path,
-            "lines": self.lines,
-            "functions": self.functions,
-            "commit": self.commit,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,17 +106,6 @@ class Definition:
     def nested(self) -> bool:
         return self.name != self.symbol
 
-    def to_json(self) -> dict:
-        return {
-            **self.span.to_json(),
-            "name": self.name,
-            "line": self.line,
-            "symbol": self.symbol,
-            "kind": self.kind,
-            "signature": self.signature,
-            "doc": self.doc,
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class Reference:
@@ -157,15 +114,6 @@ class Reference:
     kind: str
     lines: list[tuple[int, str]] = field(default_factory=list)  # (line, its text) of each use
     calls: bool = False  # at least one use is a call
-
-    def to_json(self) -> dict:
-        return {
-            **self.span.to_json(),
-            "symbol": self.symbol,
-            "kind": self.kind,
-            "calls": self.calls,
-            "lines": [{"line": n, "text": text} for n, text in self.lines],
-        }
 
 
 # --- repositories ---------------------------------------------------------------------------
@@ -401,10 +349,17 @@ def match_level(wanted: str, defined: str) -> int:
 
 
 def _definition_line(text: str, start: int, name: str) -> int:
+    """The line of the chunk that defines `name`; its own symbol may be written shorter
+    there (`format_price = function` inside `return {...}` is `strings.format_price`)."""
+    key = lexical.symbol_key(name)
+    loose = None
     for n, line in enumerate(text.split("\n"), start):
-        if name in lexical.defined_names(line):
+        defined = lexical.defined_names(line)
+        if name in defined:
             return n
-    return start
+        if loose is None and any(lexical.symbol_key(d) == key for d in defined):
+            loose = n
+    return loose or start
 
 
 async def definitions(
@@ -441,10 +396,15 @@ async def definitions(
                 names = names[1:]  # the function itself: reported with its first part
             else:
                 whole = parts[(r["repo"], r["path"], r["symbol"])]
+        own = r["symbol"] if r["kind"] in ("function", "method") else None
+        own_line = _definition_line(r["text"], r["start_line"], own) if own else None
         for defined in names:
             level = match_level(name, defined)
             if not level:
                 continue
+            line = _definition_line(r["text"], r["start_line"], defined)
+            if defined != own and line == own_line:
+                continue  # the function itself, under the shorter name its line writes
             span = Span(
                 r["repo"],
                 r["path"],
@@ -453,7 +413,6 @@ async def definitions(
                 r["commit_sha"],
                 r["github_url"],
             )
-            line = _definition_line(r["text"], r["start_line"], defined)
             definition = Definition(
                 span, defined, line, r["symbol"], r["kind"], r["signature"], r["doc"], r["text"]
             )
@@ -520,9 +479,13 @@ async def references(
             calls = calls or call.search(line) is not None
         if uses:
             span = Span(
-                r["repo"], r["path"], r["start_line"], r["end_line"], r["commit_sha"],
+                r["repo"],
+                r["path"],
+                r["start_line"],
+                r["end_line"],
+                r["commit_sha"],
                 r["github_url"],
-            )  # fmt: skip
+            )
             found.append(Reference(span, r["symbol"], r["kind"], uses, calls))
     more = len(rows) > scan or len(found) > limit
     return found[:limit], more

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
-from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from indexer import __version__, browse
@@ -119,8 +119,12 @@ class _StandInSession:
             raise
         except Exception as exc:
             reason = _reason(exc)
-            log.warning("index unavailable (%s): %s", reason, self._redact(str(exc)),
-                        exc_info=reason.startswith("internal"))  # fmt: skip
+            log.warning(
+                "index unavailable (%s): %s",
+                reason,
+                self._redact(str(exc)),
+                exc_info=reason.startswith("internal"),
+            )
             raise Unavailable(reason) from None
 
     async def _run(self, work: Callable[[Victor], Awaitable[T]]) -> T:
@@ -205,8 +209,12 @@ def secrets_of(settings: Settings) -> list[str]:
     if settings.database_url is not None:
         with contextlib.suppress(ValueError):
             found.append(urlsplit(settings.database_url.get_secret_value()).password or "")
-    for secret in (settings.mcp_token, settings.github_token, settings.webhook_secret,
-                   settings.jobs_token):  # fmt: skip
+    for secret in (
+        settings.mcp_token,
+        settings.github_token,
+        settings.webhook_secret,
+        settings.jobs_token,
+    ):
         if secret is not None:
             found.append(secret.get_secret_value())
     return [s for s in found if s]
@@ -277,11 +285,6 @@ def _age(seconds: float | None) -> str:
     return "just now"
 
 
-def result(text: str, data: dict) -> CallToolResult:
-    """The text a model reads, and the same as data for programs (structuredContent)."""
-    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
-
-
 # --- the tools ------------------------------------------------------------------------------
 
 Repo = Annotated[
@@ -335,7 +338,7 @@ class Tools:
         top_k: Annotated[
             int, Field(description="How many results (1-20).", ge=1, le=MAX_TOP_K)
         ] = 8,
-    ) -> CallToolResult:
+    ) -> str:
         """Search the indexed Lua code: hybrid search over meaning, words and function names
         (a query that names a function gets its definition first). Use it first to find where
         something happens; then read_code for more lines around a hit, find_definition and
@@ -355,7 +358,6 @@ class Tools:
         if found.notice:
             head += f" — {found.notice}"
         out.add(head + "\n")
-        items = []
         for n, r in enumerate(found.results, 1):
             span = browse.Span(r.repo, r.path, r.start_line, r.end_line, r.commit, r.github_url)
             block = (
@@ -364,12 +366,10 @@ class Tools:
                 + code_block(r.text, r.start_line, numbered=False, max_lines=MAX_CODE_LINES)
                 + "\n"
             )
-            if out.add(block):
-                items.append({**span.to_json(), **r.to_json()})
-        data = {"query": query, "mode": found.mode, "notice": found.notice, "results": items}
-        return result(out.text("ask for fewer (top_k)"), data)
+            out.add(block)
+        return out.text("ask for fewer (top_k)")
 
-    async def find_definition(self, name: Name, repo: Repo = None) -> CallToolResult:
+    async def find_definition(self, name: Name, repo: Repo = None) -> str:
         """Where a function, method or module is defined: `get_selection`, `M.setup`,
         `Picker:get_selection` (`.` and `:` are interchangeable). Exact names first; a bare
         name also finds methods of that name (`Picker:get_selection`) and helpers defined
@@ -384,14 +384,12 @@ class Tools:
         found = await self.run(work)
         if not found:
             where = f" in {repo}" if repo else ""
-            return result(
+            return (
                 f"No definition of {name!r}{where}. Try search_code with what it does, or "
-                "find_references to see where the name is used.",
-                {"name": name, "definitions": []},
+                "find_references to see where the name is used."
             )
         out = Output()
         out.add(f"{plural(len(found), 'definition')} of {name!r}\n")
-        items = []
         for n, d in enumerate(found, 1):
             where = f"defined at line {d.line} inside {d.symbol}" if d.nested else d.kind
             code = d.text  # from the chunk's first line: its doc comment, then the code
@@ -404,11 +402,10 @@ class Tools:
                 + code_block(code, start, numbered=False, max_lines=MAX_CODE_LINES)
                 + "\n"
             )
-            if out.add(block):
-                items.append(d.to_json())
-        return result(out.text(), {"name": name, "definitions": items})
+            out.add(block)
+        return out.text()
 
-    async def find_references(self, name: Name, repo: Repo = None) -> CallToolResult:
+    async def find_references(self, name: Name, repo: Repo = None) -> str:
         """Where a function or variable is called or mentioned: every chunk of code that uses
         its last name as a whole word (`Picker:get_selection` finds `self:get_selection()` and
         `picker.get_selection`), with the numbered lines that do. The definition line itself
@@ -422,21 +419,19 @@ class Tools:
         found, more = await self.run(work)
         if not found:
             where = f" in {repo}" if repo else ""
-            return result(f"No use of {name!r}{where} in the index.", {"name": name, "uses": []})
+            return f"No use of {name!r}{where} in the index."
         out = Output()
         uses = sum(len(r.lines) for r in found)
         head = f"{plural(uses, 'line')} in {plural(len(found), 'chunk')} use {name!r}"
         if more:
             head += " (more exist: pass repo to narrow it down)"
         out.add(head + "\n")
-        items = []
         for r in found:
             what = "calls" if r.calls else "mentions"
             lines = "\n".join(f"{n:>5}  {text[:300]}" for n, text in r.lines)
             block = f"{r.span.location}  in {r.symbol} ({r.kind}) {what} it{_link(r.span.link)}\n"
-            if out.add(f"{block}{lines}\n"):
-                items.append(r.to_json())
-        return result(out.text("pass repo to narrow it down"), {"name": name, "uses": items})
+            out.add(f"{block}{lines}\n")
+        return out.text("pass repo to narrow it down")
 
     async def read_code(
         self,
@@ -461,7 +456,7 @@ class Tools:
                 ge=1,
             ),
         ] = None,
-    ) -> CallToolResult:
+    ) -> str:
         """Lines of an indexed file, numbered, as of the indexed commit (served from the index;
         the file system is never read). At most 400 lines per call: read a long file in
         steps. Use it to see the code around a search result, a definition or a use."""
@@ -479,16 +474,20 @@ class Tools:
                 MAX_OUTPUT_CHARS
             ):
                 keep = keep[: max(1, len(keep) * 3 // 4)] if len(keep) > 1 else []
-            span = browse.Span(span.repo, span.path, span.start_line,
-                               span.start_line + max(len(keep), 1) - 1, span.commit,
-                               span.github_url)  # fmt: skip
+            span = browse.Span(
+                span.repo,
+                span.path,
+                span.start_line,
+                span.start_line + max(len(keep), 1) - 1,
+                span.commit,
+                span.github_url,
+            )
             head = f"{span.location} (of {got.file_lines} lines, cut to fit){_link(span.link)}"
             text = code_block("\n".join(keep), span.start_line, numbered=True)
         tail = ""
         if span.end_line < got.file_lines:
             tail = f"\n(more: read_code from start_line={span.end_line + 1})"
-        data = {**span.to_json(), "file_lines": got.file_lines, "code": got.text}
-        return result(f"{head}\n{text}{tail}", data)
+        return f"{head}\n{text}{tail}"
 
     async def list_files(
         self,
@@ -504,7 +503,7 @@ class Tools:
                 max_length=300,
             ),
         ] = None,
-    ) -> CallToolResult:
+    ) -> str:
         """The indexed files of a repository (only Lua files are indexed), by path, with
         their number of lines and functions. At most 500 paths per call: narrow it with
         pattern."""
@@ -517,14 +516,11 @@ class Tools:
         what = f" matching {pattern!r}" if pattern else ""
         out = Output()
         out.add(f"{shown}{listing.total} indexed files in {repo}{what}\n")
-        items = []
         for f in listing.files:
-            if out.add(f"{f.path}  ({f.lines} lines, {f.functions} functions)"):
-                items.append(f.to_json())
-        data = {"repo": repo, "pattern": pattern, "total": listing.total, "files": items}
-        return result(out.text("narrow it with pattern"), data)
+            out.add(f"{f.path}  ({f.lines} lines, {f.functions} functions)")
+        return out.text("narrow it with pattern")
 
-    async def list_repos(self) -> CallToolResult:
+    async def list_repos(self) -> str:
         """The indexed repositories: name, the commit indexed, branch, when last indexed, how
         many files and chunks, GitHub URL, and whether pushes keep it current. Use the names
         as the `repo` argument of the other tools."""
@@ -534,7 +530,7 @@ class Tools:
 
         repos = await self.run(work)
         if not repos:
-            return result("Nothing is indexed yet.", {"repos": []})
+            return "Nothing is indexed yet."
         out = Output()
         for r in repos:
             commit = (r.commit or "")[:12] or "no commit (a folder)"
@@ -545,7 +541,7 @@ class Tools:
                 f"{r.name}: {commit}{branch}, indexed {_age(r.age_seconds)}, "
                 f"{r.files} files, {r.chunks} chunks{follow}{github}"
             )
-        return result(out.text(), {"repos": [r.to_json() for r in repos]})
+        return out.text()
 
 
 TOOL_NAMES = (
@@ -569,7 +565,10 @@ def build_server(session: Any) -> MCPServer:
     )
     tools = Tools(session)
     for name in TOOL_NAMES:
-        server.add_tool(getattr(tools, name), name=name, annotations=READ_ONLY)
+        # text only: what a model reads (Open WebUI would add structured data as a second copy)
+        server.add_tool(
+            getattr(tools, name), name=name, annotations=READ_ONLY, structured_output=False
+        )
     return server
 
 
