@@ -148,6 +148,11 @@ class Settings(BaseSettings):
     mcp_timeout: float = Field(
         default=10.0, gt=0, le=300, description="Seconds an MCP tool call may take."
     )
+    mcp_database_url: SecretStr | None = Field(
+        default=None,
+        description="The database URL `victor mcp` uses, e.g. the read-only victor_reader's "
+        "(docs/database-role.md); unset: VICTOR_DATABASE_URL.",
+    )
 
     @field_validator("include", mode="before")
     @classmethod

@@ -669,6 +669,8 @@ async def serve(
 ) -> None:
     """Run the server until it is stopped (SIGINT/SIGTERM for HTTP, end of input for stdio)."""
     token = check_exposure(host, settings) if transport == "http" else None
+    if settings.mcp_database_url is not None:  # e.g. the read-only role
+        settings = settings.model_copy(update={"database_url": settings.mcp_database_url})
     session = ChatSession(settings, timeout=settings.mcp_timeout)
     server = build_server(session)
     await session.start()
