@@ -613,6 +613,30 @@ async def test_database_down_is_a_clear_tool_error_and_no_password_leaks(index, 
     assert wrong not in logged and TOKEN not in logged
 
 
+async def test_embedder_down_search_falls_back_to_lexical(index, tmp_path):
+    """Ollama unreachable: search_code still answers, from lexical search, and says so."""
+    env = {**index.env, "OLLAMA_HOST": "http://127.0.0.1:9", "VICTOR_QUERY_TIMEOUT": "2"}
+    port = free_port()
+    proc = start(env, tmp_path / "no-ollama.log", "--port", str(port))
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
+        down = Served(
+            index.admin_url,
+            index.reader_url,
+            index.shop,
+            index.commit,
+            env,
+            url=f"http://127.0.0.1:{port}/mcp",
+        )
+        text = await ok(down, "search_code", query="Cart:add", top_k=2)
+    finally:
+        stop(proc)
+    head = text.splitlines()[0]
+    assert head.startswith("2 results for 'Cart:add' (lexical search) — embedder unavailable")
+    assert head.endswith("lexical search only")
+    assert "function Cart:add(sku, quantity)" in text
+
+
 # --- stdio --------------------------------------------------------------------------------
 
 

@@ -40,7 +40,7 @@ from pydantic import Field
 
 from indexer import __version__, browse
 from indexer.config import Settings
-from indexer.errors import ConfigError, NotFound, VictorError
+from indexer.errors import ConfigError, NotFound
 from indexer.service import Victor
 
 log = logging.getLogger("victor.mcp")
@@ -706,7 +706,6 @@ __all__ = [
     "ChatSession",
     "Tools",
     "Unavailable",
-    "VictorError",
     "build_server",
     "check_exposure",
     "http_app",
