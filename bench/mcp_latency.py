@@ -37,6 +37,7 @@ import asyncpg
 from bench import synthetic
 from bench.inlet_latency import emit, machine, pct
 from bench.scale import database, load_average, log, mark_loaded
+from indexer.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -96,16 +97,38 @@ async def arguments(url: str, n: int, seed: int = 5) -> dict[str, list[dict]]:
     }
 
 
-async def measure(mcp_url: str, calls: dict[str, list[dict]]) -> dict:
+async def measure(mcp_url: str, calls: dict[str, list[dict]], core: Settings) -> dict:
     import httpx2
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
+
+    from indexer.service import open_victor
 
     result: dict = {}
     async with (
         httpx2.AsyncClient(timeout=httpx2.Timeout(30, read=300)) as http,
         Client(streamable_http_client(mcp_url, http_client=http), read_timeout_seconds=120) as c,
+        open_victor(core, max_size=2, apply=False) as victor,
     ):
+        # The same prose questions, alternately as a tool call and through Victor's core in
+        # this process (the same search and Ollama stand-in, no MCP, no text): what the
+        # tool adds to a search, under the same load.
+        prose = [a["query"] for a in calls["search_code (prose)"]]
+        await victor.find(prose[:2], top_k=8)
+        tool_ms, core_ms = [], []
+        for q in prose:
+            started = time.perf_counter()
+            await c.call_tool("search_code", {"query": q})
+            tool_ms.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            await victor.find([q], top_k=8)
+            core_ms.append((time.perf_counter() - started) * 1000)
+        result["search: tool vs core (alternating)"] = {
+            "tool": stats(tool_ms),
+            "core": stats(core_ms),
+            "added_p50_ms": round(pct(tool_ms, 50) - pct(core_ms, 50), 1),
+        }
+        log(f"search, tool vs core: {result['search: tool vs core (alternating)']}")
         for label, args in calls.items():
             for a in args[:2]:  # warm up: the pool's connections, caches, first plans
                 await c.call_tool(_tool(label), a)
@@ -180,7 +203,8 @@ async def run(args, admin_url: str, folder: Path) -> dict:
     try:
         calls = await arguments(url, args.calls)
         result["examples"] = {k: v[:2] for k, v in calls.items()}
-        result["latency"] = await measure(mcp_url, calls)
+        core = Settings(database_url=url, ollama_host=ollama.url, embed_model=synthetic.MODEL)
+        result["latency"] = await measure(mcp_url, calls, core)
     finally:
         proc.terminate()
         proc.wait(timeout=15)
