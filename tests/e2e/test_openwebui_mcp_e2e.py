@@ -11,7 +11,7 @@ and answers citing them. Open WebUI calls Victor over Streamable HTTP each time.
 
 Checks: the tools and Victor's instructions reach the model; each tool result the model gets
 is exactly what Victor answers for those arguments; the chat shows the tool use and the
-answer; screenshots in docs/screenshots/ (10-13). Skipped when tests/e2e/setup.sh has not
+answer; screenshots in docs/screenshots/ (10-14). Skipped when tests/e2e/setup.sh has not
 been run, unless VICTOR_E2E_REQUIRE=1.
 """
 
@@ -263,6 +263,7 @@ def test_the_chat_shows_the_tool_use_and_the_answer(run):
     assert "search_code" in shown["fullText"] and "read_code" in shown["fullText"]
     assert "Cart:add" in shown["expandedText"]  # the search result, opened
     assert "Victor" in shown["settingsText"] and "Victor" in shown["menuText"]
+    assert shown["connectionUrl"] == [run.url]  # the connection as the API saved it
     chat = get_chat(run.stack, shown["chatId"])
     saved = json.dumps(chat["chat"]["history"]["messages"][shown["messageId"]])
     assert "search_code" in saved and "read_code" in saved
@@ -272,9 +273,10 @@ def test_screenshots_saved(run):
     names = {Path(p).name for p in run.browser.get("screenshots", [])}
     assert {
         "10-mcp-external-tools.png",
-        "11-mcp-answer.png",
-        "12-mcp-tool-result.png",
-        "13-mcp-tools-menu.png",
+        "11-mcp-connection.png",
+        "12-mcp-answer.png",
+        "13-mcp-tool-result.png",
+        "14-mcp-tools-menu.png",
     } <= names
     for p in run.browser["screenshots"]:
         assert Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
