@@ -160,9 +160,15 @@ class _StandInSession:
             return self.victor
 
     async def close(self) -> None:
+        from indexer.bounded import within
+
         victor, self.victor = self.victor, None
-        if victor is not None:
-            await victor.close()
+        if victor is None:
+            return
+        try:
+            await within(victor.close(), self.timeout)
+        except Exception:  # a hung database must not hold the shutdown
+            victor.pool.terminate()
 
     def _redact(self, text: str) -> str:
         return redact(text, self.settings)
