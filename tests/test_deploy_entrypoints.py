@@ -10,7 +10,9 @@ PostgreSQL, the Ollama stand-in and a bare git repository playing GitHub:
   the webhook; its health check (`victor doctor`); SIGTERM within the stop grace period;
 - pipelines: docker/pipelines-entrypoint.sh, then what the upstream image's start.sh ends with
   (`uvicorn main:app` in the Pipelines server's folder); the filter loaded from the file the
-  entrypoint copied; valves kept in the pipelines folder (the volume) across restarts.
+  entrypoint copied; valves kept in the pipelines folder (the volume) across restarts;
+- mcp: `victor mcp`, which refuses the container's 0.0.0.0 without VICTOR_MCP_TOKEN, and with it
+  (on 127.0.0.1 here) serves the tools; its health check.
 """
 
 from __future__ import annotations
@@ -301,9 +303,44 @@ async def test_pipelines_container_start(container_env, settings, ollama, tmp_pa
     assert "victor: the Lua Codebase filter is in" in proc.log.read_text()
 
 
+async def test_mcp_command_and_health_check(container_env, settings, ollama, tmp_path):
+    """The mcp service's command: without VICTOR_MCP_TOKEN it refuses to listen on the
+    container's 0.0.0.0 (and exits before binding anything); with the token (moved to
+    127.0.0.1 here) it serves the tools to a client that sends it, and its health check
+    passes."""
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    victor_cli("index", str(SAMPLE), "--name", "shop", env=container_env)
+    command = local(service("mcp")["command"])
+    refused = subprocess.run(command, env=container_env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1
+    assert "Refusing to listen on 0.0.0.0 without a token" in refused.stderr
+
+    token = "mcp-token-for-tests-0123456789"
+    env = {**container_env, "VICTOR_MCP_TOKEN": token}
+    port = free_port()
+    moved = [{"0.0.0.0": "127.0.0.1", "8765": str(port)}.get(a, a) for a in command]
+    proc = start("mcp", moved, env, tmp_path)
+    try:
+        proc.wait_ready(f"http://127.0.0.1:{port}/healthz", timeout=60)
+        assert healthcheck("mcp", 8765, port, env).returncode == 0
+        headers = {"Authorization": f"Bearer {token}"}
+        async with (
+            httpx2.AsyncClient(headers=headers) as http,
+            Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http)) as c,
+        ):
+            repos = await c.call_tool("list_repos", {})
+        assert not repos.is_error and repos.content[0].text.startswith("shop: ")
+    finally:
+        proc.stop()
+    assert token not in proc.log.read_text()
+
+
 def test_command_lines_carry_no_secret():
     """Secrets come from victor.env as environment variables, never in a command line."""
-    for name in ("pipelines", "webhook", "worker"):
+    for name in ("pipelines", "webhook", "worker", "mcp"):
         spec = service(name)
         argv = shlex.join([*spec.get("command", []), *spec["healthcheck"]["test"]]).upper()
         for word in ("SECRET", "TOKEN", "PASSWORD", "API_KEY", "PGPASS"):

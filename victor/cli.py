@@ -612,6 +612,41 @@ async def jobs_command(ctx, limit: int, as_json: bool) -> None:
     out.print(table)
 
 
+# --- victor mcp (the tools live in victor/mcp_server.py) -------------------------------------
+
+
+@cli.command("mcp")
+@click.option(
+    "--transport",
+    type=click.Choice(["http", "stdio"]),
+    default="http",
+    show_default=True,
+    help="http: Streamable HTTP at http://HOST:PORT/mcp (Open WebUI, Claude Code); "
+    "stdio: over stdin/stdout, started by the client (Claude Desktop).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535))
+@click.pass_context
+@run_async
+async def mcp_command(ctx, transport: str, host: str, port: int) -> None:
+    """Serve the index as MCP tools (search_code, find_definition, find_references,
+    read_code, list_files, list_repos), read-only. Beyond 127.0.0.1 it requires
+    VICTOR_MCP_TOKEN as a bearer token."""
+    try:
+        from victor import mcp_server
+    except ImportError as exc:
+        _fail(f"victor mcp needs the MCP SDK ({exc.name} is missing): pip install 'victor[mcp]'")
+        return
+    logging.getLogger("victor").setLevel(logging.INFO)
+    settings = settings_from(ctx)
+
+    def ready(where: str) -> None:
+        # stdout belongs to the protocol with stdio: everything we say goes to stderr
+        click.echo(f"victor mcp: serving {where}", err=True)
+
+    await mcp_server.serve(settings, transport=transport, host=host, port=port, ready=ready)
+
+
 def main() -> None:
     cli(prog_name="victor")
 

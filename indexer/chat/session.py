@@ -138,12 +138,15 @@ class ChatSession:
 
     async def call(self, work: Callable[[Victor], Awaitable[T]]) -> T:
         """`work(victor)` within the timeout, connecting first when needed. Raises
-        `Unavailable` (a user-safe reason) for any failure, after logging the details."""
+        `Unavailable` (a user-safe reason) for any failure, after logging the details, except
+        ConfigError and NotFound: bad input from the caller, whose message is for it."""
         try:
             return await within(self._run(work), self.timeout)
         except TimeoutError:
             self.log.warning("%s: no answer within %g s", self.name, self.timeout)
             raise Unavailable(f"no answer within {self.timeout:g} s") from None
+        except (errors.ConfigError, errors.NotFound):
+            raise  # the caller asked for something wrong: its message says what (a tool shows it)
         except Exception as exc:
             reason = reason_for(exc)
             self.log.warning(

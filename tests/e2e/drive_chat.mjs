@@ -134,6 +134,71 @@ async function main() {
       return;
     }
 
+    if (job.mode === 'mcp') {
+      // Settings → Admin → Integrations (External Tools), where the test registered Victor
+      // through the API.
+      step('external tools settings');
+      result.mcp = {};
+      await page.goto(`${job.baseUrl}/admin/settings/tools`);
+      await page.getByText('Integrations', { exact: true }).first().click();
+      await page.getByText(job.mcp.serverName).first().waitFor({ timeout }).catch(() => {});
+      await page.waitForTimeout(800);
+      result.mcp.settingsText = (await page.locator('body').innerText()).trim();
+      await shot(page, '10-mcp-external-tools.png');
+
+      step('the connection of Victor');
+      // the Victor row: its "Configure" button, next to its switch
+      const row = page
+        .getByRole('switch')
+        .first()
+        .locator('xpath=ancestor::div[.//button[not(@role="switch")]][1]');
+      await row.locator('button:not([role="switch"])').first().click();
+      const dialog = page.getByRole('dialog').last();
+      await dialog.waitFor({ timeout });
+      await page.waitForTimeout(800);
+      result.mcp.connectionText = (await dialog.innerText()).trim();
+      result.mcp.connectionUrl = await dialog
+        .locator('input')
+        .evaluateAll((els) => els.map((e) => e.value).filter((v) => v.includes('/mcp')));
+      await shot(page, '11-mcp-connection.png');
+      await page.keyboard.press('Escape');
+
+      // One chat with a model whose default tools are Victor's MCP tools (native calling).
+      step('chat with the MCP tools');
+      await newChat(page, job.mcp.model, job.mcp.label);
+      const answerMcp = await ask(page, job.mcp.question);
+      Object.assign(result.mcp, await describeAnswer(page, answerMcp));
+      await shot(page, '12-mcp-answer.png');
+
+      step('open the first tool call');
+      // one call: "View Result from <tool>"; several: "Explored <tool>, <tool>" holding each
+      const calls = answerMcp.getByText(/^Explored .*search_code/).filter({ visible: true });
+      if (await calls.count()) {
+        await calls.first().click();
+        await page.waitForTimeout(800);
+      }
+      await answerMcp
+        .getByText(/View Result from .*search_code/)
+        .filter({ visible: true })
+        .first()
+        .click();
+      await page.waitForTimeout(800);
+      result.mcp.expandedText = (await answerMcp.innerText()).trim();
+      await shot(page, '13-mcp-tool-result.png');
+
+      step('the tools of the chat');
+      await page.locator('#integration-menu-button').click();
+      await page.getByRole('menuitem', { name: /Tools/ }).first().click();
+      await page.getByText(job.mcp.serverName, { exact: true }).first().waitFor({ timeout })
+        .catch(() => {});
+      await page.waitForTimeout(500);
+      result.mcp.menuText = (await page.getByRole('menu').last().innerText()).trim();
+      await shot(page, '14-mcp-tools-menu.png');
+      await page.keyboard.press('Escape');
+      step('done');
+      return;
+    }
+
     // --- Chat 1: toggle ON ------------------------------------------------------------
     step('chat with toggle ON');
     await newChat(page);

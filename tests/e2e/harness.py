@@ -427,12 +427,18 @@ def setup_openwebui(stack: Stack) -> str:
 
 
 def run_browser(
-    stack: Stack, screenshots_dir: Path, *, mode: str = "full", question: str | None = None
+    stack: Stack,
+    screenshots_dir: Path,
+    *,
+    mode: str = "full",
+    question: str | None = None,
+    extra: dict | None = None,
 ) -> dict:
     """Drive Chromium through the chats; return what it saw.
 
     mode "full": toggle on, toggle off, then the preset. mode "unavailable": one chat with the
-    toggle on (the caller has made the index unreachable)."""
+    toggle on (the caller has made the index unreachable). mode "mcp": one chat with the model
+    `extra["mcp"]` names, whose tools are Victor's MCP tools (test_openwebui_mcp_e2e.py)."""
     cfg = stack.cfg
     screenshots_dir.mkdir(parents=True, exist_ok=True)
     job = {
@@ -448,6 +454,7 @@ def run_browser(
         "chromium": cfg.chromium,
         "timeoutMs": int(cfg.timeout * 1000),
         "resultFile": str(stack.run_dir / f"browser_result_{mode}.json"),
+        **(extra or {}),
     }
     job_file = stack.run_dir / f"browser_job_{mode}.json"
     job_file.write_text(json.dumps(job, indent=1))

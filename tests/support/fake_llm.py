@@ -14,6 +14,11 @@ As a process::
 
     python -m tests.support.fake_llm --port 8111 --record /tmp/requests.jsonl
 
+A model that calls tools: give ``script``, a function of the request body that returns the
+tool calls to answer with (``[ToolCall(name, arguments)]``, streamed as OpenAI's
+``tool_calls`` deltas, finish reason ``tool_calls``), a text, or None for the fixed reply.
+It sees every request, so it can read the ``tool`` messages of earlier calls, as a model does.
+
 Extra routes for a test that runs it as a process: ``GET /_requests`` returns the recorded
 requests as a JSON list, ``DELETE /_requests`` forgets them, ``GET /health`` answers ``ok``.
 Paths work with or without the ``/v1`` prefix.
@@ -27,11 +32,25 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 DEFAULT_REPLY = "FAKE-LLM-ANSWER: this is the fake model's fixed answer."
 DEFAULT_MODELS = ("fake-model",)
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A function call the model makes (OpenAI `tool_calls`)."""
+
+    name: str
+    arguments: dict = field(default_factory=dict)
+    id: str = field(default_factory=lambda: "call_" + uuid.uuid4().hex[:12])
+
+
+Script = Callable[[dict], "list[ToolCall] | str | None"]
 
 
 class FakeLLM:
@@ -46,12 +65,14 @@ class FakeLLM:
         record_path: str | Path | None = None,
         api_key: str | None = None,
         chunk_delay: float = 0.0,
+        script: Script | None = None,
     ):
         self.models = list(models)
         self.reply = reply
         self.record_path = Path(record_path) if record_path else None
         self.api_key = api_key
         self.chunk_delay = chunk_delay
+        self.script = script
         self.requests: list[dict] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), _make_handler(self))
@@ -202,12 +223,14 @@ def _make_handler(llm: FakeLLM) -> type[BaseHTTPRequestHandler]:
             if not self._authorized():
                 return
             model = body.get("model") or llm.models[0]
+            answer = llm.script(body) if llm.script else None
+            answer = llm.reply if answer is None else answer
             if body.get("stream"):
-                self._stream(model, body)
+                self._stream(model, body, answer)
             else:
-                self._send_json(200, _completion(model, llm.reply))
+                self._send_json(200, _completion(model, answer))
 
-        def _stream(self, model: str, body: dict) -> None:
+        def _stream(self, model: str, body: dict, answer: str | list[ToolCall]) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Cache-Control", "no-cache")
@@ -225,13 +248,17 @@ def _make_handler(llm: FakeLLM) -> type[BaseHTTPRequestHandler]:
                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
                 }
 
-            events = [chunk({"role": "assistant", "content": ""})]
-            events += [chunk({"content": piece}) for piece in _pieces(llm.reply)]
-            events.append(chunk({}, "stop"))
+            if isinstance(answer, str):
+                events = [chunk({"role": "assistant", "content": ""})]
+                events += [chunk({"content": piece}) for piece in _pieces(answer)]
+                events.append(chunk({}, "stop"))
+            else:
+                events = [chunk(d) for d in _tool_call_deltas(answer)]
+                events.append(chunk({}, "tool_calls"))
             if (body.get("stream_options") or {}).get("include_usage"):
                 usage = chunk({})
                 usage["choices"] = []
-                usage["usage"] = _usage(llm.reply)
+                usage["usage"] = _usage(answer if isinstance(answer, str) else "")
                 events.append(usage)
             try:
                 for event in events:
@@ -248,6 +275,26 @@ def _make_handler(llm: FakeLLM) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def _call_json(call: ToolCall) -> dict:
+    function = {"name": call.name, "arguments": json.dumps(call.arguments)}
+    return {"id": call.id, "type": "function", "function": function}
+
+
+def _tool_call_deltas(calls: list[ToolCall]) -> list[dict]:
+    """The deltas a streaming OpenAI model sends for tool calls: per call, its id and name
+    first, then its arguments in a few pieces."""
+    deltas: list[dict] = [{"role": "assistant", "content": None}]
+    for index, call in enumerate(calls):
+        head = {"index": index, "id": call.id, "type": "function"}
+        deltas.append({"tool_calls": [{**head, "function": {"name": call.name, "arguments": ""}}]})
+        arguments = json.dumps(call.arguments)
+        step = max(1, len(arguments) // 3)
+        for i in range(0, len(arguments), step):
+            piece = {"index": index, "function": {"arguments": arguments[i : i + step]}}
+            deltas.append({"tool_calls": [piece]})
+    return deltas
+
+
 def _pieces(text: str) -> list[str]:
     """Split the reply into a few word-sized pieces that join back to the same text."""
     words = text.split(" ")
@@ -259,19 +306,20 @@ def _usage(text: str) -> dict:
     return {"prompt_tokens": 10, "completion_tokens": n, "total_tokens": 10 + n}
 
 
-def _completion(model: str, text: str) -> dict:
+def _completion(model: str, answer: str | list[ToolCall]) -> dict:
+    if isinstance(answer, str):
+        message = {"role": "assistant", "content": answer}
+        finish, text = "stop", answer
+    else:
+        calls = [_call_json(c) for c in answer]
+        message = {"role": "assistant", "content": None, "tool_calls": calls}
+        finish, text = "tool_calls", ""
     return {
         "id": "chatcmpl-" + uuid.uuid4().hex[:12],
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": "stop",
-            }
-        ],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
         "usage": _usage(text),
     }
 

@@ -95,3 +95,44 @@ def test_runs_as_a_process(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_scripted_tool_calls_stream_as_openai_deltas():
+    """A scripted model answers with tool calls, then (seeing the tool result) with text."""
+    from tests.support.fake_llm import ToolCall
+
+    def script(body: dict):
+        if any(m.get("role") == "tool" for m in body["messages"]):
+            return "done: " + body["messages"][-1]["content"]
+        return [ToolCall("search", {"query": "cart total"}, id="call_1"), ToolCall("list")]
+
+    body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "q"}]}
+    with FakeLLM(models=["m"], script=script) as llm:
+        raw = post(llm.base_url + "/chat/completions", body).decode()
+        events = [json.loads(line[6:]) for line in raw.splitlines()[:-2] if line[6:7] == "{"]
+        calls: dict[int, dict] = {}
+        for event in events:
+            for d in event["choices"][0]["delta"].get("tool_calls") or []:
+                call = calls.setdefault(d["index"], {"id": None, "name": "", "arguments": ""})
+                call["id"] = d.get("id") or call["id"]
+                call["name"] += d.get("function", {}).get("name", "")
+                call["arguments"] += d.get("function", {}).get("arguments", "")
+        assert events[-1]["choices"][0]["finish_reason"] == "tool_calls"
+        assert calls[0] == {
+            "id": "call_1",
+            "name": "search",
+            "arguments": '{"query": "cart total"}',
+        }
+        assert calls[1]["name"] == "list" and json.loads(calls[1]["arguments"]) == {}
+
+        answered = {
+            **body,
+            "stream": False,
+            "messages": [
+                *body["messages"],
+                {"role": "tool", "tool_call_id": "call_1", "content": "found"},
+            ],
+        }
+        reply = json.loads(post(llm.base_url + "/chat/completions", answered))
+        assert reply["choices"][0]["message"]["content"] == "done: found"
+        assert len(llm.requests) == 2

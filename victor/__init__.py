@@ -1,0 +1,1 @@
+"""The victor command line and in-process adapters."""
