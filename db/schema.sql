@@ -95,6 +95,40 @@ CREATE INDEX IF NOT EXISTS chunks_symbol_keys_idx ON chunks USING gin (symbol_ke
 CREATE INDEX IF NOT EXISTS chunks_lex_stats_idx ON chunks (repo_id) INCLUDE (lex_len, lex_doc_len)
     WHERE searchable;
 
+-- v5: the lexical index Victor keeps itself (indexer/postings.py, queried by indexer/bm25f.py),
+-- written in the same transaction as the chunks it describes. Postings of each searchable
+-- chunk's words with their counts per field, ordered per (repository, word) by impact so a
+-- query reads the best postings of a common word first; document frequencies per
+-- (repository, word); per repository the chunk count and field length sums of BM25.
+CREATE TABLE IF NOT EXISTS lex_postings (
+    chunk_id  bigint NOT NULL,
+    term      text COLLATE "C" NOT NULL,   -- a lexeme of chunks.lex
+    repo_id   int NOT NULL,
+    impact    real NOT NULL,               -- BM25F part at reference lengths: an ordering key
+    na        smallint NOT NULL,           -- occurrences in field A (name) .. D (body)
+    nb        smallint NOT NULL,
+    nc        smallint NOT NULL,
+    nd        smallint NOT NULL,
+    doc_len   int NOT NULL,                -- chunks.lex_doc_len
+    body_len  int NOT NULL,                -- chunks.lex_len
+    module    boolean NOT NULL,            -- a module or window chunk
+    PRIMARY KEY (chunk_id, term)
+);
+CREATE INDEX IF NOT EXISTS lex_postings_impact_idx
+    ON lex_postings (repo_id, term, impact DESC, chunk_id);
+CREATE TABLE IF NOT EXISTS lex_terms (
+    repo_id  int NOT NULL,
+    term     text COLLATE "C" NOT NULL,
+    df       int NOT NULL,                 -- searchable chunks of the repository holding it
+    PRIMARY KEY (repo_id, term)
+);
+CREATE TABLE IF NOT EXISTS lex_stats (
+    repo_id   int PRIMARY KEY,
+    chunks    bigint NOT NULL,             -- searchable chunks
+    body_len  bigint NOT NULL,             -- sum of their lex_len
+    doc_len   bigint NOT NULL              -- sum of their lex_doc_len
+);
+
 -- Embeddings by (embedding space, hash of the embedded text): an unchanged or
 -- moved function is never embedded twice.
 CREATE TABLE IF NOT EXISTS embedding_cache (
@@ -147,5 +181,5 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
     received_at timestamptz NOT NULL DEFAULT now()
 );
 
-INSERT INTO victor_meta (key, value) VALUES ('schema_version', '4')
+INSERT INTO victor_meta (key, value) VALUES ('schema_version', '5')
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;

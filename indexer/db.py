@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 from pgvector.asyncpg import register_vector
 
-from . import store
+from . import postings, store
 from .config import Settings
 from .errors import DatabaseUnavailable, SchemaError
 from .lexical import LEXICAL_VERSION
@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 # 2: lexical fields, symbol keys, searchable flag, name hashes
 # 3: tracked repositories, sync jobs, webhook deliveries
 # 4: an index for the lexical statistics (chunks_lex_stats_idx)
-SCHEMA_VERSION = 4
+# 5: the lexical index (lex_postings, lex_terms, lex_stats: indexer/postings.py)
+SCHEMA_VERSION = 5
 _SCHEMA_LOCK = 7_401_001  # pg_advisory_xact_lock key: one schema migration at a time
 
 
@@ -211,10 +212,14 @@ async def apply_schema(conn: asyncpg.Connection, *, force: bool = False) -> bool
     try:
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
+            before = await current_schema_version(conn)
             await conn.execute(schema_sql())
             if await store.lexical_version(conn) != LEXICAL_VERSION:
-                count = await store.refresh_lexical(conn)
+                count = await store.refresh_lexical(conn)  # rebuilds the postings too
                 log.info("recomputed the lexical fields of %d chunks", count)
+            elif before is not None and before < 5:  # v5 added the lexical index: fill it
+                count = await postings.rebuild(conn)
+                log.info("built the lexical index: %d postings", count)
     except asyncpg.InsufficientPrivilegeError as exc:
         raise SchemaError(await privilege_advice(conn, exc)) from None
     except asyncpg.UndefinedFileError as exc:

@@ -4,9 +4,9 @@
   function's vector averages its full text's embedding with a short name text's
   (`indexer.embedtext.name_text`).
 * lexical: BM25F over the identifier-split fields of `indexer.lexical` (name, module and
-  parameters, doc and called names, body), computed in SQL from the chunks' weighted
-  tsvectors, so a function whose name says what the query says outranks long code that
-  merely mentions the words.
+  parameters, doc and called names, body), computed in one SQL statement from Victor's own
+  lexical index (`indexer.postings`, `indexer.bm25f`), so a function whose name says what the
+  query says outranks long code that merely mentions the words.
 * hybrid: the cosine plus a small share of the lexical score (score-level fusion; RRF is
   kept as an option for comparison). bench/README.md has the measurements behind every
   default in `Tuning`.
@@ -32,7 +32,6 @@ a similar range for the right function, but common English words can reach 0.3.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -41,7 +40,7 @@ from typing import Literal
 import asyncpg
 import numpy as np
 
-from . import lexical, store
+from . import bm25f, lexical, store
 from .bounded import within
 from .embedder import Embedder, check_dimensions
 from .errors import EmbedderUnavailable, EmbeddingError, ModelMismatch, ModelMissing, VictorError
@@ -181,14 +180,6 @@ async def query_lexemes(conn: asyncpg.Connection, query: str) -> list[str]:
     return list(await conn.fetchval("SELECT tsvector_to_array(to_tsvector('english', $1))", words))
 
 
-# A query word found in more chunks than this is "common": it still counts in every score,
-# but the chunks to score are found through the rarer words. Scoring costs about 0.04 ms per
-# chunk (each tsvector is read and unnested), and in a large index one common word ("player",
-# "set") can be in a third of a million chunks: this bound keeps a search at most a few
-# hundred milliseconds. Indexes of fewer chunks are scored exactly, as before.
-MAX_LEXICAL_CANDIDATES = 10_000
-
-
 async def lexical_ids(
     conn: asyncpg.Connection,
     lexemes: list[str],
@@ -196,128 +187,11 @@ async def lexical_ids(
     repos: list[int] | None,
     tuning: Tuning,
 ) -> dict[int, float]:
-    """Chunk id -> BM25F score of the `depth` best lexical matches.
-
-    Per query word: idf from how many chunks hold it; its frequency in a chunk summed over
-    fields with the field weights (the body's part normalised by body length, like BM25),
-    then saturated with k1. The GIN index finds the chunks holding the query words: all of
-    them while they are in at most MAX_LEXICAL_CANDIDATES chunks together, else the rarest
-    words up to that many chunks (when every word is common: chunks holding all of them, at
-    most that many). In a large index, frequent words' counts come from PostgreSQL's
-    statistics (see document_frequencies).
-    """
+    """Chunk id -> BM25F score of the `depth` best lexical matches of these lexemes, from
+    Victor's lexical index (`indexer.bm25f`)."""
     if not lexemes:
         return {}
-    scope = await conn.fetchrow(
-        """
-        SELECT count(*)::float8 AS n, greatest(avg(lex_len), 1)::float8 AS body_avg,
-               greatest(avg(lex_doc_len), 1)::float8 AS doc_avg
-        FROM chunks WHERE searchable AND ($1::int[] IS NULL OR repo_id = ANY($1))
-        """,
-        repos,
-    )
-    n = scope["n"]
-    df = await document_frequencies(conn, lexemes, repos, n)
-    found = sorted((w for w in lexemes if df[w] > 0), key=lambda w: df[w])
-    if not found:
-        return {}
-    chosen: list[str] = []
-    for word in found:
-        if chosen and sum(df[w] for w in chosen) + df[word] > MAX_LEXICAL_CANDIDATES:
-            break
-        chosen.append(word)
-    exact = n <= MAX_LEXICAL_CANDIDATES or len(chosen) == len(found)
-    every = not exact and df[chosen[0]] > MAX_LEXICAL_CANDIDATES  # only common words
-    if exact:
-        chosen = found
-    idf = [math.log(1 + (n - df[w] + 0.5) / (df[w] + 0.5)) for w in found]
-    wa, wb, wc, wd = tuning.weights
-    rows = await conn.fetch(
-        """
-        WITH words AS (SELECT * FROM unnest($1::text[], $2::float8[]) AS t(lexeme, idf)),
-        s AS (SELECT $15::float8 AS body_avg, $16::float8 AS doc_avg),
-        candidates AS (
-            SELECT c.id, c.kind, c.lex, c.lex_len, c.lex_doc_len FROM chunks c
-            WHERE c.lex @@ (SELECT string_agg(quote_literal(w), $4)::tsquery
-                            FROM unnest($3::text[]) AS w)
-              AND c.searchable AND ($5::int[] IS NULL OR c.repo_id = ANY($5))
-            LIMIT $6
-        )
-        SELECT c.id, sum(words.idf * f.tf * ($11 + 1) / (f.tf + $11))
-               * CASE WHEN c.kind IN ('module', 'window') THEN $14 ELSE 1 END AS score
-        FROM candidates c CROSS JOIN s
-        CROSS JOIN LATERAL (
-            SELECT u.lexeme,
-                   sum(CASE w WHEN 'A' THEN $7 WHEN 'B' THEN $8
-                       WHEN 'C' THEN $9 / (1 - $12 + $12 * c.lex_doc_len / s.doc_avg)
-                       ELSE $10 / (1 - $13 + $13 * c.lex_len / s.body_avg) END) AS tf
-            FROM unnest(c.lex) AS u, unnest(u.weights) AS w
-            WHERE u.lexeme = ANY($1)
-            GROUP BY u.lexeme
-        ) f
-        JOIN words ON words.lexeme = f.lexeme
-        GROUP BY c.id, c.kind
-        ORDER BY score DESC, c.id
-        LIMIT $17
-        """,
-        found,
-        idf,
-        found if every else chosen,
-        " & " if every else " | ",
-        repos,
-        MAX_LEXICAL_CANDIDATES if every else None,
-        wa,
-        wb,
-        wc,
-        wd,
-        tuning.k1,
-        tuning.b_doc,
-        tuning.b_body,
-        tuning.module_lexical,
-        scope["body_avg"],
-        scope["doc_avg"],
-        depth,
-    )
-    return {r["id"]: float(r["score"]) for r in rows}
-
-
-async def document_frequencies(
-    conn: asyncpg.Connection, lexemes: list[str], repos: list[int] | None, n: float
-) -> dict[str, float]:
-    """How many chunks in scope hold each word. Counted (up to MAX_LEXICAL_CANDIDATES + 1: a
-    bounded scan) in a scope of at most MAX_LEXICAL_CANDIDATES chunks; in a larger one the
-    frequent words' counts are estimated from PostgreSQL's statistics of the tsvector column
-    (the share of rows holding each of its most common words, kept by ANALYZE) and only the
-    others are counted."""
-    df: dict[str, float] = {}
-    if n > MAX_LEXICAL_CANDIDATES:
-        rows = await conn.fetch(
-            """
-            SELECT e.lexeme, e.share FROM pg_stats s
-            CROSS JOIN LATERAL unnest(s.most_common_elems::text::text[],
-                                      s.most_common_elem_freqs) AS e(lexeme, share)
-            WHERE s.schemaname = current_schema() AND s.tablename = 'chunks'
-              AND s.attname = 'lex' AND e.lexeme = ANY($1)
-            """,
-            lexemes,
-        )
-        df = {r["lexeme"]: r["share"] * n for r in rows}
-    rows = await conn.fetch(
-        """
-        SELECT t.lexeme, (
-            SELECT count(*) FROM (
-                SELECT 1 FROM chunks c
-                WHERE c.lex @@ quote_literal(t.lexeme)::tsquery AND c.searchable
-                  AND ($2::int[] IS NULL OR c.repo_id = ANY($2))
-                LIMIT $3) s
-        )::float8 AS df
-        FROM unnest($1::text[]) AS t(lexeme)
-        """,
-        [w for w in lexemes if w not in df],
-        repos,
-        MAX_LEXICAL_CANDIDATES + 1,
-    )
-    return df | {r["lexeme"]: r["df"] for r in rows}
+    return await bm25f.top(conn, lexemes=lexemes, depth=depth, repos=repos, tuning=tuning)
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,7 +367,8 @@ async def run(
     if mode != "lexical":
         dense = await dense_ids(conn, vector, depth, repos)
     if mode != "dense":
-        lex = await lexical_ids(conn, await query_lexemes(conn, query), depth, repos, tuning)
+        words = lexical.query_words(query)  # stemmed in the same statement: one round trip
+        lex = await bm25f.top(conn, words=words, depth=depth, repos=repos, tuning=tuning)
     symbols = await symbol_hits(conn, query, repos) if tuning.symbols else []
     ids = dense.keys() | lex.keys() | {h.id for h in symbols}
     rows = await fetch_results(conn, list(ids), vector)
