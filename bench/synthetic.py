@@ -40,7 +40,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 
-from indexer import db, lexical, store
+from indexer import db, lexical, postings, store
 from indexer.config import Settings
 
 MODEL = "bench-embed"  # the stand-in's model name: no query/document prefixes
@@ -585,7 +585,14 @@ async def load_index(
                 if progress:
                     progress(f"{index['name']} built in {seconds:.0f} s")
             t = time.perf_counter()
+            async with conn.transaction():  # the lexical index, as a schema upgrade builds it
+                await postings.rebuild(conn)
+            timings["build_lexical_index_s"] = time.perf_counter() - t
+            if progress:
+                progress(f"lexical index built in {timings['build_lexical_index_s']:.0f} s")
+            t = time.perf_counter()
             await conn.execute("VACUUM (ANALYZE) chunks")
+            await conn.execute("VACUUM (ANALYZE) lex_postings")
             await conn.execute("ANALYZE")
             timings["vacuum_analyze_s"] = time.perf_counter() - t
     finally:
