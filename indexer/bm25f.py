@@ -32,9 +32,10 @@ if TYPE_CHECKING:
 # Postings read per query word (shared out over the repositories in scope by their size).
 # An index whose words are each in at most this many chunks is scored exactly; in a larger
 # one the chunks that hold a common word where it weighs most are scored.
-REACH = 2000
+REACH = 3000
 MIN_REACH = 100  # per repository: a small repository still gets a fair look at its lists
-RESCORE = 200  # approximate-best candidates scored exactly (at least 4 x depth)
+RESCORE = 100  # approximate-best candidates scored exactly (at least 2 x depth)
+EXACT = 2000  # every list read to its end and at most this many chunks: all scored exactly
 
 _TOP = """
 WITH terms AS (
@@ -74,7 +75,8 @@ lists AS (
 approx AS (SELECT chunk_id, sum(part) AS a FROM lists GROUP BY chunk_id),
 best AS (
     SELECT chunk_id FROM approx ORDER BY a DESC, chunk_id
-    LIMIT CASE WHEN (SELECT bool_and(df <= reach) FROM dfs) THEN NULL ELSE $6::int END
+    LIMIT CASE WHEN (SELECT bool_and(df <= reach) FROM dfs)
+                    AND (SELECT count(*) FROM approx) <= $16::int THEN NULL ELSE $6::int END
 ),
 scored AS (
     SELECT p.chunk_id,
@@ -122,7 +124,7 @@ async def top(
         None if repos is None else list(repos),
         reach,
         MIN_REACH,
-        max(rescore, 4 * depth),
+        max(rescore, 2 * depth),
         wa,
         wb,
         wc,
@@ -132,5 +134,6 @@ async def top(
         tuning.b_body,
         tuning.module_lexical,
         depth,
+        EXACT,
     )
     return {r["chunk_id"]: float(r["score"]) for r in rows}
