@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 # Postings read per query word (shared out over the repositories in scope by their size).
 # An index whose words are each in at most this many chunks is scored exactly; in a larger
 # one the chunks that hold a common word where it weighs most are scored.
-REACH = 3000
+REACH = 4000
 MIN_REACH = 100  # per repository: a small repository still gets a fair look at its lists
 RESCORE = 100  # approximate-best candidates scored exactly (at least 2 x depth)
 EXACT = 2000  # every list read to its end and at most this many chunks: all scored exactly

@@ -625,7 +625,7 @@ def test_a_dead_worker_loses_only_its_own_file():
     for r in chunk_files(items, workers=2):
         if not results:  # both workers are busy now: kill them
             for child in psutil.Process().children():
-                if "spawn_main" in " ".join(child.cmdline()):
+                if "indexer.parse_worker" in child.cmdline():
                     child.kill()
         results.append(r)
     assert sorted(r.path for r in results) == sorted(p for p, _ in items)
