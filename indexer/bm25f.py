@@ -12,8 +12,8 @@ impact (its BM25F part at reference lengths), so one statement:
    by its size, so a one-repository search reads its own short lists);
 2. ranks their chunks by the sum of idf x impact, an approximation of the score;
 3. computes the exact score of the best `rescore` of them (of all, when every list was read
-   to its end: then the result is exactly BM25F over every chunk holding a query word) and
-   returns the best `depth`.
+   to its end and they hold at most EXACT postings: then the result is exactly BM25F over
+   every chunk holding a query word) and returns the best `depth`.
 N, the document frequencies and the mean lengths come from `lex_stats` and `lex_terms`: no
 statistics scan, no estimate. A word in a third of a large index costs `reach` index entries,
 not a third of the index.
@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 # one the chunks that hold a common word where it weighs most are scored.
 REACH = 4000
 MIN_REACH = 100  # per repository: a small repository still gets a fair look at its lists
-RESCORE = 100  # approximate-best candidates scored exactly (at least 2 x depth)
-EXACT = 2000  # every list read to its end and at most this many chunks: all scored exactly
+RESCORE = 200  # approximate-best candidates scored exactly (at least 2 x depth)
+EXACT = 3000  # every list read to its end, at most this many postings: all scored exactly
 
 _TOP = """
 WITH terms AS (
@@ -72,11 +72,10 @@ lists AS (
         LIMIT d.reach
     ) top
 ),
-approx AS (SELECT chunk_id, sum(part) AS a FROM lists GROUP BY chunk_id),
 best AS (
-    SELECT chunk_id FROM approx ORDER BY a DESC, chunk_id
-    LIMIT CASE WHEN (SELECT bool_and(df <= reach) FROM dfs)
-                    AND (SELECT count(*) FROM approx) <= $16::int THEN NULL ELSE $6::int END
+    SELECT chunk_id FROM lists GROUP BY chunk_id ORDER BY sum(part) DESC, chunk_id
+    LIMIT CASE WHEN (SELECT bool_and(df <= reach) AND sum(df) <= $16::int FROM dfs)
+               THEN NULL ELSE $6::int END
 ),
 scored AS (
     SELECT p.chunk_id,
