@@ -352,6 +352,7 @@ class _Worker:
             self.conn.send(opts)
         self.item: tuple[str, str] | None = None
         self.deadline: float | None = None
+        self.fresh = True  # nothing parsed yet
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -385,7 +386,7 @@ class _Pool:
             startable = all([w.ready() for w in workers])
             for w in workers:
                 if startable and todo:
-                    self.assign(w, todo.pop())
+                    self.assign(w, _next(w, todo))
             while any(w.item is not None for w in workers):
                 done = self.collect(workers)
                 # Hand out new work before yielding, so workers keep busy while the caller runs.
@@ -397,7 +398,7 @@ class _Pool:
                             startable = w.ready()
                             if not startable:
                                 continue
-                        self.assign(w, todo.pop())
+                        self.assign(w, _next(w, todo))
                 yield from done
             # Workers cannot be started here: chunk what is left in this process.
             while todo:
@@ -439,6 +440,15 @@ class _Pool:
                 _stop(w)
                 w.item = None
         return done
+
+
+def _next(w: _Worker, todo: list[tuple[str, str]]) -> tuple[str, str]:
+    """The largest file left, or the smallest for a fresh worker: its parser is cold (ANTLR
+    builds its prediction tables as it goes), and a large file parsed cold can run past the
+    time limit on a busy machine."""
+    item = todo.pop(0) if w.fresh else todo.pop()
+    w.fresh = False
+    return item
 
 
 def _stop(w: _Worker) -> None:
