@@ -145,7 +145,7 @@ async def test_the_lexical_index_follows_every_write(settings, ollama, project):
         async with pool.acquire() as conn:
             assert await postings.check(conn) == IN_STEP
             found = await lexical.lexical_ids(
-                conn, words="unicorns", depth=5, repos=[shop], tuning=DEFAULT_TUNING
+                conn, query="unicorns", depth=5, repos=[shop], tuning=DEFAULT_TUNING
             )
             assert found
             # the same search over both repositories: df and N of both, the other repo unchanged
