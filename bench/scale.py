@@ -117,7 +117,9 @@ async def sides(pool, embedder, texts: list[str]) -> dict:
             t1 = time.perf_counter()
             lexemes = await lexical.query_lexemes(conn, q)
             depth, tuning = DEFAULT_TUNING.depth, DEFAULT_TUNING
-            lex = await lexical.lexical_ids(conn, lexemes, depth, None, tuning)
+            lex = await lexical.lexical_ids(
+                conn, lexemes=lexemes, depth=depth, repos=None, tuning=tuning
+            )
             t2 = time.perf_counter()
             symbols = await symbol_side.symbol_hits(conn, q, None)
             t3 = time.perf_counter()

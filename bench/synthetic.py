@@ -43,6 +43,7 @@ import numpy as np
 from indexer import store
 from indexer import words as lexical
 from indexer.config import Settings
+from indexer.store import postings
 
 MODEL = "bench-embed"  # the stand-in's model name: no query/document prefixes
 
@@ -586,7 +587,14 @@ async def load_index(
                 if progress:
                     progress(f"{index['name']} built in {seconds:.0f} s")
             t = time.perf_counter()
+            async with conn.transaction():  # the lexical index, as a schema upgrade builds it
+                await postings.rebuild(conn)
+            timings["build_lexical_index_s"] = time.perf_counter() - t
+            if progress:
+                progress(f"lexical index built in {timings['build_lexical_index_s']:.0f} s")
+            t = time.perf_counter()
             await conn.execute("VACUUM (ANALYZE) chunks")
+            await conn.execute("VACUUM (ANALYZE) lex_postings")
             await conn.execute("ANALYZE")
             timings["vacuum_analyze_s"] = time.perf_counter() - t
     finally:

@@ -96,6 +96,38 @@ CREATE INDEX chunks_symbol_keys_idx ON chunks USING gin (symbol_keys);
 CREATE INDEX chunks_lex_stats_idx ON chunks (repo_id) INCLUDE (lex_len, lex_doc_len)
     WHERE searchable;
 
+-- The lexical index Victor keeps itself (indexer/store/postings.py), in step with chunks:
+-- postings ordered per (repository, word) by impact, document frequencies, and per repository
+-- the chunk count and field length sums of BM25.
+CREATE TABLE lex_postings (
+    chunk_id  bigint NOT NULL,
+    term      text COLLATE "C" NOT NULL,   -- a lexeme of chunks.lex
+    repo_id   int NOT NULL,
+    impact    real NOT NULL,               -- BM25F part at reference lengths: an ordering key
+    na        smallint NOT NULL,           -- occurrences in field A (name) .. D (body)
+    nb        smallint NOT NULL,
+    nc        smallint NOT NULL,
+    nd        smallint NOT NULL,
+    doc_len   int NOT NULL,                -- chunks.lex_doc_len
+    body_len  int NOT NULL,                -- chunks.lex_len
+    module    boolean NOT NULL,            -- a module or window chunk
+    PRIMARY KEY (chunk_id, term)
+);
+CREATE INDEX lex_postings_impact_idx
+    ON lex_postings (repo_id, term, impact DESC, chunk_id);
+CREATE TABLE lex_terms (
+    repo_id  int NOT NULL,
+    term     text COLLATE "C" NOT NULL,
+    df       int NOT NULL,                 -- searchable chunks of the repository holding it
+    PRIMARY KEY (repo_id, term)
+);
+CREATE TABLE lex_stats (
+    repo_id   int PRIMARY KEY,
+    chunks    bigint NOT NULL,             -- searchable chunks
+    body_len  bigint NOT NULL,             -- sum of their lex_len
+    doc_len   bigint NOT NULL              -- sum of their lex_doc_len
+);
+
 -- Embeddings by (embedding space, hash of the embedded text): an unchanged or moved function
 -- is never embedded twice.
 CREATE TABLE embedding_cache (

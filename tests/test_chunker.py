@@ -617,8 +617,10 @@ def test_time_limit_falls_back_to_the_scanner():
 
 
 def spawned_workers() -> list[psutil.Process]:
-    """This process's parser workers (started with multiprocessing's spawn)."""
-    return [c for c in psutil.Process().children() if "spawn_main" in " ".join(c.cmdline())]
+    """This process's parser workers (`python -m indexer.parsing.worker`)."""
+    return [
+        c for c in psutil.Process().children() if "indexer.parsing.worker" in c.cmdline()
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -677,19 +679,19 @@ def test_a_dead_worker_loses_only_its_own_file(pool_items, in_process):
     assert not spawned_workers()
 
 
-def test_workers_that_cannot_start_fall_back_to_in_process(in_process):
-    # Run from stdin, spawned workers cannot re-import the main module and die at once.
-    script = f"""
-import json, pathlib
+def test_the_pool_runs_from_a_script_on_stdin(in_process):
+    # Workers are `python -m indexer.parsing.worker`: unlike multiprocessing's spawn, they never
+    # re-import the caller's main module, so even a script read from stdin gets its workers.
+    script = """
+import json
 from indexer.parsing.pool import MIN_PARALLEL_CHARS, chunk_files
-root = pathlib.Path({str(CORPORA / "roact")!r})
-items = [(str(p.relative_to(root)), p.read_text()) for p in sorted(root.rglob("*.lua"))]
-print(json.dumps([r.mode.value for r in chunk_files(items, workers=2)]))
+from tests.support.lua_corpus import pool_corpus
+items = pool_corpus(MIN_PARALLEL_CHARS)
+print(json.dumps({r.path: r.mode.value for r in chunk_files(items, workers=2)}))
 """
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     run = subprocess.run(
         [sys.executable, "-"], input=script, env=env, capture_output=True, text=True, timeout=300
     )
     assert run.returncode == 0, run.stderr[-2000:]
-    assert "spawn_main" in run.stderr  # the workers did try, and died
     assert json.loads(run.stdout) == {p: r.mode.value for p, r in in_process.items()}

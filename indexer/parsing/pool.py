@@ -1,15 +1,17 @@
-"""Chunking many files across worker processes: a small process pool that survives a worker
-dying on one file (that file falls back to line windows) and never waits on a hung one."""
+"""Chunking many files across worker processes: a small pool of parse workers that survives a
+worker dying on one file (that file falls back to line windows) and never waits on a hung one."""
 
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
-import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 
 from indexer.models import FileChunks, ParseMode
 from indexer.parsing.chunker import MAX_CHARS, chunk_source
@@ -19,7 +21,7 @@ from indexer.parsing.scanner import load_lines
 
 # Below this much source, starting worker processes costs more than it saves.
 MIN_PARALLEL_CHARS = 100_000
-_STARTUP_TIMEOUT = 60.0  # seconds for a spawned worker to import and say hello
+_STARTUP_TIMEOUT = 60.0  # seconds for a worker to import and say hello
 
 
 def chunk_files(
@@ -31,10 +33,12 @@ def chunk_files(
 ) -> Iterator[FileChunks]:
     """Chunk (path, source) pairs across worker processes, yielding results as they finish.
 
-    Small inputs, or workers=1, are chunked in this process. Workers are started
-    with `spawn` (the caller may have torch loaded, which does not survive fork). A
-    worker that dies costs only the file it was on: that file falls back to line
-    windows with the error recorded, and a fresh worker takes over.
+    Small inputs, or workers=1, are chunked in this process. Workers are fresh Python
+    processes running `indexer.parsing.worker` (the caller may have torch loaded, which does
+    not survive fork; see that module for why not multiprocessing's spawn), handed the
+    largest files first so that no large file is left for the end. A worker that dies
+    costs only the file it was on: that file falls back to line windows with the error
+    recorded, and a fresh worker takes over.
     """
     items = list(items)
     opts = {"max_chars": max_chars, "time_limit": time_limit}
@@ -48,18 +52,35 @@ def chunk_files(
     yield from _Pool(workers, opts).run(items)
 
 
+# where `indexer` is imported from: the worker imports the same code
+_IMPORT_ROOT = str(Path(__file__).resolve().parents[2])
+
+
 class _Worker:
-    def __init__(self, ctx: multiprocessing.context.SpawnContext, opts: dict):
-        self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, args=(child, opts), daemon=True)
-        self.process.start()
-        child.close()  # so that the parent sees EOF when the worker dies
+    def __init__(self, opts: dict):
+        mine, theirs = socket.socketpair()
+        path = os.pathsep.join(p for p in (_IMPORT_ROOT, os.environ.get("PYTHONPATH")) if p)
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "indexer.parsing.worker", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONPATH": path},
+            )
+        finally:
+            theirs.close()  # so that we see EOF when the worker dies
+        self.conn = Connection(mine.detach())
+        with contextlib.suppress(OSError):
+            self.conn.send(opts)
         self.item: tuple[str, str] | None = None
         self.deadline: float | None = None
+        self.fresh = True  # nothing parsed yet
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
 
     def ready(self) -> bool:
-        """Wait for the worker's hello. A worker can fail to start at all, e.g. when the
-        main module cannot be re-imported (`python -` or a script without a __main__ guard)."""
+        """Wait for the worker's hello: a worker can fail to start at all."""
         try:
             return self.conn.poll(_STARTUP_TIMEOUT) and self.conn.recv() == "ready"
         except Exception:
@@ -74,7 +95,6 @@ class _Pool:
     """
 
     def __init__(self, size: int, opts: dict):
-        self.ctx = multiprocessing.get_context("spawn")
         self.size = size
         self.opts = opts
         limit = opts["time_limit"]
@@ -82,25 +102,25 @@ class _Pool:
         self.watchdog = None if limit is None else 3 * limit + 60
 
     def run(self, items: list[tuple[str, str]]) -> Iterator[FileChunks]:
-        todo = list(reversed(items))
-        workers = [_Worker(self.ctx, self.opts) for _ in range(self.size)]
+        todo = sorted(items, key=lambda item: len(item[1]))  # pop() takes the largest
+        workers = [_Worker(self.opts) for _ in range(self.size)]
         try:
             startable = all([w.ready() for w in workers])
             for w in workers:
                 if startable and todo:
-                    self.assign(w, todo.pop())
+                    self.assign(w, _next(w, todo))
             while any(w.item is not None for w in workers):
                 done = self.collect(workers)
                 # Hand out new work before yielding, so workers keep busy while the caller runs.
                 for i, w in enumerate(workers):
                     if w.item is None and todo and startable:
-                        if not w.process.is_alive():
+                        if not w.alive():
                             _stop(w)
-                            w = workers[i] = _Worker(self.ctx, self.opts)
+                            w = workers[i] = _Worker(self.opts)
                             startable = w.ready()
                             if not startable:
                                 continue
-                        self.assign(w, todo.pop())
+                        self.assign(w, _next(w, todo))
                 yield from done
             # Workers cannot be started here: chunk what is left in this process.
             while todo:
@@ -121,17 +141,18 @@ class _Pool:
         busy = [w for w in workers if w.item is not None]
         deadlines = [w.deadline for w in busy if w.deadline is not None]
         timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
-        ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout)
+        ready = wait([w.conn for w in busy], timeout)  # a dead worker's end reads as EOF
         done: list[FileChunks] = []
         for w in busy:
             assert w.item is not None
             path, source = w.item
-            if w.conn in ready or w.process.sentinel in ready:
+            if w.conn in ready:
                 try:
                     done.append(w.conn.recv())
                 except Exception:  # EOF: the worker died, possibly halfway through a reply
-                    w.process.join(1)
-                    reason = f"worker died (exit code {w.process.exitcode})"
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        w.process.wait(1)
+                    reason = f"worker died (exit code {w.process.returncode})"
                     done.append(_lines_result(path, source, reason, self.opts["max_chars"]))
                     _stop(w)
                 w.item = None
@@ -143,14 +164,24 @@ class _Pool:
         return done
 
 
+def _next(w: _Worker, todo: list[tuple[str, str]]) -> tuple[str, str]:
+    """The largest file left, or the smallest for a fresh worker: its parser is cold (ANTLR
+    builds its prediction tables as it goes), and a large file parsed cold can run past the
+    time limit on a busy machine."""
+    item = todo.pop(0) if w.fresh else todo.pop()
+    w.fresh = False
+    return item
+
+
 def _stop(w: _Worker) -> None:
-    if w.process.is_alive() and w.item is None:
+    if w.alive() and w.item is None:
         with contextlib.suppress(OSError):
             w.conn.send(None)
-        w.process.join(1)
-    if w.process.is_alive():
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            w.process.wait(1)
+    if w.alive():
         w.process.kill()
-        w.process.join()
+        w.process.wait()
     w.conn.close()
 
 
@@ -161,18 +192,3 @@ def _lines_result(path: str, source: str, reason: str, max_chars: int) -> FileCh
         chunks=line_windows(load_lines(path, source), max_chars),
         error=reason,
     )
-
-
-def _worker_main(conn: Connection, opts: dict) -> None:
-    """Worker process: chunk files sent over `conn` until told to stop."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
-    conn.send("ready")
-    while True:
-        try:
-            item = conn.recv()
-        except EOFError:
-            return
-        if item is None:
-            return
-        path, source = item
-        conn.send(chunk_source(path, source, **opts))

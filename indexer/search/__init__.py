@@ -4,8 +4,9 @@
   function's vector averages its full text's embedding with a short name text's
   (`indexer.embedding.texts.name_text`).
 * lexical (`indexer.search.lexical`): BM25F over the identifier-split fields of
-  `indexer.words` (name, module and parameters, doc and called names, body), so a function
-  whose name says what the query says outranks long code that merely mentions the words.
+  `indexer.words` (name, module and parameters, doc and called names, body), read from the
+  lexical index Victor keeps itself (`indexer.store.postings`), so a function whose name says
+  what the query says outranks long code that merely mentions the words.
 * hybrid: the cosine plus a small share of the lexical score (score-level fusion; RRF is
   kept as an option for comparison). bench/README.md has the measurements behind every
   default in `Tuning`.
@@ -41,7 +42,7 @@ from indexer.embedding import Embedder
 from indexer.errors import VictorError
 from indexer.search.dense import check_space, dense_ids, embed_queries
 from indexer.search.fusion import DEFAULT_TUNING, Tuning, fuse, is_test_path
-from indexer.search.lexical import lexical_ids, query_lexemes
+from indexer.search.lexical import lexical_ids
 from indexer.search.results import MODES, Found, Mode, SearchResult
 from indexer.search.symbols import SymbolHit, symbol_hits
 
@@ -103,7 +104,7 @@ async def _one(
     if mode != "lexical":
         dense = await dense_ids(conn, vector, depth, repos)
     if mode != "dense":
-        lex = await lexical_ids(conn, await query_lexemes(conn, query), depth, repos, tuning)
+        lex = await lexical_ids(conn, query=query, depth=depth, repos=repos, tuning=tuning)
     symbols = await symbol_hits(conn, query, repos) if tuning.symbols else []
     ids = dense.keys() | lex.keys() | {h.id for h in symbols}
     rows = await fetch_results(conn, list(ids), vector)

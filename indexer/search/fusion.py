@@ -18,7 +18,10 @@ class Tuning:
     # BM25F: weight of a word in each field (A name, B module/params, C doc/calls, D body)
     weights: tuple[float, float, float, float] = (6.0, 2.0, 0.5, 0.5)
     k1: float = 6.0  # high: a name word should count about as much as many body words
-    b_doc: float = 0.75  # length normalisation of the doc field
+    # 0: the doc field is not length-normalised. The old lexical SQL passed b_doc and
+    # module_lexical where PostgreSQL inferred integer parameters, so 0.75 and 0.25 ran as 0:
+    # every figure in bench/README.md was measured with 0, which these defaults now say.
+    b_doc: float = 0.0
     b_body: float = 1.0  # and of the body; names are short and not normalised
     depth: int = 50  # candidates taken from each side before fusing
     alpha: float = 0.1  # hybrid: weight of the lexical share next to the cosine
@@ -26,7 +29,7 @@ class Tuning:
     rrf_k: int = 10  # for fusion="rrf"
     lexical_half: float = 30.0  # the BM25F score whose lexical share is 0.5
     symbols: bool = True  # put the definition of a named symbol first
-    module_lexical: float = 0.25  # lexical score factor of module/window chunks
+    module_lexical: float = 0.0  # lexical score factor of module/window chunks (see b_doc)
     module_dense: float = 0.8  # cosine factor of module/window chunks
     tests: float = 0.8  # score factor of chunks in test/spec files
 

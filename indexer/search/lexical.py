@@ -1,110 +1,134 @@
-"""The lexical side: BM25F over the identifier-split fields of `indexer.words` (name, module and
-parameters, doc and called names, body), computed in SQL from the chunks' weighted tsvectors."""
+"""The lexical side: BM25F over Victor's own lexical index (`indexer.store.postings`), in one
+statement.
+
+The score is the one Victor has always used: per query word, idf from how many
+searchable chunks in scope hold it; the word's occurrences summed over the four fields with
+the field weights, the doc and body parts normalised by length against the scope's mean
+lengths; saturated with k1; module and window chunks scaled by `module_lexical`.
+
+What changed is how the chunks to score are found. Each word's postings are ordered by
+impact (its BM25F part at reference lengths), so one statement:
+1. reads the best `reach` postings of each query word in each repository in scope
+   (index-only scans of `lex_postings_impact_idx`; a repository gets a share of `reach`
+   by its size, so a one-repository search reads its own short lists);
+2. ranks their chunks by the sum of idf x impact, an approximation of the score;
+3. computes the exact score of the best `rescore` of them (of all, when every list was read
+   to its end and they hold at most EXACT postings: then the result is exactly BM25F over
+   every chunk holding a query word) and returns the best `depth`.
+N, the document frequencies and the mean lengths come from `lex_stats` and `lex_terms`: no
+statistics scan, no estimate. A word in a third of a large index costs `reach` index entries,
+not a third of the index.
+"""
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 
 import asyncpg
 
-from indexer import words
+from indexer import words as lexical_words
 from indexer.search.fusion import Tuning
 from indexer.store.named import named
 
+# Postings read per query word (shared out over the repositories in scope by their size).
+# An index whose words are each in at most this many chunks is scored exactly; in a larger
+# one the chunks that hold a common word where it weighs most are scored.
+REACH = 4000
+MIN_REACH = 100  # per repository: a small repository still gets a fair look at its lists
+RESCORE = 200  # approximate-best candidates scored exactly (at least 2 x depth)
+EXACT = 3000  # every list read to its end, at most this many postings: all scored exactly
 
-async def query_lexemes(conn: asyncpg.Connection, query: str) -> list[str]:
-    """The query's words as the index stores them (identifiers split, stemmed, no stop words)."""
-    text = words.query_words(query)
-    if not text:
-        return []
-    return list(await conn.fetchval("SELECT tsvector_to_array(to_tsvector('english', $1))", text))
+_TOP = """
+WITH terms AS (
+    SELECT DISTINCT t AS term
+    FROM unnest(coalesce(:lexemes::text[],
+                         tsvector_to_array(to_tsvector('english', :words::text)))) AS t
+),
+scope AS (
+    SELECT repo_id, chunks, body_len, doc_len FROM lex_stats
+    WHERE chunks > 0 AND (:repos::int[] IS NULL OR repo_id = ANY(:repos::int[]))
+),
+totals AS (
+    SELECT sum(chunks)::float8 AS n,
+           greatest(sum(body_len)::float8 / sum(chunks), 1) AS body_avg,
+           greatest(sum(doc_len)::float8 / sum(chunks), 1) AS doc_avg
+    FROM scope
+),
+dfs AS (
+    SELECT t.repo_id, t.term, t.df,
+           greatest(:min_reach::int, ceil(:reach::int * s.chunks / tot.n))::int AS reach
+    FROM lex_terms t JOIN scope s ON s.repo_id = t.repo_id CROSS JOIN totals tot
+    WHERE t.term IN (SELECT term FROM terms) AND t.df > 0
+),
+idf AS (
+    SELECT d.term, ln(1 + (tot.n - sum(d.df) + 0.5) / (sum(d.df) + 0.5)) AS idf
+    FROM dfs d CROSS JOIN totals tot GROUP BY d.term, tot.n
+),
+lists AS (
+    SELECT top.chunk_id, i.idf * top.impact AS part
+    FROM dfs d JOIN idf i ON i.term = d.term
+    CROSS JOIN LATERAL (
+        SELECT p.chunk_id, p.impact FROM lex_postings p
+        WHERE p.repo_id = d.repo_id AND p.term = d.term
+        ORDER BY p.impact DESC, p.chunk_id
+        LIMIT d.reach
+    ) top
+),
+best AS (
+    SELECT chunk_id FROM lists GROUP BY chunk_id ORDER BY sum(part) DESC, chunk_id
+    LIMIT CASE WHEN (SELECT bool_and(df <= reach) AND sum(df) <= :exact::int FROM dfs)
+               THEN NULL ELSE :rescore::int END
+),
+scored AS (
+    SELECT p.chunk_id,
+           sum(i.idf * x.tf * (:k1::float8 + 1) / (x.tf + :k1::float8))
+           * CASE WHEN p.module THEN :module_factor::float8 ELSE 1 END AS score
+    FROM best b
+    JOIN lex_postings p
+      ON p.chunk_id = b.chunk_id AND p.term = ANY(ARRAY(SELECT term FROM idf))
+    JOIN idf i ON i.term = p.term
+    CROSS JOIN totals tot
+    CROSS JOIN LATERAL (
+        SELECT :w_name::float8 * p.na + :w_context::float8 * p.nb
+             + CASE WHEN p.nc > 0 THEN :w_doc::float8 * p.nc
+                    / (1 - :b_doc::float8 + :b_doc::float8 * p.doc_len / tot.doc_avg) ELSE 0 END
+             + CASE WHEN p.nd > 0 THEN :w_body::float8 * p.nd
+                    / (1 - :b_body::float8 + :b_body::float8 * p.body_len / tot.body_avg) ELSE 0 END
+             AS tf
+    ) x
+    GROUP BY p.chunk_id, p.module
+)
+SELECT chunk_id, score FROM scored ORDER BY score DESC, chunk_id LIMIT :depth::int
+"""
 
-
-# A query word found in more chunks than this is "common": it still counts in every score,
-# but the chunks to score are found through the rarer words. Scoring costs about 0.04 ms per
-# chunk (each tsvector is read and unnested), and in a large index one common word ("player",
-# "set") can be in a third of a million chunks: this bound keeps a search at most a few
-# hundred milliseconds. Indexes of fewer chunks are scored exactly, as before.
-MAX_LEXICAL_CANDIDATES = 10_000
 
 
 async def lexical_ids(
     conn: asyncpg.Connection,
-    lexemes: list[str],
+    *,
     depth: int,
-    repos: list[int] | None,
+    repos: Sequence[int] | None,
     tuning: Tuning,
+    lexemes: Sequence[str] | None = None,
+    query: str = "",
+    reach: int = REACH,
+    rescore: int = RESCORE,
 ) -> dict[int, float]:
-    """Chunk id -> BM25F score of the `depth` best lexical matches.
-
-    Per query word: idf from how many chunks hold it; its frequency in a chunk summed over
-    fields with the field weights (the body's part normalised by body length, like BM25),
-    then saturated with k1. The GIN index finds the chunks holding the query words: all of
-    them while they are in at most MAX_LEXICAL_CANDIDATES chunks together, else the rarest
-    words up to that many chunks (when every word is common: chunks holding all of them, at
-    most that many). In a large index, frequent words' counts come from PostgreSQL's
-    statistics (see document_frequencies).
-    """
-    if not lexemes:
+    """Chunk id -> BM25F score of the `depth` best lexical matches, for the `query` as typed
+    (its words are split here and stemmed in the same statement: one round trip) or for
+    `lexemes` as the index stores them."""
+    text = "" if lexemes is not None else lexical_words.query_words(query)
+    if lexemes is None and not text:
         return {}
-    scope = await conn.fetchrow(
-        """
-        SELECT count(*)::float8 AS n, greatest(avg(lex_len), 1)::float8 AS body_avg,
-               greatest(avg(lex_doc_len), 1)::float8 AS doc_avg
-        FROM chunks WHERE searchable AND ($1::int[] IS NULL OR repo_id = ANY($1))
-        """,
-        repos,
-    )
-    n = scope["n"]
-    df = await document_frequencies(conn, lexemes, repos, n)
-    found = sorted((w for w in lexemes if df[w] > 0), key=lambda w: df[w])
-    if not found:
-        return {}
-    chosen: list[str] = []
-    for word in found:
-        if chosen and sum(df[w] for w in chosen) + df[word] > MAX_LEXICAL_CANDIDATES:
-            break
-        chosen.append(word)
-    exact = n <= MAX_LEXICAL_CANDIDATES or len(chosen) == len(found)
-    every = not exact and df[chosen[0]] > MAX_LEXICAL_CANDIDATES  # only common words
-    if exact:
-        chosen = found
-    idf = [math.log(1 + (n - df[w] + 0.5) / (df[w] + 0.5)) for w in found]
     wa, wb, wc, wd = tuning.weights
     sql, args = named(
-        """
-        WITH words AS (SELECT * FROM unnest(:lexemes::text[], :idf::float8[]) AS t(lexeme, idf)),
-        s AS (SELECT :body_avg::float8 AS body_avg, :doc_avg::float8 AS doc_avg),
-        candidates AS (
-            SELECT c.id, c.kind, c.lex, c.lex_len, c.lex_doc_len FROM chunks c
-            WHERE c.lex @@ (SELECT string_agg(quote_literal(w), :operator)::tsquery
-                            FROM unnest(:match::text[]) AS w)
-              AND c.searchable AND (:repos::int[] IS NULL OR c.repo_id = ANY(:repos))
-            LIMIT :candidates
-        )
-        SELECT c.id, sum(words.idf * f.tf * (:k1 + 1) / (f.tf + :k1))
-               * CASE WHEN c.kind IN ('module', 'window') THEN :module_factor ELSE 1 END AS score
-        FROM candidates c CROSS JOIN s
-        CROSS JOIN LATERAL (
-            SELECT u.lexeme,
-                   sum(CASE w WHEN 'A' THEN :w_name WHEN 'B' THEN :w_context
-                       WHEN 'C' THEN :w_doc / (1 - :b_doc + :b_doc * c.lex_doc_len / s.doc_avg)
-                       ELSE :w_body / (1 - :b_body + :b_body * c.lex_len / s.body_avg) END) AS tf
-            FROM unnest(c.lex) AS u, unnest(u.weights) AS w
-            WHERE u.lexeme = ANY(:lexemes)
-            GROUP BY u.lexeme
-        ) f
-        JOIN words ON words.lexeme = f.lexeme
-        GROUP BY c.id, c.kind
-        ORDER BY score DESC, c.id
-        LIMIT :depth
-        """,
-        lexemes=found,
-        idf=idf,
-        match=found if every else chosen,
-        operator=" & " if every else " | ",
-        repos=repos,
-        candidates=MAX_LEXICAL_CANDIDATES if every else None,
+        _TOP,
+        lexemes=None if lexemes is None else list(lexemes),
+        words=text,
+        repos=None if repos is None else list(repos),
+        reach=reach,
+        min_reach=MIN_REACH,
+        rescore=max(rescore, 2 * depth),
         w_name=wa,
         w_context=wb,
         w_doc=wc,
@@ -113,48 +137,16 @@ async def lexical_ids(
         b_doc=tuning.b_doc,
         b_body=tuning.b_body,
         module_factor=tuning.module_lexical,
-        body_avg=scope["body_avg"],
-        doc_avg=scope["doc_avg"],
         depth=depth,
+        exact=EXACT,
     )
     rows = await conn.fetch(sql, *args)
-    return {r["id"]: float(r["score"]) for r in rows}
+    return {r["chunk_id"]: float(r["score"]) for r in rows}
 
 
-async def document_frequencies(
-    conn: asyncpg.Connection, lexemes: list[str], repos: list[int] | None, n: float
-) -> dict[str, float]:
-    """How many chunks in scope hold each word. Counted (up to MAX_LEXICAL_CANDIDATES + 1: a
-    bounded scan) in a scope of at most MAX_LEXICAL_CANDIDATES chunks; in a larger one the
-    frequent words' counts are estimated from PostgreSQL's statistics of the tsvector column
-    (the share of rows holding each of its most common words, kept by ANALYZE) and only the
-    others are counted."""
-    df: dict[str, float] = {}
-    if n > MAX_LEXICAL_CANDIDATES:
-        rows = await conn.fetch(
-            """
-            SELECT e.lexeme, e.share FROM pg_stats s
-            CROSS JOIN LATERAL unnest(s.most_common_elems::text::text[],
-                                      s.most_common_elem_freqs) AS e(lexeme, share)
-            WHERE s.schemaname = current_schema() AND s.tablename = 'chunks'
-              AND s.attname = 'lex' AND e.lexeme = ANY($1)
-            """,
-            lexemes,
-        )
-        df = {r["lexeme"]: r["share"] * n for r in rows}
-    rows = await conn.fetch(
-        """
-        SELECT t.lexeme, (
-            SELECT count(*) FROM (
-                SELECT 1 FROM chunks c
-                WHERE c.lex @@ quote_literal(t.lexeme)::tsquery AND c.searchable
-                  AND ($2::int[] IS NULL OR c.repo_id = ANY($2))
-                LIMIT $3) s
-        )::float8 AS df
-        FROM unnest($1::text[]) AS t(lexeme)
-        """,
-        [w for w in lexemes if w not in df],
-        repos,
-        MAX_LEXICAL_CANDIDATES + 1,
-    )
-    return df | {r["lexeme"]: r["df"] for r in rows}
+async def query_lexemes(conn: asyncpg.Connection, query: str) -> list[str]:
+    """The query's words as the index stores them (identifiers split, stemmed, no stop words)."""
+    text = lexical_words.query_words(query)
+    if not text:
+        return []
+    return list(await conn.fetchval("SELECT tsvector_to_array(to_tsvector('english', $1))", text))

@@ -10,6 +10,7 @@ import asyncpg
 import numpy as np
 
 from indexer import words
+from indexer.store import postings
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,11 +136,12 @@ def lexical_values(
 async def replace_files(
     pool: asyncpg.Pool, repo_id: int, files: Sequence[FileRecord], chunks: Sequence[ChunkRow]
 ) -> None:
-    """Replace these files and all their chunks in one transaction."""
+    """Replace these files and all their chunks, and their lexical index, in one transaction."""
     if not files:
         return
     paths = [f.path for f in files]
     async with pool.acquire() as conn, conn.transaction():
+        await postings.remove_files(conn, repo_id, paths)
         await conn.execute(
             "DELETE FROM chunks WHERE repo_id = $1 AND path = ANY($2)", repo_id, paths
         )
@@ -191,6 +193,7 @@ async def replace_files(
                 for c in chunks
             ],
         )
+        await postings.add_files(conn, repo_id, paths)
 
 
 async def analyze_chunks(pool: asyncpg.Pool) -> None:
@@ -201,6 +204,7 @@ async def delete_files(pool: asyncpg.Pool, repo_id: int, paths: Sequence[str]) -
     if not paths:
         return
     async with pool.acquire() as conn, conn.transaction():
+        await postings.remove_files(conn, repo_id, paths)
         await conn.execute(
             "DELETE FROM chunks WHERE repo_id = $1 AND path = ANY($2)", repo_id, list(paths)
         )
@@ -223,7 +227,8 @@ async def update_commit(
 
 
 async def refresh_lexical(conn: asyncpg.Connection, batch: int = 2000) -> int:
-    """Recompute every chunk's lexical columns (after an upgrade or a LEXICAL_VERSION bump).
+    """Recompute every chunk's lexical columns (after an upgrade or a LEXICAL_VERSION bump)
+    and the lexical index derived from them (`indexer.store.postings`).
 
     Needs no embedding and no source file: the columns derive from the stored chunk. Chunks
     that are not searchable lose their embedding, so dense search skips them too.
@@ -259,6 +264,7 @@ async def refresh_lexical(conn: asyncpg.Connection, batch: int = 2000) -> int:
         )
         done += len(rows)
         last_id = rows[-1]["id"]
+    await postings.rebuild(conn)  # the words changed: so does the lexical index
     await conn.execute(
         """
         INSERT INTO victor_meta (key, value) VALUES ('lexical_version', $1)

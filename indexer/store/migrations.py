@@ -21,12 +21,16 @@ from pathlib import Path
 import asyncpg
 
 from indexer.errors import SchemaError
-from indexer.store import chunks
+from indexer.store import chunks, postings
 from indexer.words import LEXICAL_VERSION
 
 log = logging.getLogger(__name__)
 
 LOCK = 7_401_001  # pg_advisory_xact_lock key: one migrating process at a time
+
+# Data a migration's new tables need, computed in Python right after its SQL: migration id ->
+# a function of the connection (inside the same transaction).
+FILL = {5: postings.rebuild}  # the lexical index of the chunks already there
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
@@ -95,6 +99,8 @@ async def migrate(conn: asyncpg.Connection) -> list[Migration]:
                 await conn.execute(
                     "INSERT INTO victor_migrations (id, name) VALUES ($1, $2)", m.id, m.name
                 )
+                if m.id in FILL:
+                    await FILL[m.id](conn)
                 log.info("applied migration %04d_%s", m.id, m.name)
             if not await _lexical_current(conn):
                 count = await chunks.refresh_lexical(conn)

@@ -10,6 +10,7 @@ from datetime import datetime
 import asyncpg
 
 from indexer.errors import NotFound
+from indexer.store import postings
 from indexer.store.locks import transaction
 
 
@@ -94,6 +95,7 @@ async def remove_repo(db: asyncpg.Pool | asyncpg.Connection, name: str) -> None:
     await get_repo(db, name)
     async with transaction(db) as conn:
         repo_id = await conn.fetchval("SELECT id FROM repos WHERE name = $1", name)
+        await postings.remove_repo(conn, repo_id)
         await conn.execute("DELETE FROM chunks WHERE repo_id = $1", repo_id)
         await conn.execute("DELETE FROM repos WHERE id = $1", repo_id)
 

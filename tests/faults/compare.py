@@ -7,6 +7,8 @@ import json
 import asyncpg
 import numpy as np
 
+from indexer.store import postings
+
 
 async def snapshot(url: str, repo: str) -> dict:
     """What the index holds for one repository, independent of row ids and timestamps."""
@@ -24,6 +26,7 @@ async def snapshot(url: str, repo: str) -> dict:
             "searchable, embedding::text AS embedding FROM chunks WHERE repo_id = $1",
             repo_id,
         )
+        lexical = await postings.check(conn, repo_id)  # the lexical index in step with chunks
         orphans = await conn.fetchval(
             "SELECT count(*) FROM files f WHERE f.repo_id = $1 AND NOT EXISTS "
             "(SELECT 1 FROM chunks c WHERE c.repo_id = f.repo_id AND c.path = f.path)",
@@ -37,7 +40,13 @@ async def snapshot(url: str, repo: str) -> dict:
         assert key not in chunks, f"chunk twice: {key}"
         vector = None if r["embedding"] is None else np.array(json.loads(r["embedding"]))
         chunks[key] = (r["text"], bytes(r["embed_hash"]), r["searchable"], vector)
-    return {"commit": commit, "files": files, "chunks": chunks, "orphans": orphans}
+    return {
+        "commit": commit,
+        "files": files,
+        "chunks": chunks,
+        "orphans": orphans,
+        "lexical": lexical,
+    }
 
 
 def assert_same(got: dict, clean: dict, *, file_commits: bool = True) -> None:
@@ -46,6 +55,7 @@ def assert_same(got: dict, clean: dict, *, file_commits: bool = True) -> None:
     several syncs: each file row records the commit it was last written at, a clean sync
     records the head for all."""
     assert got["orphans"] == 0
+    assert got["lexical"] == {"postings": 0, "terms": 0, "stats": 0}, got["lexical"]
     assert got["commit"] == clean["commit"]
     if file_commits:
         assert got["files"] == clean["files"]

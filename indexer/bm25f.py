@@ -1,0 +1,138 @@
+"""Lexical search over Victor's own lexical index (`indexer.postings`): BM25F in one query.
+
+The score is the one `indexer.search` has always used: per query word, idf from how many
+searchable chunks in scope hold it; the word's occurrences summed over the four fields with
+the field weights, the doc and body parts normalised by length against the scope's mean
+lengths; saturated with k1; module and window chunks scaled by `module_lexical`.
+
+What changed is how the chunks to score are found. Each word's postings are ordered by
+impact (its BM25F part at reference lengths), so one statement:
+1. reads the best `reach` postings of each query word in each repository in scope
+   (index-only scans of `lex_postings_impact_idx`; a repository gets a share of `reach`
+   by its size, so a one-repository search reads its own short lists);
+2. ranks their chunks by the sum of idf x impact, an approximation of the score;
+3. computes the exact score of the best `rescore` of them (of all, when every list was read
+   to its end and they hold at most EXACT postings: then the result is exactly BM25F over
+   every chunk holding a query word) and returns the best `depth`.
+N, the document frequencies and the mean lengths come from `lex_stats` and `lex_terms`: no
+statistics scan, no estimate. A word in a third of a large index costs `reach` index entries,
+not a third of the index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import asyncpg
+
+if TYPE_CHECKING:
+    from .search import Tuning
+
+# Postings read per query word (shared out over the repositories in scope by their size).
+# An index whose words are each in at most this many chunks is scored exactly; in a larger
+# one the chunks that hold a common word where it weighs most are scored.
+REACH = 4000
+MIN_REACH = 100  # per repository: a small repository still gets a fair look at its lists
+RESCORE = 200  # approximate-best candidates scored exactly (at least 2 x depth)
+EXACT = 3000  # every list read to its end, at most this many postings: all scored exactly
+
+_TOP = """
+WITH terms AS (
+    SELECT DISTINCT t AS term
+    FROM unnest(coalesce($1::text[], tsvector_to_array(to_tsvector('english', $2::text)))) AS t
+),
+scope AS (
+    SELECT repo_id, chunks, body_len, doc_len FROM lex_stats
+    WHERE chunks > 0 AND ($3::int[] IS NULL OR repo_id = ANY($3::int[]))
+),
+totals AS (
+    SELECT sum(chunks)::float8 AS n,
+           greatest(sum(body_len)::float8 / sum(chunks), 1) AS body_avg,
+           greatest(sum(doc_len)::float8 / sum(chunks), 1) AS doc_avg
+    FROM scope
+),
+dfs AS (
+    SELECT t.repo_id, t.term, t.df,
+           greatest($5::int, ceil($4::int * s.chunks / tot.n))::int AS reach
+    FROM lex_terms t JOIN scope s ON s.repo_id = t.repo_id CROSS JOIN totals tot
+    WHERE t.term IN (SELECT term FROM terms) AND t.df > 0
+),
+idf AS (
+    SELECT d.term, ln(1 + (tot.n - sum(d.df) + 0.5) / (sum(d.df) + 0.5)) AS idf
+    FROM dfs d CROSS JOIN totals tot GROUP BY d.term, tot.n
+),
+lists AS (
+    SELECT top.chunk_id, i.idf * top.impact AS part
+    FROM dfs d JOIN idf i ON i.term = d.term
+    CROSS JOIN LATERAL (
+        SELECT p.chunk_id, p.impact FROM lex_postings p
+        WHERE p.repo_id = d.repo_id AND p.term = d.term
+        ORDER BY p.impact DESC, p.chunk_id
+        LIMIT d.reach
+    ) top
+),
+best AS (
+    SELECT chunk_id FROM lists GROUP BY chunk_id ORDER BY sum(part) DESC, chunk_id
+    LIMIT CASE WHEN (SELECT bool_and(df <= reach) AND sum(df) <= $16::int FROM dfs)
+               THEN NULL ELSE $6::int END
+),
+scored AS (
+    SELECT p.chunk_id,
+           sum(i.idf * x.tf * ($11::float8 + 1) / (x.tf + $11::float8))
+           * CASE WHEN p.module THEN $14::float8 ELSE 1 END AS score
+    FROM best b
+    JOIN lex_postings p
+      ON p.chunk_id = b.chunk_id AND p.term = ANY(ARRAY(SELECT term FROM idf))
+    JOIN idf i ON i.term = p.term
+    CROSS JOIN totals tot
+    CROSS JOIN LATERAL (
+        SELECT $7::float8 * p.na + $8::float8 * p.nb
+             + CASE WHEN p.nc > 0 THEN $9::float8 * p.nc
+                    / (1 - $12::float8 + $12::float8 * p.doc_len / tot.doc_avg) ELSE 0 END
+             + CASE WHEN p.nd > 0 THEN $10::float8 * p.nd
+                    / (1 - $13::float8 + $13::float8 * p.body_len / tot.body_avg) ELSE 0 END
+             AS tf
+    ) x
+    GROUP BY p.chunk_id, p.module
+)
+SELECT chunk_id, score FROM scored ORDER BY score DESC, chunk_id LIMIT $15::int
+"""
+
+
+async def top(
+    conn: asyncpg.Connection,
+    *,
+    depth: int,
+    repos: Sequence[int] | None,
+    tuning: Tuning,
+    lexemes: Sequence[str] | None = None,
+    words: str = "",
+    reach: int = REACH,
+    rescore: int = RESCORE,
+) -> dict[int, float]:
+    """Chunk id -> BM25F score of the `depth` best lexical matches, for the query's
+    `lexemes` (as the index stores them) or its `words` (`indexer.lexical.query_words`)."""
+    if lexemes is None and not words:
+        return {}
+    wa, wb, wc, wd = tuning.weights
+    rows = await conn.fetch(
+        _TOP,
+        None if lexemes is None else list(lexemes),
+        words,
+        None if repos is None else list(repos),
+        reach,
+        MIN_REACH,
+        max(rescore, 2 * depth),
+        wa,
+        wb,
+        wc,
+        wd,
+        tuning.k1,
+        tuning.b_doc,
+        tuning.b_body,
+        tuning.module_lexical,
+        depth,
+        EXACT,
+    )
+    return {r["chunk_id"]: float(r["score"]) for r in rows}
