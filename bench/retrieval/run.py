@@ -83,8 +83,10 @@ def run_corpus(
     seed: int,
     make_context,
     questions_dir: Path | None = None,
+    only_sets: tuple[str, ...] = SETS,
 ) -> dict:
-    """Build the query sets and the held-out copy, index and query every system, score."""
+    """Build the query sets and the held-out copy, index and query every system, score.
+    Sets not in `only_sets` are neither built into copies nor searched."""
     t_start = time.perf_counter()
     candidates = {"doc": doc_candidates(corpus), "symbol": symbol_candidates(corpus, seed)}
     sets = {name: sample(qs, max_queries, seed) for name, qs in candidates.items()}
@@ -92,9 +94,11 @@ def run_corpus(
     sets["questions"] = load_questions(corpus, qfile)
     candidates["questions"] = len(sets["questions"])
     candidates = {k: v if isinstance(v, int) else len(v) for k, v in candidates.items()}
+    sets = {k: (v if k in only_sets else []) for k, v in sets.items()}
+    candidates = {k: v for k, v in candidates.items() if k in only_sets}
     log(
         f"{corpus.name}: {len(lua_files(corpus))} Lua files; "
-        + ", ".join(f"{n} {len(sets[n])} (of {candidates[n]})" for n in SETS)
+        + ", ".join(f"{n} {len(sets[n])} (of {candidates[n]})" for n in candidates)
     )
     ctx = make_context()
     results: dict[str, dict] = {name: {} for name in systems}
@@ -163,14 +167,18 @@ def summarise(per_corpus: dict[str, dict], systems: list[str]) -> dict:
     out: dict[str, dict] = {}
     for set_name in SETS:
         have = [c for c, r in per_corpus.items() if r["candidates"].get(set_name, 0) >= MIN_QUERIES]
+        if not have:
+            out[set_name] = {"corpora": [], "systems": {}}
+            continue
         table = {}
         for system in systems:
             rows = [per_corpus[c]["results"].get(system, {}).get(set_name) for c in have]
             rows = [r for r in rows if r and r.get("n")]
             if not rows or len(rows) < len(have):
                 continue
-            keys = [k for k in rows[0] if k != "n" and not k.startswith("n ")]
-            table[system] = {k: mean(r.get(k, 0.0) for r in rows) for k in keys}
+            keys = dict.fromkeys(k for r in rows for k in r if k != "n" and not k.startswith("n "))
+            # a per-kind figure is averaged over the corpora that have questions of that kind
+            table[system] = {k: mean(r[k] for r in rows if k in r) for k in keys}
             table[system]["corpora"] = len(rows)
             table[system]["queries"] = sum(r["n"] for r in rows)
         out[set_name] = {"corpora": have, "systems": table}
@@ -236,7 +244,11 @@ def merge(files: list[Path]) -> dict:
     for f in files:
         r = json.loads(f.read_text())
         first = first or r
-        per_corpus.update(r["corpora"])
+        for name, c in r["corpora"].items():  # set by set: a questions-only run adds its set
+            have = per_corpus.setdefault(name, {**c, "results": {}, "candidates": {}})
+            have["candidates"].update(c["candidates"])
+            for system, res in c["results"].items():
+                have["results"].setdefault(system, {}).update(res)
         systems += [s for s in r["systems"] if s not in systems]
     mean_ = summarise(per_corpus, systems)
     return {**first, "systems": systems, "corpora": per_corpus, "mean": mean_,
@@ -301,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         help=f"default: {' '.join(DEFAULT_SYSTEMS)}; available: {', '.join(sorted(SYSTEMS))}",
     )
     ap.add_argument("--questions", type=Path, help="question files (default: questions/)")
+    ap.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS, help="query sets")
     ap.add_argument("--cache", type=Path, help="embedding cache folder ($VICTOR_BENCH_CACHE)")
     ap.add_argument("--no-cache", action="store_true", help="embed everything again")
     ap.add_argument("--out", type=Path, help="write the summary (per corpus and means) as JSON")
@@ -338,7 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     per_corpus: dict[str, dict] = {}
     report: dict = {}
     for corpus in corpora:
-        r = run_corpus(corpus, args.systems, args.max_queries, args.seed, make_context, qdir)
+        r = run_corpus(
+            corpus, args.systems, args.max_queries, args.seed, make_context, qdir, args.sets
+        )
         queries = r.pop("queries")
         per_corpus[corpus.name] = r
         for set_name in SETS:

@@ -70,8 +70,9 @@ def _norm_tf(cp: levers.CorpusPools, p: levers.Pool, f: Fusion) -> np.ndarray:
     doc_len = np.array([cp.chunks[c].lex_doc_len for c in p.chunk_ids], np.float32)
     body_len = np.array([cp.chunks[c].lex_len for c in p.chunk_ids], np.float32)
     tf = p.tf.copy()
-    tf[:, :, 2] /= (1 - f.b_doc + f.b_doc * doc_len / cp.doc_avg)[:, None]
-    tf[:, :, 3] /= (1 - f.b_body + f.b_body * body_len / cp.body_avg)[:, None]
+    # a body of no words (b = 1) would divide by zero; its count is zero anyway
+    tf[:, :, 2] /= np.maximum(1 - f.b_doc + f.b_doc * doc_len / cp.doc_avg, 0.05)[:, None]
+    tf[:, :, 3] /= np.maximum(1 - f.b_body + f.b_body * body_len / cp.body_avg, 0.05)[:, None]
     return tf
 
 
@@ -105,7 +106,7 @@ FEATURES = [
     "cos", "cos_gap", "cos_rank", "lex", "lex_gap", "lex_rank", "bm25_name", "bm25_module",
     "bm25_doc", "bm25_body", "hybrid", "hybrid_rank", "name_cov", "name_all", "path_cov",
     "module", "test", "log_lines", "has_doc", "file_count", "file_best_cos", "file_lex",
-    "query_words",
+    "query_words", "lex_flat",
 ]  # fmt: skip
 
 
@@ -128,6 +129,7 @@ def features(cp: levers.CorpusPools, p: levers.Pool) -> np.ndarray:
     cos = p.cos
     lex_raw = bm25f(cp, p, Fusion())
     lex = lex_raw / (lex_raw + 30.0)
+    flat = bm25f(cp, p, Fusion(weights=(1.0, 1.0, 1.0, 1.0), k1=1.2))  # plain BM25 over fields
     per_field = np.zeros((n, 4), np.float32)
     if p.tf.shape[1]:
         tf = _norm_tf(cp, p, Fusion())
@@ -160,7 +162,7 @@ def features(cp: levers.CorpusPools, p: levers.Pool) -> np.ndarray:
         hybrid, np.log(np.arange(1, n + 1, dtype=np.float32)), name_cov, name_all, path_cov,
         module.astype(np.float32), test.astype(np.float32), np.log1p(lines),
         np.array([c.lex_doc_len > 0 for c in chunks], np.float32), np.log(file_count),
-        file_best, file_lex, np.full(n, np.log1p(len(q)), np.float32),
+        file_best, file_lex, np.full(n, np.log1p(len(q)), np.float32), flat / (flat + 30.0),
     ]  # fmt: skip
     return np.stack(cols, axis=1).astype(np.float32)
 
@@ -255,7 +257,7 @@ def fusion_grid() -> list[Fusion]:
     weights = [(6, 2, 0.5, 0.5), (6, 2, 1, 1), (4, 2, 1, 1), (3, 1, 1, 1), (2, 1, 1, 1),
                (1, 1, 1, 1), (6, 2, 2, 2), (3, 2, 2, 1), (2, 1, 2, 1)]  # fmt: skip
     for a, w, k1, half in itertools.product(
-        (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5), weights, (1.2, 3.0, 6.0), (10.0, 30.0)
+        (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0), weights, (1.2, 3.0, 6.0), (10.0, 30.0)
     ):
         grid.append(Fusion(a, tuple(float(x) for x in w), k1, half))
     return grid
@@ -273,8 +275,9 @@ def table(per_corpus: dict[str, dict[str, dict]], sets_in: dict[str, list[str]])
     for s in SETS:
         rows = [per_corpus[c][s] for c in sets_in[s] if per_corpus[c].get(s)]
         if rows:
-            keys = [k for k in rows[0] if k != "n" and not k.startswith("n ")]
-            out[s] = {k: mean(r.get(k, 0.0) for r in rows) for k in keys} | {"corpora": len(rows)}
+            keys = dict.fromkeys(k for r in rows for k in r if k != "n" and not k.startswith("n "))
+            # a per-kind figure is averaged over the corpora that have questions of that kind
+            out[s] = {k: mean(r[k] for r in rows if k in r) for k in keys} | {"corpora": len(rows)}
     return out
 
 
@@ -432,6 +435,16 @@ def study(cps: list[levers.CorpusPools]) -> dict:
         log(f"{name} ...")
         held = loco_ranker(cps, feats, kind, train)
         results[name] = {"per_corpus": held, "mean": table(held, sets_in)}
+    # Victor's own weights, but the lexical score computed for every fused candidate: the core
+    # adds it only for the lexical side's own top 50, so a candidate found by the dense side
+    # alone gets no lexical share (search.py `fuse`, `lex.get(i, 0.0)`).
+    full = {
+        cp.corpus: {
+            s: evaluate(cp, s, lambda p, cp=cp: by_score(fused(cp, p, Fusion()))) for s in SETS
+        }
+        for cp in cps
+    }
+    results["victor-weights-full-lexical"] = {"per_corpus": full, "mean": table(full, sets_in)}
     log("fusion grid ...")
     held, info = loco_fusion(cps, sets_in)
     results["fusion-loco"] = {"per_corpus": held, "mean": table(held, sets_in), **info}
