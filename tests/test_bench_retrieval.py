@@ -321,21 +321,41 @@ def test_victor_systems_search_through_the_core(victor_index):
 
 def test_run_cli_scores_bm25_and_victor_in_one_run(victor_index, tmp_path, capsys):
     out = tmp_path / "r.json"
-    code = bench_run.main([str(FIXTURE), "--systems", "bm25", "victor-lexical", "--out", str(out)])
+    dump = tmp_path / "dump"
+    args = [str(FIXTURE), "--systems", "bm25", "victor-lexical", "--out", str(out)]
+    code = bench_run.main([*args, "--dump", str(dump), "--cache", str(tmp_path / "cache")])
     assert code == 0
     report = json.loads(out.read_text())
-    assert report["candidates"]["doc"] == 8
-    assert report["results"]["bm25"]["doc"]["n"] == 8
-    assert report["results"]["victor-lexical"]["symbol"]["R@1"] == 1.0
-    assert report["not_run"] == {}
-    assert len(report["queries"]["doc"]) == 8
+    corpus = report["corpora"]["bench"]
+    assert corpus["candidates"]["doc"] == 8
+    assert corpus["results"]["bm25"]["doc"]["n"] == 8
+    assert corpus["results"]["victor-lexical"]["symbol"]["R@1"] == 1.0
+    assert corpus["not_run"] == {}
+    # one corpus: its figures are the mean
+    mean = report["mean"]["doc"]["systems"]["bm25"]
+    assert mean["R@5"] == corpus["results"]["bm25"]["doc"]["R@5"] and mean["corpora"] == 1
+    assert len(json.loads((dump / "bench.json").read_text())["doc"]) == 8
     printed = capsys.readouterr().out
-    assert "bm25" in printed and "victor-lexical" in printed
+    assert "bm25" in printed and "victor-lexical" in printed and "MEAN doc" in printed
 
 
-def test_run_cli_rejects_a_directory_without_lua(tmp_path):
-    with pytest.raises(SystemExit):
-        bench_run.main([str(tmp_path)])
+def test_run_cli_finds_dev_corpora_by_listing_and_env(tmp_path, monkeypatch):
+    """--corpora / $VICTOR_DEV_CORPORA: the corpora of dev-corpora.tsv found there, by name."""
+    import shutil
+
+    dev = tmp_path / "dev"
+    for name in ("alpha", "beta", "stray"):
+        shutil.copytree(FIXTURE, dev / name)
+    listing = tmp_path / "dev-corpora.tsv"
+    listing.write_text("# repo\tcommit\nsomeone/alpha\tabc\nother/beta\tdef\nx/missing\t0\n")
+    ap = bench_run.argparse.ArgumentParser()
+    monkeypatch.setenv("VICTOR_DEV_CORPORA", str(dev))
+    args = bench_run.argparse.Namespace(
+        corpus=[], corpora=None, shared=None, list=listing, only=None
+    )
+    assert [p.name for p in bench_run.find_corpora(args, ap)] == ["alpha", "beta"]
+    args.only = ["beta"]
+    assert [p.name for p in bench_run.find_corpora(args, ap)] == ["beta"]
 
 
 @pytest.mark.slow
@@ -350,3 +370,118 @@ def test_dense_system_with_the_real_model_embeds_once():
     again = DenseSystem("again", embedder)
     again.index(FIXTURE)  # same texts: served from the in-memory cache
     assert again.embed_seconds == 0 and embedder.seconds == before
+
+
+# ---------------------------------------------------------------- developer questions
+
+QUESTION_FILES = sorted((Path(bench_run.__file__).parent / "questions").glob("*.toml"))
+# Always on this machine and in CI: their question files must always be checked.
+SHARED_CORPORA = ("penlight", "roact", "lume")
+
+
+def _dev_corpus(name: str) -> Path | None:
+    import os
+
+    from tests.conftest import corpora_dir
+
+    shared = corpora_dir()
+    if name in SHARED_CORPORA:
+        return shared / name if shared else None
+    dev = os.environ.get("VICTOR_DEV_CORPORA")
+    return Path(dev, name) if dev and Path(dev, name).is_dir() else None
+
+
+def test_the_question_set_is_wide_enough():
+    """At least 8 corpora with 15+ questions each, penlight and roact among them."""
+    names = {f.stem for f in QUESTION_FILES}
+    assert {"penlight", "roact"} <= names and len(names) >= 8
+    for f in QUESTION_FILES:
+        import tomllib
+
+        data = tomllib.loads(f.read_text())
+        assert data["corpus"] == f.stem
+        assert len(data["q"]) >= 15, f.name
+
+
+@pytest.mark.parametrize("file", QUESTION_FILES, ids=lambda f: f.stem)
+def test_every_gold_of_a_question_file_resolves(file, corpora):
+    from bench.retrieval.questions import KINDS, load
+
+    corpus = _dev_corpus(file.stem)
+    if corpus is None:
+        assert file.stem not in SHARED_CORPORA
+        pytest.skip(f"{file.stem} not unpacked: set VICTOR_DEV_CORPORA to check its golds")
+    questions = load(corpus, file)
+    assert questions and all(q.kind in KINDS for q in questions)
+    for q in questions:
+        for g in q.golds:
+            lines = (corpus / g.path).read_text(errors="replace").split("\n")
+            assert g.start_line < g.end_line or g.start_line == g.end_line
+            # the gold's span starts at its definition: the name is on the first line
+            head = "\n".join(lines[g.start_line - 1 : g.start_line + 1])
+            assert g.name.split("@")[0].split(".")[-1].split(":")[-1] in head, (q.id, g)
+        # the question never names its answer
+        answer = q.golds[0].name.split("@")[0].split(".")[-1].split(":")[-1]
+        assert answer.lower() not in q.text.lower().split(), q.id
+
+
+def test_a_gold_that_does_not_resolve_is_reported(tmp_path):
+    from bench.retrieval.questions import GoldError, load
+
+    f = tmp_path / "bench.toml"
+    f.write_text(
+        'corpus = "bench"\n[[q]]\nid = "a"\nkind = "how"\ntext = "area?"\n'
+        'gold = [["src/shapes.lua", "M.area"], ["src/shapes.lua", "M.nope"]]\n'
+        '[[q]]\nid = "b"\nkind = "guess"\ntext = "x"\ngold = [["nowhere.lua", "f"]]\n'
+    )
+    with pytest.raises(GoldError) as e:
+        load(FIXTURE, f)
+    msg = str(e.value)
+    assert "a: src/shapes.lua: no function 'M.nope'" in msg
+    assert "b: kind 'guess'" in msg and "b: nowhere.lua: no such file" in msg
+
+
+def test_question_metrics_count_the_answer_and_any_gold():
+    from bench.retrieval.metrics import question_score
+    from bench.retrieval.questions import Gold, Question
+
+    golds = (Gold("a.lua", "f", 10, 20), Gold("b.lua", "g", 1, 5))
+    q1 = Question("q1", "how", "?", golds)
+    q2 = Question("q2", "why", "?", golds)
+    other = _h("c.lua", 1, 2)
+    rankings = [
+        [other, _h("b.lua", 3, 4), other, other, other, _h("a.lua", 15, 16)],  # answer at 6
+        [_h("a.lua", 1, 30)],  # answer first (overlap)
+    ]
+    m = question_score(rankings, [q1, q2])
+    assert m["answer@5"] == 0.5 and m["any@5"] == 1.0 and m["any@10"] == 1.0
+    assert m["MRR@10"] == pytest.approx((1 / 2 + 1) / 2)
+    assert m["answer@5 how"] == 0.0 and m["answer@5 why"] == 1.0
+
+
+def test_gold_in_context_follows_the_filter_floor_and_budget():
+    from bench.retrieval.metrics import context_score
+    from bench.retrieval.questions import Gold, Question
+
+    q = Question("q", "how", "?", (Gold("a.lua", "f", 10, 12),))
+    weak = Hit("a.lua", 10, 12, "local x = 1\nreturn x\nend", 0.1)
+    strong = Hit("b.lua", 1, 3, "print(1)\nprint(2)\nprint(3)", 0.9)
+    kept = context_score([[strong, weak]], [q], min_score=None)
+    assert kept["ctx@answer"] == 1.0 and kept["ctx_chars"] > 0
+    floored = context_score([[strong, weak]], [q], min_score=0.2)
+    assert floored["ctx@answer"] == 0.0  # below the floor: not sent
+    huge = Hit("b.lua", 1, 4000, "x = 1\n" * 4000, 0.9)
+    budget = context_score([[huge, weak]], [q], min_score=None)
+    assert budget["ctx_chars"] <= 2000 * 3.5  # the 2000-token budget
+
+
+def test_embedding_cache_round_trips_and_keys_by_model(tmp_path):
+    import numpy as np
+
+    from bench.retrieval.cache import VectorCache
+
+    cache = VectorCache(tmp_path)
+    cache.put_many("m1", [("hello", [0.6, 0.8])])
+    got = VectorCache(tmp_path).get_many("m1", ["hello", "other"])
+    assert list(got) == ["hello"] and np.allclose(got["hello"], [0.6, 0.8])
+    assert VectorCache(tmp_path).get_many("m2", ["hello"]) == {}

@@ -28,3 +28,92 @@ def score(rankings: list[list[Hit]], queries: list[Query]) -> dict[str, float]:
     out["MRR@10"] = sum(1 / r for r in ranks if r is not None) / n
     out["ctx_chars@5"] = sum(sum(len(h.text) for h in hits[:5]) for hits in rankings) / n
     return out
+
+
+# ---------------------------------------------------------------- several golds, and the context
+
+# The Pipelines filter's defaults (pipelines/lua_codebase.py valves): what the chat really sends.
+CONTEXT_TOP_K = 8
+CONTEXT_MIN_SCORE = 0.2
+CONTEXT_TOKENS = 2000
+
+
+def spans(q) -> list[tuple[str, int, int]]:
+    """The gold spans of a query (doc/symbol: one; a developer question: 1-3, answer first)."""
+    golds = getattr(q, "golds", None)
+    if golds is None:
+        return [(q.path, q.start_line, q.end_line)]
+    return [(g.path, g.start_line, g.end_line) for g in golds]
+
+
+def _overlaps(path: str, start: int, end: int, span: tuple[str, int, int]) -> bool:
+    return path == span[0] and start <= span[2] and end >= span[1]
+
+
+def gold_ranks(hits: list[Hit], q) -> list[int | None]:
+    """1-based rank of the first hit on each gold span (None: not in `hits`)."""
+    return [
+        next(
+            (i for i, h in enumerate(hits, 1) if _overlaps(h.path, h.start_line, h.end_line, s)),
+            None,
+        )
+        for s in spans(q)
+    ]
+
+
+def question_score(rankings: list[list[Hit]], queries: list) -> dict[str, float]:
+    """answer@5 (the first gold in the top 5), any@5 (any gold), any@10, MRR@10 of the
+    first-ranked gold, and answer@5 per question kind."""
+    n = len(queries)
+    if n == 0:
+        return {"n": 0}
+    ranks = [gold_ranks(hits[:10], q) for hits, q in zip(rankings, queries, strict=True)]
+    best = [min((r for r in rs if r is not None), default=None) for rs in ranks]
+    out: dict[str, float] = {"n": n}
+    out["answer@5"] = sum(rs[0] is not None and rs[0] <= 5 for rs in ranks) / n
+    out["any@5"] = sum(b is not None and b <= 5 for b in best) / n
+    out["any@10"] = sum(b is not None for b in best) / n
+    out["MRR@10"] = sum(1 / b for b in best if b is not None) / n
+    kinds = sorted({getattr(q, "kind", "") for q in queries} - {""})
+    for kind in kinds:
+        idx = [i for i, q in enumerate(queries) if q.kind == kind]
+        out[f"answer@5 {kind}"] = sum(
+            ranks[i][0] is not None and ranks[i][0] <= 5 for i in idx
+        ) / len(idx)
+        out[f"n {kind}"] = len(idx)
+    return out
+
+
+def _build_context():
+    from indexer.search import SearchResult
+    from indexer.search.context import budget_chars, build_context
+
+    return budget_chars, build_context, SearchResult
+
+
+def context_score(rankings: list[list[Hit]], queries: list, min_score: float | None) -> dict:
+    """What the chat filter sends: Victor's context assembly over the top 8 results with
+    score >= `min_score` (None: no floor, for systems whose scores are not on Victor's 0-1
+    scale) under a 2000-token budget. ctx@answer / ctx@any: the answer / any gold function
+    overlaps a snippet that made it into the block; ctx_chars: the block's length."""
+    budget_chars, build_context, SearchResult = _build_context()
+    budget = budget_chars(tokens=CONTEXT_TOKENS)
+    n = len(queries)
+    if n == 0:
+        return {}
+    answer = anyg = chars = 0
+    for hits, q in zip(rankings, queries, strict=True):
+        top = [h for h in hits[:CONTEXT_TOP_K] if min_score is None or h.score >= min_score]
+        results = [
+            SearchResult("bench", h.path, h.start_line, h.end_line, h.symbol, "", h.score, h.text)
+            for h in top
+        ]
+        ctx = build_context(results, budget=budget)
+        chars += len(ctx.text)
+        inside = [
+            any(_overlaps(s.path, s.start_line, s.end_line, g) for s in ctx.sources)
+            for g in spans(q)
+        ]
+        answer += inside[0]
+        anyg += any(inside)
+    return {"ctx@answer": answer / n, "ctx@any": anyg / n, "ctx_chars": chars / n}

@@ -1,27 +1,48 @@
-"""Run the retrieval benchmark on one corpus: every system on the same held-out copy, one run.
+"""Run the retrieval benchmark over one or many corpora: every system on the same copies, one run,
+figures per corpus and as the mean over corpora (each corpus counts once, whatever its size).
 
-    python -m bench.retrieval.run ../shared/corpora/penlight --out results.json
-    python -m bench.retrieval.run CORPUS --systems owui-dense bm25 rrf victor-hybrid
+    python -m bench.retrieval.run --corpora /path/to/dev-corpora --shared ../shared/corpora \\
+        --out bench/results/dev.json
+    python -m bench.retrieval.run ../shared/corpora/penlight --systems bm25 victor-hybrid
 
-Two query sets (bench/retrieval/queries.py): doc-comment -> function (the method of
-docs/retrieval-eval.md) and symbol lookup (a function's name -> its definition, read R@1).
+Three query sets per corpus:
+* doc   doc comment -> function (docs/retrieval-eval.md), on a held-out copy without the
+        targets' doc comments;
+* symbol  a function's name -> its definition (read R@1), on the same copy;
+* questions  hand-written developer questions (questions/<corpus>.toml, questions.py), on the
+        corpus as it is, scored on the answer function, any gold, and what the chat's context
+        block (top 8, score >= 0.2, 2000 tokens) would really contain.
+
+--corpora (or $VICTOR_DEV_CORPORA) is a folder of unpacked corpora; the ones listed in
+dev-corpora.tsv (next to --shared, or --list) are used, each under its repository's name.
+Embeddings are cached on disk (cache.py): a re-run embeds only texts it has not seen.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
+from statistics import mean
 
 from bench.retrieval import baselines, victor  # noqa: F401  (they register their systems)
+from bench.retrieval.cache import VectorCache
 from bench.retrieval.heldout import write_heldout
-from bench.retrieval.metrics import first_hit_rank, score
+from bench.retrieval.metrics import (
+    CONTEXT_MIN_SCORE,
+    context_score,
+    gold_ranks,
+    question_score,
+    score,
+)
 from bench.retrieval.queries import doc_candidates, lua_files, sample, symbol_candidates
-from bench.retrieval.systems import SYSTEMS, Context
+from bench.retrieval.questions import load as load_questions
+from bench.retrieval.systems import SYSTEMS, Context, Embedder
 
 DEFAULT_SYSTEMS = [
     "owui-dense",
@@ -33,83 +54,241 @@ DEFAULT_SYSTEMS = [
     "victor-hybrid",
 ]
 K = 10
-COLUMNS = ("n", "R@1", "R@5", "R@10", "MRR@10", "ctx_chars@5")
+SETS = ("doc", "symbol", "questions")
+# Systems whose scores are cosines or Victor's 0-1 scores: the filter's min_score applies.
+# BM25 and RRF scores are on other scales, so their context gets no floor (kinder to them).
+FLOORED = ("victor-", "owui-dense", "function-dense")
 
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def format_table(title: str, rows: dict[str, dict]) -> str:
-    """Plain-text table: one row per system, metrics as in COLUMNS plus timings."""
-    head = f"{'system':<20}" + "".join(f"{c:>12}" for c in COLUMNS) + f"{'index s':>10}"
-    lines = [title, head, "-" * len(head)]
-    for name, r in rows.items():
-        m = r["metrics"]
-        cells = [f"{m.get(c, 0):>12.3f}" if c != "n" else f"{m['n']:>12d}" for c in COLUMNS[:-1]]
-        cells.append(f"{m.get('ctx_chars@5', 0):>12.0f}")
-        lines.append(f"{name:<20}" + "".join(cells) + f"{r['index_seconds']:>10.1f}")
-    return "\n".join(lines)
+def floor_of(system: str) -> float | None:
+    return CONTEXT_MIN_SCORE if system.startswith(FLOORED) else None
 
 
-def run(corpus: Path, systems: list[str], max_queries: int, seed: int) -> dict:
-    """Build the query sets and the held-out copy, index and query every system, score."""
+def evaluate(system: str, set_name: str, hits: list, queries: list) -> dict:
+    """The figures of one system on one query set (hits: its top K per query)."""
+    if set_name == "symbol":
+        return score(hits, queries)
+    base = score(hits, queries) if set_name == "doc" else question_score(hits, queries)
+    return base | context_score(hits, queries, floor_of(system))
+
+
+def run_corpus(
+    corpus: Path,
+    systems: list[str],
+    max_queries: int,
+    seed: int,
+    make_context,
+    questions_dir: Path | None = None,
+    only_sets: tuple[str, ...] = SETS,
+) -> dict:
+    """Build the query sets and the held-out copy, index and query every system, score.
+    Sets not in `only_sets` are neither built into copies nor searched."""
     t_start = time.perf_counter()
     candidates = {"doc": doc_candidates(corpus), "symbol": symbol_candidates(corpus, seed)}
     sets = {name: sample(qs, max_queries, seed) for name, qs in candidates.items()}
+    qfile = questions_dir / f"{corpus.name}.toml" if questions_dir else None
+    sets["questions"] = load_questions(corpus, qfile)
+    candidates["questions"] = len(sets["questions"])
+    candidates = {k: v if isinstance(v, int) else len(v) for k, v in candidates.items()}
+    sets = {k: (v if k in only_sets else []) for k, v in sets.items()}
+    candidates = {k: v for k, v in candidates.items() if k in only_sets}
     log(
-        f"{corpus}: {len(lua_files(corpus))} Lua files; "
-        + ", ".join(f"{n} queries {len(sets[n])} (of {len(c)})" for n, c in candidates.items())
+        f"{corpus.name}: {len(lua_files(corpus))} Lua files; "
+        + ", ".join(f"{n} {len(sets[n])} (of {candidates[n]})" for n in candidates)
     )
-    ctx = Context()
-    results: dict[str, dict] = {}
+    ctx = make_context()
+    results: dict[str, dict] = {name: {} for name in systems}
     not_run: dict[str, str] = {}
-    ranks: dict[str, dict[str, list]] = {name: {} for name in sets}
-    with tempfile.TemporaryDirectory(prefix="bench-heldout-") as tmp:
-        heldout = write_heldout(corpus, sets["doc"], Path(tmp) / corpus.name)
-        for name in systems:
-            system = SYSTEMS[name](ctx)
-            try:
-                log(f"[{name}] indexing ...")
-                t0 = time.perf_counter()
-                system.index(heldout)
-                index_s = time.perf_counter() - t0
-                entry = {"index_seconds": index_s, "embed_seconds": system.embed_seconds}
-                log(f"[{name}] indexed in {index_s:.1f}s (embedding {system.embed_seconds:.1f}s)")
-                for set_name, queries in sets.items():
-                    t0 = time.perf_counter()
-                    hits = system.search_batch([q.text for q in queries], K) if queries else []
-                    entry[f"{set_name}_search_seconds"] = time.perf_counter() - t0
-                    entry[set_name] = score(hits, queries)
-                    ranks[set_name][name] = [
-                        first_hit_rank(h, q) for h, q in zip(hits, queries, strict=True)
-                    ]
-            except NotImplementedError as e:
-                not_run[name] = str(e)
-                log(f"[{name}] NOT RUN: {e}")
-                continue
-            results[name] = entry
+    ranks: dict[str, dict[str, list]] = {name: {} for name in SETS}
+    phases = [("heldout", ("doc", "symbol")), ("original", ("questions",))]
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-heldout-") as tmp:
+            heldout = write_heldout(corpus, sets["doc"], Path(tmp) / corpus.name)
+            built = {name: SYSTEMS[name](ctx) for name in systems}
+            for phase, set_names in phases:
+                if not any(sets[s] for s in set_names):
+                    continue
+                for name, system in built.items():
+                    if name in not_run:
+                        continue
+                    entry = results[name]
+                    try:
+                        t0 = time.perf_counter()
+                        system.index(heldout if phase == "heldout" else corpus)
+                        entry[f"index_seconds_{phase}"] = time.perf_counter() - t0
+                        entry[f"embed_seconds_{phase}"] = system.embed_seconds
+                        log(f"[{corpus.name} {name}] indexed {phase} in "
+                            f"{entry[f'index_seconds_{phase}']:.1f}s "
+                            f"(embedding {system.embed_seconds:.1f}s)")  # fmt: skip
+                        for set_name in set_names:
+                            queries = sets[set_name]
+                            if not queries:
+                                continue
+                            t0 = time.perf_counter()
+                            hits = system.search_batch([q.text for q in queries], K)
+                            entry[f"{set_name}_search_seconds"] = time.perf_counter() - t0
+                            entry[set_name] = evaluate(name, set_name, hits, queries)
+                            ranks[set_name][name] = [
+                                gold_ranks(h, q) for h, q in zip(hits, queries, strict=True)
+                            ]
+                    except NotImplementedError as e:
+                        not_run[name] = str(e)
+                        log(f"[{name}] NOT RUN: {e}")
+    finally:
+        victor.release(ctx)
     return {
-        "corpus": str(corpus),
-        "seed": seed,
-        "max_queries": max_queries,
-        "k": K,
-        "model": "all-MiniLM-L6-v2",
-        "candidates": {name: len(qs) for name, qs in candidates.items()},
-        "results": results,
+        "corpus": corpus.name,
+        "path": str(corpus),
+        "candidates": candidates,
+        "results": {n: r for n, r in results.items() if n not in not_run},
         "not_run": not_run,
-        # Systems share one embedding cache: a system whose chunks were already embedded by an
-        # earlier one (rrf after owui-dense) reports ~0 embed_seconds.
         "embedding_seconds_total": ctx.embedder.seconds,
         "wall_seconds": time.perf_counter() - t_start,
         "queries": {
             set_name: [
-                {**asdict(q), "first_hit_rank": {s: ranks[set_name][s][i] for s in ranks[set_name]}}
+                {**asdict(q), "gold_ranks": {s: ranks[set_name][s][i] for s in ranks[set_name]}}
                 for i, q in enumerate(queries)
             ]
             for set_name, queries in sets.items()
         },
     }
+
+
+MIN_QUERIES = 10  # a corpus enters a set's mean with at least this many queries of it
+
+
+def summarise(per_corpus: dict[str, dict], systems: list[str]) -> dict:
+    """Per set and system: the mean of every metric over the corpora that have at least
+    MIN_QUERIES queries of that set (fewer would swing the mean on one or two queries)."""
+    out: dict[str, dict] = {}
+    for set_name in SETS:
+        have = [c for c, r in per_corpus.items() if r["candidates"].get(set_name, 0) >= MIN_QUERIES]
+        if not have:
+            out[set_name] = {"corpora": [], "systems": {}}
+            continue
+        table = {}
+        for system in systems:
+            rows = [per_corpus[c]["results"].get(system, {}).get(set_name) for c in have]
+            rows = [r for r in rows if r and r.get("n")]
+            if not rows or len(rows) < len(have):
+                continue
+            keys = dict.fromkeys(k for r in rows for k in r if k != "n" and not k.startswith("n "))
+            # a per-kind figure is averaged over the corpora that have questions of that kind
+            table[system] = {k: mean(r[k] for r in rows if k in r) for k in keys}
+            table[system]["corpora"] = len(rows)
+            table[system]["queries"] = sum(r["n"] for r in rows)
+        out[set_name] = {"corpora": have, "systems": table}
+    return out
+
+
+COLUMNS = {
+    "doc": ("R@1", "R@5", "R@10", "MRR@10", "ctx@answer", "ctx_chars"),
+    "symbol": ("R@1", "R@5"),
+    "questions": ("answer@5", "any@5", "any@10", "MRR@10", "ctx@answer", "ctx@any", "ctx_chars"),
+}
+
+
+def format_table(title: str, rows: dict[str, dict], columns: tuple[str, ...]) -> str:
+    head = f"{'system':<16}" + "".join(f"{c:>11}" for c in columns)
+    lines = [title, head, "-" * len(head)]
+    for name, m in rows.items():
+        cells = [
+            f"{m.get(c, 0):>11.0f}" if c.endswith("chars") else f"{m.get(c, 0):>11.3f}"
+            for c in columns
+        ]
+        lines.append(f"{name:<16}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def markdown(report: dict) -> str:
+    """The README's tables: per set, the mean over corpora and then each corpus."""
+    out = []
+    for set_name in SETS:
+        block = report["mean"][set_name]
+        if not block["systems"]:
+            continue
+        cols = COLUMNS[set_name]
+        head = "| system | " + " | ".join(cols) + " |\n|---|" + "---|" * len(cols)
+        out.append(f"\n**{set_name}: mean over {len(block['corpora'])} corpora** "
+                   f"({', '.join(block['corpora'])})\n\n{head}")  # fmt: skip
+        for name, m in block["systems"].items():
+            out.append(f"| {name} | " + " | ".join(_cell(c, m) for c in cols) + " |")
+        key = cols[0] if set_name != "questions" else "answer@5"
+        key = "R@5" if set_name == "doc" else key
+        systems = list(block["systems"])
+        out.append(f"\n{set_name}, {key} per corpus (n = queries)\n")
+        out.append(
+            "| corpus | n | " + " | ".join(systems) + " |\n|---|---|" + "---|" * len(systems)
+        )
+        for c in block["corpora"]:
+            res = report["corpora"][c]["results"]
+            n = res[systems[0]][set_name]["n"]
+            out.append(f"| {c} | {n} | " + " | ".join(
+                f"{res[s][set_name][key]:.3f}" for s in systems) + " |")  # fmt: skip
+    return "\n".join(out)
+
+
+def _cell(col: str, m: dict) -> str:
+    return f"{m.get(col, 0):,.0f}" if col.endswith("chars") else f"{m.get(col, 0):.3f}"
+
+
+def merge(files: list[Path]) -> dict:
+    """Several runs' summaries as one (a later file's corpus replaces an earlier one's)."""
+    per_corpus: dict[str, dict] = {}
+    systems: list[str] = []
+    first: dict = {}
+    for f in files:
+        r = json.loads(f.read_text())
+        first = first or r
+        for name, c in r["corpora"].items():  # set by set: a questions-only run adds its set
+            have = per_corpus.setdefault(name, {**c, "results": {}, "candidates": {}})
+            have["candidates"].update(c["candidates"])
+            for system, res in c["results"].items():
+                have["results"].setdefault(system, {}).update(res)
+        systems += [s for s in r["systems"] if s not in systems]
+    mean_ = summarise(per_corpus, systems)
+    return {**first, "systems": systems, "corpora": per_corpus, "mean": mean_,
+            "merged_from": [f.name for f in files]}  # fmt: skip
+
+
+def dev_names(listing: Path) -> list[str]:
+    """Repository names (`owner/name` -> `name`) of a dev-corpora.tsv."""
+    names = []
+    for line in listing.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            names.append(line.split("\t")[0].split("/")[-1])
+    return names
+
+
+def find_corpora(args, ap) -> list[Path]:
+    found: list[Path] = [p.resolve() for p in args.corpus]
+    corpora_dir = args.corpora or (
+        Path(os.environ["VICTOR_DEV_CORPORA"]) if os.environ.get("VICTOR_DEV_CORPORA") else None
+    )
+    if corpora_dir:
+        listing = args.list or (args.shared / "dev-corpora.tsv" if args.shared else None)
+        if listing and listing.is_file():
+            names = dev_names(listing)
+            missing = [n for n in names if not (corpora_dir / n).is_dir()]
+            if missing:
+                log(f"not unpacked under {corpora_dir} (skipped): {', '.join(missing)}")
+            found += [(corpora_dir / n).resolve() for n in names if n not in missing]
+        else:
+            found += sorted(p.resolve() for p in corpora_dir.iterdir() if p.is_dir())
+    if args.shared:
+        found += sorted(p.resolve() for p in args.shared.iterdir() if p.is_dir())
+    if args.only:
+        found = [p for p in found if p.name in args.only]
+    found = [p for p in dict.fromkeys(found) if p.is_dir() and lua_files(p)]
+    # smallest first: the first figures arrive early, and a stopped run has the most corpora
+    found.sort(key=lambda p: sum((p / f).stat().st_size for f in lua_files(p)))
+    if not found:
+        ap.error("no corpus: give CORPUS directories, --corpora or --shared")
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,7 +297,11 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("corpus", type=Path, help="corpus directory (e.g. ../shared/corpora/penlight)")
+    ap.add_argument("corpus", type=Path, nargs="*", help="corpus directories")
+    ap.add_argument("--corpora", type=Path, help="folder of dev corpora ($VICTOR_DEV_CORPORA)")
+    ap.add_argument("--shared", type=Path, help="folder of the shared corpora (penlight, ...)")
+    ap.add_argument("--list", type=Path, help="dev-corpora.tsv (default: the one in --shared)")
+    ap.add_argument("--only", nargs="+", metavar="NAME", help="only these corpora")
     ap.add_argument("--max-queries", type=int, default=300, help="per query set (default 300)")
     ap.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     ap.add_argument(
@@ -129,33 +312,83 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME",
         help=f"default: {' '.join(DEFAULT_SYSTEMS)}; available: {', '.join(sorted(SYSTEMS))}",
     )
-    ap.add_argument("--out", type=Path, help="write the full results (per query) as JSON")
+    ap.add_argument("--questions", type=Path, help="question files (default: questions/)")
+    ap.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS, help="query sets")
+    ap.add_argument("--cache", type=Path, help="embedding cache folder ($VICTOR_BENCH_CACHE)")
+    ap.add_argument("--no-cache", action="store_true", help="embed everything again")
+    ap.add_argument("--out", type=Path, help="write the summary (per corpus and means) as JSON")
+    ap.add_argument("--dump", type=Path, help="write every query's gold ranks to DIR/<corpus>.json")
+    ap.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
+                    help="combine earlier summaries (no run), print them as Markdown")  # fmt: skip
     args = ap.parse_args(argv)
-    corpus = args.corpus.resolve()
-    if not corpus.is_dir() or not lua_files(corpus):
-        ap.error(f"{args.corpus}: not a directory with .lua files")
+    if args.merge:
+        report = merge(args.merge)
+        print(markdown(report))
+        if args.out:
+            args.out.write_text(json.dumps(report, indent=1))
+        return 0
     if args.max_queries < 1:
         ap.error("--max-queries must be at least 1")
+    for p in args.corpus:
+        if not p.is_dir() or not lua_files(p):
+            ap.error(f"{p}: not a directory with .lua files")
+    corpora = find_corpora(args, ap)
+    qdir = args.questions or Path(__file__).parent / "questions"
+    disk = None if args.no_cache else VectorCache(args.cache)
+    server = None
+    admin_url = None
+    if any(s.startswith("victor-") for s in args.systems):
+        from tests.support import pg
 
-    report = run(corpus, args.systems, args.max_queries, args.seed)
-    for set_name, title in (("doc", "doc comment -> function"), ("symbol", "symbol lookup")):
-        if not report["queries"][set_name]:
-            print(f"\n{corpus.name}: {title}: no queries (nothing qualifies in this corpus)")
-            continue
-        rows = {
-            name: {"metrics": r[set_name], "index_seconds": r["index_seconds"]}
-            for name, r in report["results"].items()
+        folder = Path(tempfile.mkdtemp(prefix="bench-pg-"))
+        server = pg.start_server(folder)  # one server; a fresh database per corpus
+        admin_url = server.get_uri()
+
+    def make_context() -> Context:
+        return Context(embedder=Embedder(disk=disk), database_url=admin_url)
+
+    t0 = time.perf_counter()
+    per_corpus: dict[str, dict] = {}
+    report: dict = {}
+    for corpus in corpora:
+        r = run_corpus(
+            corpus, args.systems, args.max_queries, args.seed, make_context, qdir, args.sets
+        )
+        queries = r.pop("queries")
+        per_corpus[corpus.name] = r
+        for set_name in SETS:
+            rows = {n: res[set_name] for n, res in r["results"].items() if set_name in res}
+            if rows:
+                print(format_table(f"\n{corpus.name}: {set_name}", rows, COLUMNS[set_name]))
+        print(f"{corpus.name}: wall {r['wall_seconds']:.0f}s, embedding "
+              f"{r['embedding_seconds_total']:.0f}s", flush=True)  # fmt: skip
+        if args.dump:
+            args.dump.mkdir(parents=True, exist_ok=True)
+            (args.dump / f"{corpus.name}.json").write_text(json.dumps(queries, indent=0))
+        report = {
+            "model": "all-MiniLM-L6-v2",
+            "seed": args.seed,
+            "max_queries": args.max_queries,
+            "k": K,
+            "systems": args.systems,
+            "mean": summarise(per_corpus, args.systems),
+            "corpora": per_corpus,
+            "wall_seconds": time.perf_counter() - t0,
         }
-        print(format_table(f"\n{corpus.name}: {title}", rows))
-    for name, msg in report["not_run"].items():
-        print(f"NOT RUN {name}: {msg}")
-    print(
-        f"\nembedding {report['embedding_seconds_total']:.1f}s, wall {report['wall_seconds']:.1f}s"
-    )
+        if args.out:  # after every corpus: a long run that is stopped keeps what it measured
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(report, indent=1))
+    print("\n==== mean over corpora (each corpus counts once) ====")
+    for set_name, block in report["mean"].items():
+        if block["systems"]:
+            title = f"\nMEAN {set_name} over {len(block['corpora'])}: {', '.join(block['corpora'])}"
+            print(format_table(title, block["systems"], COLUMNS[set_name]))
+    if disk is not None:
+        log(f"embedding cache {disk.path}: {disk.hits} hits, {disk.misses} misses")
     if args.out:
-        args.out.write_text(json.dumps(report, indent=1))
         print(f"wrote {args.out}")
-    return 2 if report["not_run"] else 0
+    not_run = any(r["not_run"] for r in per_corpus.values())
+    return 2 if not_run else 0
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from typing import Protocol
 
 import numpy as np
 
+from bench.retrieval.cache import VectorCache
+
 
 @dataclass(frozen=True, slots=True)
 class Hit:
@@ -32,6 +34,7 @@ class Hit:
     end_line: int
     text: str
     score: float
+    symbol: str = ""
 
 
 class RetrievalSystem(Protocol):
@@ -47,10 +50,14 @@ class RetrievalSystem(Protocol):
 
 class Embedder:
     """all-MiniLM-L6-v2 with an in-memory cache, shared by all systems of a run, so a text
-    (a chunk used by both the dense and the fused system) is embedded once per run."""
+    (a chunk used by both the dense and the fused system) is embedded once per run, and
+    an optional on-disk cache (bench/retrieval/cache.py), so it is embedded once at all."""
 
-    def __init__(self, batch_size: int = 32):
+    MODEL = "all-MiniLM-L6-v2"
+
+    def __init__(self, batch_size: int = 32, disk: VectorCache | None = None):
         self.batch_size = batch_size
+        self.disk = disk
         self._model = None
         self._cache: dict[str, np.ndarray] = {}
         self.seconds = 0.0  # total encoding time, cache hits excluded
@@ -67,14 +74,20 @@ class Embedder:
     def embed(self, texts: list[str]) -> np.ndarray:
         """Unit-length vectors, one row per text (so a dot product is the cosine)."""
         missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        if missing:
+        if missing and self.disk is not None:
+            self._cache.update(self.disk.get_many(self.MODEL, missing))
+            missing = [t for t in missing if t not in self._cache]
+        for i in range(0, len(missing), 512):  # persist as it goes: a killed run keeps its work
+            part = missing[i : i + 512]
             t0 = time.perf_counter()
             vecs = self.model.encode(
-                missing, batch_size=self.batch_size, normalize_embeddings=True,
+                part, batch_size=self.batch_size, normalize_embeddings=True,
                 convert_to_numpy=True, show_progress_bar=False,
             )  # fmt: skip
             self.seconds += time.perf_counter() - t0
-            self._cache.update(zip(missing, vecs, strict=True))
+            self._cache.update(zip(part, vecs, strict=True))
+            if self.disk is not None:
+                self.disk.put_many(self.MODEL, list(zip(part, vecs, strict=True)))
         if not texts:
             return np.zeros((0, 384), dtype=np.float32)
         return np.stack([self._cache[t] for t in texts])
@@ -82,9 +95,10 @@ class Embedder:
 
 @dataclass
 class Context:
-    """Shared, lazily built resources handed to system factories."""
+    """Shared, lazily built resources handed to system factories (one per corpus of a run)."""
 
     embedder: Embedder = field(default_factory=Embedder)
+    database_url: str | None = None  # where Victor's systems create their index; None: own server
 
 
 SYSTEMS: dict[str, Callable[[Context], RetrievalSystem]] = {}

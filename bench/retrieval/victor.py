@@ -23,19 +23,37 @@ import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
+from bench.retrieval.cache import VectorCache
 from bench.retrieval.systems import Context, Hit, register
 from indexer.config import Settings
 from indexer.embedding.local import LocalEmbedder
-from indexer.search import DEFAULT_TUNING, Tuning
+from indexer.search import DEFAULT_TUNING, SearchResult, Tuning
 from indexer.service import Victor, open_victor
 
 MODES = ("dense", "lexical", "hybrid")
 
 
 class TimedEmbedder(LocalEmbedder):
-    """Victor's local embedder, counting the seconds spent embedding documents."""
+    """Victor's local embedder, counting the seconds spent embedding documents, and reading
+    and writing the benchmark's on-disk vector cache (keyed by the exact text the model
+    reads, prefix included), so a re-run embeds only what changed."""
 
     seconds = 0.0
+    disk: VectorCache | None = None
+
+    async def _encode(self, texts: list[str]) -> list[list[float]]:
+        if self.disk is None:
+            return await super()._encode(texts)
+        known = self.disk.get_many(self.model, texts)
+        missing = list(dict.fromkeys(t for t in texts if t not in known))
+        if missing:
+            vecs = await super()._encode(missing)
+            pairs = list(zip(missing, vecs, strict=True))
+            self.disk.put_many(self.model, pairs)
+            known.update((t, np.asarray(v, dtype=np.float32)) for t, v in pairs)
+        return [known[t].tolist() for t in texts]
 
     async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
         t0 = time.perf_counter()
@@ -48,18 +66,21 @@ class TimedEmbedder(LocalEmbedder):
 class VictorIndex:
     """A throw-away PostgreSQL holding Victor's index of one directory, and a loop to use it."""
 
-    def __init__(self, database_url: str | None = None):
+    def __init__(self, database_url: str | None = None, disk: VectorCache | None = None):
+        """`database_url`: a server to create a fresh database on (its admin URL); None
+        starts a throw-away embedded PostgreSQL of its own."""
+        from tests.support import pg
+
         self.loop = asyncio.new_event_loop()
         self.folder = Path(tempfile.mkdtemp(prefix="bench-victor-"))
         weakref.finalize(self, shutil.rmtree, self.folder, ignore_errors=True)
         self.server = None
         if database_url is None:
-            from tests.support import pg
-
             self.server = pg.start_server(self.folder)
-            database_url = self.loop.run_until_complete(
-                pg.create_database(self.server.get_uri(), prefix="bench")
-            )
+            database_url = self.server.get_uri()
+        database_url = self.loop.run_until_complete(
+            pg.create_database(database_url, prefix="bench")
+        )
         self.settings = Settings(
             database_url=database_url,
             embed_backend="local",
@@ -67,6 +88,7 @@ class VictorIndex:
             query_timeout=600,
         )
         self.embedder = TimedEmbedder(self.settings)
+        self.embedder.disk = disk
         self.victor: Victor | None = None
         self._open = None
         self.indexed: Path | None = None
@@ -87,13 +109,29 @@ class VictorIndex:
     def search(
         self, queries: list[str], mode: str, k: int, tuning: Tuning = DEFAULT_TUNING
     ) -> list[list[Hit]]:
+        return [[_hit(r) for r in rs] for rs in self.results(queries, mode, k, tuning)]
+
+    def results(
+        self, queries: list[str], mode: str, k: int, tuning: Tuning = DEFAULT_TUNING
+    ) -> list[list[SearchResult]]:
+        """Victor's own results (kind, symbol, signature), for rankers built on top."""
         found = self.loop.run_until_complete(
             self._victor().search(queries, mode=mode, top_k=k, tuning=tuning)
         )
-        return [
-            [Hit(r.path, r.start_line, r.end_line, r.text, r.score) for r in f.results]
-            for f in found
-        ]
+        degraded = [f.notice for f in found if f.notice]
+        if degraded:  # a benchmark figure must never silently be lexical-only
+            raise RuntimeError(f"{len(degraded)} queries degraded: {degraded[0]}")
+        return [f.results for f in found]
+
+    def close(self) -> None:
+        if self.victor is not None:
+            self.loop.run_until_complete(self._open.__aexit__(None, None, None))
+            self.victor = None
+        self.loop.close()
+
+
+def _hit(r: SearchResult) -> Hit:
+    return Hit(r.path, r.start_line, r.end_line, r.text, r.score, r.symbol)
 
 
 _shared: dict[int, VictorIndex] = {}
@@ -103,8 +141,15 @@ def shared_index(ctx: Context) -> VictorIndex:
     """One Victor index per benchmark run (per Context), shared by the three modes."""
     key = id(ctx)
     if key not in _shared:
-        _shared[key] = VictorIndex()
+        _shared[key] = VictorIndex(ctx.database_url, ctx.embedder.disk)
     return _shared[key]
+
+
+def release(ctx: Context) -> None:
+    """Close the Victor index of `ctx` (its database stays until the server stops)."""
+    index = _shared.pop(id(ctx), None)
+    if index is not None:
+        index.close()
 
 
 class VictorSystem:
