@@ -10,6 +10,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from indexer.chat.session import ChatSession, chat_settings
 from indexer.search.dense import KEYWORD_ONLY
@@ -87,7 +88,11 @@ async def test_a_database_that_stays_down_is_logged_once_without_its_password(
 ):
     caplog.set_level(logging.INFO, logger=HOOK_LOG)
     down = shop_settings.model_copy(
-        update={"database_url": f"postgresql://victor:s3cret@127.0.0.1:{closed_port()}/victor"}
+        update={
+            "database_url": SecretStr(
+                f"postgresql://victor:s3cret@127.0.0.1:{closed_port()}/victor"
+            )
+        }
     )
     session = session_for(down)
     try:
@@ -130,7 +135,8 @@ async def test_the_pool_says_once_per_outage_that_it_cannot_restore_its_floor(
     url = f"postgresql://postgres@127.0.0.1:{relay.port}/{name}"
     async with open_victor(settings):  # the schema, so that the pool may connect
         pass
-    pool = await create_pool(settings.model_copy(update={"database_url": url}), min_size=2)
+    relayed = settings.model_copy(update={"database_url": SecretStr(url)})
+    pool = await create_pool(relayed, min_size=2)
     try:
         for outage in (1, 2):
             relay.stop()  # the database goes away: the pool's connections break
