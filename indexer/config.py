@@ -80,6 +80,12 @@ class Settings(BaseSettings):
         description="Seconds a search waits for the query's embedding before it answers from "
         "lexical search alone (a chat must not hang on a slow or absent embedder).",
     )
+    ollama_keep_alive: str | None = Field(
+        default=None,
+        description="How long Ollama keeps the embedding model loaded after a request "
+        "(Ollama's keep_alive: 30m, 1h, seconds, -1 for always). Unset: Ollama's own "
+        "default (5 minutes).",
+    )
     document_prefix: str | None = Field(default=None, description="Override the model's default.")
     query_prefix: str | None = Field(default=None, description="Override the model's default.")
 

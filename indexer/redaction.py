@@ -41,9 +41,11 @@ def url_password(url: str | None) -> str | None:
 
 def settings_secrets(settings: Settings) -> list[str]:
     """Every secret a Victor process may hold: the database passwords (in the URLs or in
-    PGPASSWORD), the GitHub token, the webhook secret, the jobs and MCP tokens."""
+    PGPASSWORD), a password in Ollama's URL (a proxy in front of it), the GitHub token, the
+    webhook secret, the jobs and MCP tokens."""
     values: list[str | SecretStr | None] = [
         os.environ.get("PGPASSWORD"),
+        url_password(settings.ollama_host),
         settings.github_token,
         settings.webhook_secret,
         settings.jobs_token,

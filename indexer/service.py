@@ -144,16 +144,20 @@ class Victor:
         budget: int = 6000,
         min_score: float = 0.0,
         repos: Sequence[str] | None = None,
+        timeout: float | None = None,
     ) -> Context:
         """Search (hybrid) and assemble the context block a chat puts in front of the model.
 
         `min_score` (0-1) leaves out weaker results; see indexer/search/__init__.py for what scores
-        mean. Never fails for a down or slow embedder: the context then comes from lexical
-        search and `Context.notice` says so.
+        mean. `timeout` bounds the query embedding (default VICTOR_QUERY_TIMEOUT). Never fails
+        for a down or slow embedder: the context then comes from lexical search,
+        `Context.notice` says so in a short phrase any user may see, `Context.detail` says why.
         """
-        (found,) = await self.search([query], top_k=top_k, repos=repos)
+        (found,) = await self.search([query], top_k=top_k, repos=repos, timeout=timeout)
         context = build_context([r for r in found.results if r.score >= min_score], budget=budget)
-        return replace(context, notice=found.notice) if found.notice else context
+        if not found.notice:
+            return context
+        return replace(context, notice=found.summary, detail=found.notice)
 
     async def repos(self) -> list[store.Repo]:
         return await store.list_repos(self.pool)

@@ -20,6 +20,7 @@ description: Code from your Lua codebase in front of the model, when the chat's 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
@@ -111,7 +112,14 @@ class Pipeline:
             default=5.0,
             gt=0,
             le=120,
-            description="Longest a chat waits for code context; past it, it goes on without.",
+            description="Longest a chat waits for code context, the query's embedding "
+            "included; past it, it goes on without.",
+        )
+        keep_alive: str = Field(
+            default="30m",
+            description="How long Ollama keeps the embedding model loaded after a chat "
+            "(30m, 2h, -1 for always; empty: Ollama's default, 5 minutes). A model that was "
+            "unloaded makes the next chat wait for it, or get keyword search only.",
         )
         pool_size: int = Field(
             default=4,
@@ -133,11 +141,14 @@ class Pipeline:
         self.valves = self.Valves()
         self.session: ChatSession | None = None
         self._session_key: tuple | None = None
+        self.warming: asyncio.Task | None = None  # the model warm-up started at startup
 
     # --- lifecycle (called by the Pipelines server) ---------------------------------------
 
     async def on_startup(self) -> None:
-        await self._session().start()
+        session = self._session()
+        self.warming = session.warm()  # loads the embedding model in the background
+        await session.start()
 
     async def on_shutdown(self) -> None:
         await self._close()
@@ -145,7 +156,9 @@ class Pipeline:
     async def on_valves_updated(self) -> None:
         if self._session_key != self._connection_key():
             await self._close()
-            await self._session().start()
+            session = self._session()
+            self.warming = session.warm()
+            await session.start()
 
     # --- the filter ------------------------------------------------------------------------
 
@@ -202,7 +215,14 @@ class Pipeline:
 
     def _connection_key(self) -> tuple:
         v = self.valves
-        return (v.database_url, v.ollama_host, v.embed_model, v.timeout_seconds, v.pool_size)
+        return (
+            v.database_url,
+            v.ollama_host,
+            v.embed_model,
+            v.timeout_seconds,
+            v.pool_size,
+            v.keep_alive,
+        )
 
     def _session(self) -> ChatSession:
         """The session for the current valves (made on first use: valves may change before)."""
@@ -216,6 +236,7 @@ class Pipeline:
                 ollama_host=v.ollama_host,
                 embed_backend="ollama",
                 embed_model=v.embed_model,
+                ollama_keep_alive=v.keep_alive or None,
             )
             self.session = ChatSession(
                 settings, timeout=v.timeout_seconds, pool_size=v.pool_size, log=log, name=NAME_ID

@@ -85,6 +85,13 @@ MODELS: tuple[Model, ...] = (
         intro="The Function `lua_codebase` in Open WebUI (the per-chat toggle, the sources and "
         "the status line).",
     ),
+    Model(
+        title="The toggle Function's user valves",
+        where="functions/lua_codebase.py:Filter.UserValves",
+        kind="valves",
+        intro="What each user sets for themselves in Open WebUI (the Lua Codebase toggle's "
+        "Valves): what the Function shows. What the model reads is the filter's business.",
+    ),
 )
 
 # Variables read by something other than the models above: these rows are written here.

@@ -1,4 +1,5 @@
-"""Context assembly: merging, grouping, headers, permalinks, and the budget."""
+"""Context assembly: merging, order, headers, permalinks, and the budget.
+tests/test_context_corpus.py checks assembled snippets against the files of a real corpus."""
 
 from __future__ import annotations
 
@@ -61,13 +62,15 @@ def test_duplicates_and_overlaps_are_merged():
     assert ctx.text.count("line 15 of a.lua") == 1
 
 
-def test_adjacent_chunks_merge_and_gaps_become_blank_lines():
-    ctx = build_context([result("a.lua", 1, 5, "A.x", 0.9), result("a.lua", 7, 9, "A.y", 0.5)])
+def test_adjacent_chunks_merge_but_a_gap_no_chunk_covers_is_never_bridged():
+    ctx = build_context([result("a.lua", 1, 5, "A.x", 0.9), result("a.lua", 6, 9, "A.y", 0.5)])
     (source,) = ctx.sources
     assert (source.start_line, source.end_line) == (1, 9)
-    assert source.text.split("\n")[5] == ""  # line 6 was blank between the two chunks
-    far = build_context([result("a.lua", 1, 5), result("a.lua", 40, 45)])
-    assert len(far.sources) == 2
+    assert source.text.split("\n")[5] == "line 6 of a.lua"
+    # line 6 is in no chunk: it could be `}` rather than blank, so it is not made up
+    gap = build_context([result("a.lua", 1, 5, "A.x", 0.9), result("a.lua", 7, 9, "A.y", 0.5)])
+    assert [s.label for s in gap.sources] == ["a.lua:1-5", "a.lua:7-9"]
+    assert "\n\n" not in "".join(s.text for s in gap.sources)
 
 
 def test_merge_bridges_spans_that_a_later_chunk_connects():
@@ -81,22 +84,23 @@ def test_merge_bridges_spans_that_a_later_chunk_connects():
     assert [(s.start_line, s.end_line) for s in ctx.sources] == [(1, 15)]
 
 
-def test_grouped_by_file_best_file_first_lines_in_order():
+def test_best_scored_snippet_first_whatever_its_file():
     ctx = build_context(
         [
-            result("b.lua", 50, 52, "B.late", 0.9),
+            result("b.lua", 50, 52, "B.late", 0.7),
             result("a.lua", 1, 3, "A.one", 0.8),
-            result("b.lua", 1, 3, "B.early", 0.7),
+            result("b.lua", 1, 3, "B.early", 0.9),
         ]
     )
-    assert ctx.text.index("### b.lua") < ctx.text.index("### a.lua")
-    assert [s.label for s in ctx.sources] == ["b.lua:1-3", "b.lua:50-52", "a.lua:1-3"]
+    assert [s.label for s in ctx.sources] == ["b.lua:1-3", "a.lua:1-3", "b.lua:50-52"]
+    headers = [ctx.text.index(f"`{s.label} (") for s in ctx.sources]
+    assert headers == sorted(headers)  # the text reads in the same order
     assert ctx.files == 2
 
 
 def test_multiple_repositories_are_named():
     ctx = build_context([result("a.lua", 1, 2, repo="one"), result("a.lua", 1, 2, repo="two")])
-    assert "### one/a.lua" in ctx.text and "### two/a.lua" in ctx.text
+    assert "`one/a.lua:1-2 (f)`" in ctx.text and "`two/a.lua:1-2 (f)`" in ctx.text
 
 
 def test_long_snippet_is_truncated_to_fit():
@@ -134,6 +138,13 @@ def test_budget_is_never_exceeded(items, budget):
     assert len(ctx.text) <= budget
     for source in ctx.sources:  # every source is in the text, with its header
         assert f"{source.path}:{source.start_line}-{source.end_line}" in ctx.text
+        lines = source.text.split("\n")
+        if lines[-1] == "-- ... (truncated)":
+            lines.pop()
+        # every line in a labelled range is that line of the file, none made up
+        assert lines == [
+            f"line {n} of {source.path}" for n in range(source.start_line, source.end_line + 1)
+        ]
     labels = [(s.path, s.start_line, s.end_line) for s in ctx.sources]
     for path in {p for p, _, _ in labels}:  # snippets of a file never overlap
         ranges = sorted((a, b) for p, a, b in labels if p == path)

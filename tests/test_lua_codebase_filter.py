@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import ast
 import copy
+import json
+import logging
 import socket
 import sys
 import time
@@ -16,6 +18,7 @@ from indexer.search.context import Context, Source
 from indexer.service import open_victor
 from tests.conftest import SAMPLE
 from tests.plugins import FILTER_FILE, FUNCTION_FILE, inlet_request, load
+from tests.support.ollama_server import FakeOllama
 
 lc = load(FILTER_FILE, "lua_codebase_pipeline")
 fn = load(FUNCTION_FILE, "lua_codebase_function")
@@ -216,6 +219,96 @@ async def test_ollama_down_fails_open(shop_settings, ollama):
         await pipeline.on_shutdown()
 
 
+KEYWORD_ONLY = "keyword search only: embeddings unavailable"
+
+
+async def test_ollama_stopped_the_user_sees_a_short_phrase_the_log_the_details(
+    shop_settings, caplog
+):
+    """Issue 15.1: with Ollama stopped, chat users read one short, secret-free phrase; the
+    Pipelines log gets the details (redacted), once, not once per chat."""
+    stopped = FakeOllama().start()
+    host = stopped.url.replace("127.0.0.1", "ollama:s3cret@127.0.0.1")  # a secret to keep out
+    stopped.stop()
+    pipeline = make_pipeline(shop_settings, ollama_host=host)
+    caplog.set_level(logging.DEBUG, logger="lua_codebase")
+    try:
+        await pipeline.on_startup()
+        await pipeline.warming  # the warm-up fails quietly: Ollama is not there
+        infos = []
+        for _ in range(3):
+            out = await pipeline.inlet(request_body(), None)
+            infos.append(out["metadata"]["lua_codebase"])
+            assert "function Cart:add(sku, quantity)" in out["messages"][0]["content"]
+    finally:
+        await pipeline.on_shutdown()
+    for info in infos:
+        assert info["status"] == "degraded"
+        assert info["notice"] == KEYWORD_ONLY
+        assert info["message"].endswith(f"({KEYWORD_ONLY})")
+        shown = json.dumps({k: info[k] for k in ("message", "notice")})
+        for leak in ("127.0.0.1", "http", "OLLAMA", "VICTOR_", "s3cret", "ollama serve"):
+            assert leak not in shown, leak
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    degraded = [r.getMessage() for r in warnings if "Cannot reach Ollama" in r.getMessage()]
+    assert len(degraded) == 1, [r.getMessage() for r in warnings]
+    assert "ollama:***@127.0.0.1" in degraded[0]
+    assert all("s3cret" not in r.getMessage() for r in caplog.records)
+
+
+async def test_timeout_seconds_bounds_the_query_embedding(shop_settings, ollama):
+    """Issue 15.2: the valve, not VICTOR_QUERY_TIMEOUT (3 s), decides how long the query
+    embedding may take."""
+    ollama.delay = 3.5  # slower than the 3 s default query timeout
+    patient = make_pipeline(shop_settings, timeout_seconds=12)
+    try:
+        out = await patient.inlet(request_body(), None)
+        info = out["metadata"]["lua_codebase"]
+        assert info["status"] == "ok", info  # dense results, in time
+    finally:
+        await patient.on_shutdown()
+    hasty = make_pipeline(shop_settings, timeout_seconds=2)
+    try:
+        started = time.monotonic()
+        out = await hasty.inlet(request_body(), None)
+        elapsed = time.monotonic() - started
+        info = out["metadata"]["lua_codebase"]
+        assert info["status"] == "degraded" and info["notice"] == KEYWORD_ONLY
+        assert elapsed < 2.5  # the valve's 2 s, and some slack for a busy machine
+    finally:
+        await hasty.on_shutdown()
+
+
+async def test_the_filter_keeps_the_model_loaded_and_warms_it_at_startup(shop_settings, ollama):
+    ollama.reset()  # forget the indexing of the fixture
+    pipeline = make_pipeline(shop_settings)
+    assert pipeline.valves.keep_alive == "30m"
+    try:
+        await pipeline.on_startup()
+        await pipeline.warming
+        assert ollama.inputs == ["warm up"]  # before any chat
+        await pipeline.inlet(request_body(), None)
+        pipeline.valves = pipeline.valves.model_copy(update={"keep_alive": "-1"})
+        await pipeline.on_valves_updated()
+        await pipeline.warming
+        await pipeline.inlet(request_body(), None)
+    finally:
+        await pipeline.on_shutdown()
+    assert ollama.keep_alives == ["30m", "30m", -1.0, -1.0]  # -1 goes as a number: "always"
+
+
+async def test_a_slow_ollama_does_not_hold_up_startup(shop_settings, ollama):
+    ollama.delay = 3.0
+    pipeline = make_pipeline(shop_settings)
+    try:
+        started = time.monotonic()
+        await pipeline.on_startup()
+        assert time.monotonic() - started < 2.5  # connecting only: the warm-up runs behind
+        assert not pipeline.warming.done()
+    finally:
+        await pipeline.on_shutdown()  # cancels the warm-up
+
+
 async def test_inlet_never_raises(shop_settings):
     pipeline = make_pipeline(shop_settings)
     for body in ({}, {"messages": None}, {"messages": [user("Cart:add")], "metadata": None}):
@@ -229,7 +322,7 @@ async def test_inlet_never_raises(shop_settings):
 # --- the toggle Function ------------------------------------------------------------------------
 
 
-def test_function_is_a_toggle_with_an_icon_and_only_stdlib_imports():
+def test_function_is_a_toggle_with_an_icon_and_imports_only_what_open_webui_has():
     f = fn.Filter()
     assert f.toggle is True
     assert f.icon.startswith("data:image/svg+xml;base64,")
@@ -240,7 +333,9 @@ def test_function_is_a_toggle_with_an_icon_and_only_stdlib_imports():
         if isinstance(n, ast.Import | ast.ImportFrom)
         for a in n.names
     }
-    assert imported <= sys.stdlib_module_names, imported - sys.stdlib_module_names
+    # pydantic is Open WebUI's own dependency: nothing to install, also offline
+    allowed = sys.stdlib_module_names | {"pydantic"}
+    assert imported <= allowed, imported - allowed
 
 
 async def emitted(body: dict) -> list[dict]:
@@ -284,13 +379,58 @@ async def test_function_shows_sources_and_status():
     ]
     # one chip per distinct metadata.source: two snippets of a file stay two chips
     assert len({c["metadata"][0]["source"] for c in chips}) == 3
-    assert chips[0]["document"] == ["local a"]
+    assert chips[0]["document"] == ["```lua\nlocal a\n```"]
     link = chips[2]["metadata"][0]
     assert link["source"].startswith("https://") and link["external"] is True
     assert events[-1] == {
         "type": "status",
         "data": {"description": "Lua Codebase: 3 snippets from 2 files", "done": True},
     }
+
+
+def test_function_shows_code_verbatim_as_a_fenced_block():
+    """Issue 15.3: Open WebUI renders a source's document as Markdown. In a fenced block `---`
+    doc comments, indentation, `$` and `%` patterns show as they are in the file."""
+    code = (
+        "--- Trim a string.\n"
+        "-- @param s string\n"
+        "---\n"
+        "function M.trim(s)\n"
+        "    return (s:gsub(\"^%s*(.-)%s*$\", \"%1\"))  -- $x$ is not maths\n"
+        "end"
+    )
+    shown = fn.as_code(code)
+    assert shown == f"```lua\n{code}\n```"
+    assert shown.split("\n")[1:-1] == code.split("\n")  # every line as in the file
+    # code holding a fence of its own gets a longer one, so it cannot close the block early
+    tricky = 'local md = [[\n```lua\nx = 1\n```\n]]'
+    fenced = fn.as_code(tricky)
+    assert fenced.startswith("````lua\n") and fenced.endswith("\n````")
+
+
+async def test_function_user_valves_turn_off_the_sources_or_the_status_line():
+    """Issue 15.6: the toggle's Valves dialog offers what a user may tune for themselves."""
+    schema = fn.Filter.UserValves.model_json_schema()["properties"]
+    assert set(schema) == {"show_sources", "show_status"}
+    assert all(p["default"] is True and p["description"] for p in schema.values())
+    info = lc.handover("q", 10, Context("...", [source("src/a.lua", 1, 5, "local a")]))
+    body = {"metadata": {"lua_codebase": info}}
+
+    async def shown(user) -> list[str]:
+        events: list[dict] = []
+
+        async def emit(event):
+            events.append(event)
+
+        await fn.Filter().inlet(body, __user__=user, __event_emitter__=emit)
+        return [e["type"] for e in events]
+
+    assert await shown(None) == ["source", "status"]
+    assert await shown({"id": "u", "valves": fn.Filter.UserValves()}) == ["source", "status"]
+    no_sources = {"valves": fn.Filter.UserValves(show_sources=False)}
+    assert await shown(no_sources) == ["status"]
+    assert await shown({"valves": {"show_status": False}}) == ["source"]
+    assert await shown({"valves": {"show_status": "not a bool"}}) == ["source", "status"]
 
 
 async def test_function_says_when_the_index_or_the_filter_is_missing():

@@ -139,6 +139,7 @@ def test_valves_spec_shows_every_setting(server):
         "ollama_host",
         "embed_model",
         "timeout_seconds",
+        "keep_alive",
         "pool_size",
         "require_toggle",
         "toggle_function_id",
@@ -288,3 +289,46 @@ def test_unreachable_database_fails_open_and_keeps_the_password_out(server):
     log = server.log_text()
     assert "postgresql://victor:***@127.0.0.1:9/victor" in log  # the failure is logged...
     assert secret not in log  # ...without the password
+
+
+def test_the_embedded_postgresql_does_not_outlive_the_pipelines_server(
+    ollama_server, tmp_path
+):
+    """Issue 15.5: with database_url empty the filter starts Victor's embedded PostgreSQL.
+    uvicorn re-raises SIGTERM after its shutdown, so atexit hooks never run: the filter stops
+    the server in on_shutdown. SIGTERM goes to the server's main process only, as `docker
+    stop` sends it."""
+    import os
+    import signal
+
+    import psutil
+
+    data = tmp_path / "victor-data"
+    running = start_pipelines(
+        tmp_path,
+        [FILTER_FILE],
+        valves={
+            ID: {
+                "database_url": "",
+                "ollama_host": ollama_server.url,
+                "embed_model": "all-minilm",
+                "timeout_seconds": 90,  # the first start runs initdb: slow on a busy machine
+            }
+        },
+        env={"VICTOR_DATA_DIR": str(data)},
+        timeout=150,
+    )
+    postmaster = None
+    try:
+        pid_file = next(data.rglob("postmaster.pid"), None)
+        assert pid_file is not None, running.proc.tail()
+        postmaster = psutil.Process(int(pid_file.read_text().split("\n")[0]))
+        assert postmaster.is_running()
+        os.kill(running.proc.popen.pid, signal.SIGTERM)
+        running.proc.popen.wait(timeout=60)
+        postmaster.wait(timeout=30)  # raises psutil.TimeoutExpired if it outlived the server
+        assert not pid_file.exists()
+    finally:
+        running.stop()
+        if postmaster is not None and postmaster.is_running():  # the failure: clean up
+            postmaster.terminate()

@@ -167,7 +167,10 @@ async def test_embedder_down_falls_back_to_lexical(settings, ollama, project):
         assert "embedder unavailable" in found.notice and "lexical search only" in found.notice
         assert found.results[0].symbol == "Cart:total"
         context = await victor.retrieve("Cart:total sum of prices", budget=2000)
-        assert "Cart:total" in context.text and context.notice == found.notice
+        # the operator's detail (terminal, log) and the short phrase any chat user may see
+        assert found.summary == "keyword search only: embeddings unavailable"
+        assert "Cart:total" in context.text
+        assert (context.notice, context.detail) == (found.summary, found.notice)
         # the lexical mode never needs the embedder, so it is not degraded
         (lexical,) = await victor.search(["Cart:total"], mode="lexical")
         assert lexical.notice == "" and lexical.results
@@ -182,7 +185,7 @@ async def test_slow_embedder_is_not_waited_for(settings, ollama, project):
         started = time.monotonic()
         context = await victor.retrieve("remove whitespace from both ends of a string")
         assert time.monotonic() - started < 3.0
-        assert "no answer within 0.5 s" in context.notice
+        assert "no answer within 0.5 s" in context.detail
         assert "trim" in context.text
 
 

@@ -5,7 +5,12 @@ timeout, a quiet window after a failed connection, and short, secret-free reason
 A chat must never fail or hang because of Victor: the adapters fail open. So `call` never
 waits past the timeout (`indexer.bounded.within`: `asyncio.wait_for` may wait for a hung query
 to let go), and it turns every failure into `Unavailable`, whose text is safe to show to any
-chat user. The details, redacted, go to the adapter's log.
+chat user. The timeout bounds the whole retrieval: the query embedding gets a share of what
+is left of it after connecting (the rest is for the SQL), whatever VICTOR_QUERY_TIMEOUT says.
+
+The details, redacted, go to the adapter's log at WARNING, once per cause: a database or an
+embedder that stays down for an hour of chats makes one line when it goes and one when it
+comes back, not one per chat.
 """
 
 from __future__ import annotations
@@ -50,7 +55,11 @@ def chat_settings(timeout: float, **overrides: object) -> Settings:
     """Core settings for a chat: the query embedding and every SQL statement bounded by the
     chat's timeout, and no embedding retries (a chat has no time to retry)."""
     return load_settings(
-        embed_timeout=timeout * EMBED_SHARE, embed_retries=0, sql_timeout=timeout, **overrides
+        embed_timeout=timeout * EMBED_SHARE,
+        query_timeout=timeout * EMBED_SHARE,
+        embed_retries=0,
+        sql_timeout=timeout,
+        **overrides,
     )
 
 
@@ -109,6 +118,8 @@ class ChatSession:
         self._lock: asyncio.Lock | None = None  # made inside the adapter's event loop
         self._retry_at = 0.0
         self._last_reason = ""
+        self._trouble = ""  # the cause last logged at WARNING ("" while all is well)
+        self._warming: asyncio.Task | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -125,14 +136,48 @@ class ChatSession:
                 self.redact(str(exc)),
             )
 
-    async def close(self) -> None:
-        victor, self.victor = self.victor, None
-        if victor is None:
-            return
+    def warm(self) -> asyncio.Task:
+        """Load the embedding model now, in the background: the first chat would otherwise
+        pay the load (seconds to minutes) and get keyword results. Never blocks, never fails;
+        the task is returned for whoever wants to wait for it."""
+        if self._warming is None or self._warming.done():
+            self._warming = asyncio.create_task(self._warm())
+        return self._warming
+
+    async def _warm(self) -> None:
+        from indexer.embedding import make_embedder
+
+        embedder = make_embedder(self.settings)
+        started = time.monotonic()
         try:
-            await within(victor.close(), self.timeout)
-        except Exception:
-            victor.pool.terminate()
+            await embedder.embed_queries(["warm up"])  # bounded by the embedder's own timeout
+            self.log.info(
+                "%s: embedding model loaded (%.1f s)", self.name, time.monotonic() - started
+            )
+        except Exception as exc:
+            detail = self.redact(str(exc))
+            self.log.info("%s: could not warm the embedding model: %s", self.name, detail)
+        finally:
+            await embedder.close()
+
+    async def close(self) -> None:
+        warming, self._warming = self._warming, None
+        if warming is not None and not warming.done():
+            warming.cancel()
+            await asyncio.gather(warming, return_exceptions=True)
+        victor, self.victor = self.victor, None
+        if victor is not None:
+            try:
+                await within(victor.close(), self.timeout)
+            except Exception:
+                victor.pool.terminate()
+        if self.settings.database_url is None:  # the embedded PostgreSQL: stop it with us
+            from indexer.store.embedded import release_embedded
+
+            try:
+                await asyncio.to_thread(release_embedded, self.settings)
+            except Exception as exc:
+                self.log.warning("%s: could not stop the embedded PostgreSQL: %s", self.name, exc)
 
     # --- work --------------------------------------------------------------------------------
 
@@ -143,20 +188,32 @@ class ChatSession:
         try:
             return await within(self._run(work), self.timeout)
         except TimeoutError:
-            self.log.warning("%s: no answer within %g s", self.name, self.timeout)
-            raise Unavailable(f"no answer within {self.timeout:g} s") from None
+            reason = f"no answer within {self.timeout:g} s"
+            self.trouble(reason, f"no answer within {self.timeout:g} s")
+            raise Unavailable(reason) from None
         except (errors.ConfigError, errors.NotFound):
             raise  # the caller asked for something wrong: its message says what (a tool shows it)
         except Exception as exc:
             reason = reason_for(exc)
-            self.log.warning(
-                "%s: no code context (%s): %s",
-                self.name,
+            self.trouble(
                 reason,
-                self.redact(str(exc)),
+                f"no code context ({reason}): {exc}",
                 exc_info=reason.startswith("internal"),  # a bug: keep the traceback
             )
             raise Unavailable(reason) from None
+
+    def trouble(self, cause: str, detail: str, *, exc_info: bool = False) -> None:
+        """Log `detail` (redacted) at WARNING when `cause` is new; the same cause again only
+        at DEBUG, until `recovered`. A bug (exc_info) is logged every time."""
+        level = logging.WARNING if exc_info or cause != self._trouble else logging.DEBUG
+        self._trouble = cause
+        self.log.log(level, "%s: %s", self.name, self.redact(detail), exc_info=exc_info)
+
+    def recovered(self) -> None:
+        """Retrieval works fully again: say so once, and the next trouble is logged again."""
+        if self._trouble:
+            self.log.warning("%s: code context complete again (was: %s)", self.name, self._trouble)
+            self._trouble = ""
 
     async def retrieve(
         self,
@@ -169,17 +226,27 @@ class ChatSession:
     ) -> Retrieval:
         """The code context for a chat turn; never raises, never waits past the timeout."""
         started = time.monotonic()
-        try:
-            context = await self.call(
-                lambda victor: victor.retrieve(
-                    query,
-                    top_k=top_k,
-                    budget=budget_chars(tokens=context_tokens),
-                    min_score=min_score,
-                    repos=repos,
-                )
+        deadline = started + self.timeout
+
+        def work(victor: Victor) -> Awaitable[Context]:
+            # the embedding may take its share of what connecting left; the rest is the SQL's
+            left = max(deadline - time.monotonic(), 0.0)
+            return victor.retrieve(
+                query,
+                top_k=top_k,
+                budget=budget_chars(tokens=context_tokens),
+                min_score=min_score,
+                repos=repos,
+                timeout=max(left * EMBED_SHARE, 0.01),
             )
+
+        try:
+            context = await self.call(work)
             reason = ""
+            if context.notice:
+                self.trouble(context.notice, context.detail or context.notice)
+            else:
+                self.recovered()
         except Unavailable as exc:
             context, reason = None, str(exc)
         return Retrieval(context, reason, round((time.monotonic() - started) * 1000))

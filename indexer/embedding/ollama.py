@@ -17,6 +17,17 @@ from indexer.errors import EmbedderUnavailable, ModelMissing
 log = logging.getLogger(__name__)
 
 
+def keep_alive_value(text: str | None) -> str | float | None:
+    """Ollama reads a bare number as seconds but a string only as a duration with a unit
+    ("-1" would be refused): numbers go as numbers."""
+    if text is None or not text.strip():
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text.strip()
+
+
 class OllamaEmbedder:
     """Embeddings through the official `ollama` client, batched, bounded, retried."""
 
@@ -30,6 +41,7 @@ class OllamaEmbedder:
         self.batch_size = settings.embed_batch_size
         self.retries = settings.embed_retries if retries is None else retries
         self.timeout = settings.embed_timeout if timeout is None else timeout
+        self.keep_alive = keep_alive_value(settings.ollama_keep_alive)
         self._client = ollama.AsyncClient(host=self.host, timeout=self.timeout)
         self._limit = asyncio.Semaphore(settings.embed_concurrency)
         self._dims: int | None = None
@@ -46,7 +58,9 @@ class OllamaEmbedder:
         for attempt in range(self.retries + 1):
             try:
                 self.requests += 1
-                response = await self._client.embed(model=self.model, input=batch)
+                response = await self._client.embed(
+                    model=self.model, input=batch, keep_alive=self.keep_alive
+                )
                 vectors = [list(v) for v in response.embeddings]
                 check_vectors(vectors, len(batch), self._dims, self.model)
                 self._dims = self._dims or (len(vectors[0]) if vectors else None)

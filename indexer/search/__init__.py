@@ -40,7 +40,13 @@ import numpy as np
 
 from indexer.embedding import Embedder
 from indexer.errors import VictorError
-from indexer.search.dense import check_space, dense_ids, embed_queries
+from indexer.search.dense import (
+    Degraded,
+    check_space,
+    dense_ids,
+    embed_queries,
+    embedder_missing,
+)
 from indexer.search.fusion import DEFAULT_TUNING, Tuning, fuse, is_test_path
 from indexer.search.lexical import lexical_ids
 from indexer.search.results import MODES, Found, Mode, SearchResult
@@ -65,13 +71,14 @@ async def search(
     if mode not in MODES:
         raise VictorError(f"Unknown search mode {mode!r}: use one of {', '.join(MODES)}.")
     vectors: list[np.ndarray] | None = None
-    notice = ""
+    degraded: Degraded | None = None
     if mode != "lexical" and queries:
         if embedder is None:
-            notice = "no embedder configured; lexical search only"
+            degraded = embedder_missing()
         else:
             dims = await check_space(pool, embedder)
-            vectors, notice = await embed_queries(embedder, queries, timeout, dims)
+            vectors, degraded = await embed_queries(embedder, queries, timeout, dims)
+    notice, summary = (degraded.detail, degraded.notice) if degraded else ("", "")
     used: Mode = mode if vectors is not None or mode == "lexical" else "lexical"
     found: list[Found] = []
     async with pool.acquire() as conn:
@@ -81,7 +88,7 @@ async def search(
             results = await _one(
                 conn, query, vector, mode=used, top_k=top_k, repos=ids, tuning=tuning
             )
-            found.append(Found(results, used, notice))
+            found.append(Found(results, used, notice, summary))
     return found
 
 

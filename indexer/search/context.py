@@ -1,10 +1,17 @@
 """Context assembly: search results -> the block a model reads, within a budget.
 
-Overlapping or adjacent chunks of a file are merged into one snippet (the
-model reads a function once, and neighbouring functions as one piece), then
-snippets are grouped by file, best file first. Every snippet has a header
-`path:start-end (symbol)` the model can cite, and a GitHub permalink when the
-repository's URL and commit are known. The block never exceeds its budget.
+Overlapping or adjacent chunks of a file are merged into one snippet (the model reads a
+function once, and neighbouring functions as one piece). Chunks with lines between them that
+no fetched chunk covers stay separate snippets: every line inside a labelled range
+`path:start-end` is the file's line, never a filler.
+
+Snippets come best-scored first, not grouped by file in line order: models use what stands
+at the start of a long context best and what stands in its middle worst ("Lost in the
+Middle", Liu et al., TACL 2024), and the block may be cut by a model's own context limit from
+the end; grouped by file, the best match came first in only 3 of 8 chats (issue 15). Each
+snippet's header names its file, so no file headings are needed. Every snippet has a header
+`path:start-end (symbol)` the model can cite, and a GitHub permalink when the repository's
+URL and commit are known. The block never exceeds its budget.
 """
 
 from __future__ import annotations
@@ -17,7 +24,6 @@ from urllib.parse import quote
 from indexer.search import SearchResult
 
 CHARS_PER_TOKEN = 3.5  # a conservative average for code; only used for token budgets
-MAX_GAP = 3  # merge chunks of a file separated by at most this many (blank) lines
 MIN_TRUNCATED = 300  # a snippet cut shorter than this is not worth showing
 
 
@@ -55,7 +61,8 @@ class Source:
 class Context:
     text: str  # "" when nothing was found
     sources: list[Source] = field(default_factory=list)
-    notice: str = ""  # set when retrieval was degraded (e.g. embedder down: lexical only)
+    notice: str = ""  # set when retrieval was degraded: short, safe to show any chat user
+    detail: str = ""  # why it was degraded, for the log (may name hosts: redact before showing)
 
     @property
     def files(self) -> int:
@@ -81,7 +88,8 @@ class _Span:
         return max(self.lines)
 
     def text(self) -> str:
-        return "\n".join(self.lines.get(n, "") for n in range(self.start, self.end + 1))
+        # _merge only joins chunks that overlap or touch: every line in the range is known
+        return "\n".join(self.lines[n] for n in range(self.start, self.end + 1))
 
     def absorb(self, result: SearchResult) -> None:
         self.lines |= _lines(result)
@@ -108,6 +116,11 @@ def budget_chars(chars: int | None = None, tokens: int | None = None) -> int:
     return chars if chars is not None else 6000
 
 
+def _touch(a_start: int, a_end: int, b_start: int, b_end: int) -> bool:
+    """Two line ranges overlap or are adjacent (no line between them)."""
+    return a_start <= b_end + 1 and a_end >= b_start - 1
+
+
 def _merge(results: Sequence[SearchResult]) -> list[_Span]:
     """Spans of merged overlapping/adjacent chunks, in order of their best score."""
     spans: list[_Span] = []
@@ -118,8 +131,7 @@ def _merge(results: Sequence[SearchResult]) -> list[_Span]:
                 for s in spans
                 if s.repo == r.repo
                 and s.path == r.path
-                and r.start_line <= s.end + MAX_GAP + 1
-                and r.end_line >= s.start - MAX_GAP - 1
+                and _touch(r.start_line, r.end_line, s.start, s.end)
             ),
             None,
         )
@@ -136,8 +148,7 @@ def _merge(results: Sequence[SearchResult]) -> list[_Span]:
             if s is not near
             and s.repo == near.repo
             and s.path == near.path
-            and s.start <= near.end + MAX_GAP + 1
-            and s.end >= near.start - MAX_GAP - 1
+            and _touch(s.start, s.end, near.start, near.end)
         ]:
             near.lines |= other.lines
             near.symbols += [x for x in other.symbols if x not in near.symbols]
@@ -174,17 +185,18 @@ def _truncate(span: _Span, room: int, multi_repo: bool) -> tuple[str, Source] | 
 def build_context(
     results: Sequence[SearchResult], *, budget: int = 6000, title: str = "Relevant Lua code"
 ) -> Context:
-    """Assemble results into a context block of at most `budget` characters."""
+    """Assemble results into a context block of at most `budget` characters, best-scored
+    snippet first."""
     if not results or budget <= 0:
         return Context("")
     multi_repo = len({r.repo for r in results}) > 1
     heading = f"## {title}\n\n"
     used = len(heading)
-    chosen: list[tuple[_Span, str, Source]] = []
+    blocks: list[str] = []
+    sources: list[Source] = []
     for span in _merge(results):
         block, source = _snippet(span, span.text(), span.end, multi_repo)
-        file_heading = 0 if any(c[0].path == span.path for c in chosen) else _file_cost(span)
-        room = budget - used - file_heading
+        room = budget - used - 1  # each block is followed by a blank line
         if len(block) > room:
             if room < MIN_TRUNCATED:
                 continue
@@ -192,35 +204,12 @@ def build_context(
             if cut is None:
                 continue
             block, source = cut
-        chosen.append((span, block, source))
-        used += len(block) + file_heading
-    if not chosen:
+        blocks.append(block)
+        sources.append(source)
+        used += len(block) + 1
+    if not blocks:
         return Context("")
-    return _render(heading, chosen, multi_repo)
-
-
-def _file_cost(span: _Span) -> int:
-    return len(f"### {span.repo}/{span.path}\n") + 1
-
-
-def _render(heading: str, chosen: list[tuple[_Span, str, Source]], multi_repo: bool) -> Context:
-    order: list[tuple[str, str]] = []
-    for span, _, _ in chosen:
-        if (span.repo, span.path) not in order:
-            order.append((span.repo, span.path))
-    parts = [heading]
-    sources: list[Source] = []
-    for repo, path in order:
-        parts.append(f"### {repo + '/' if multi_repo else ''}{path}\n")
-        in_file = sorted(
-            (c for c in chosen if (c[0].repo, c[0].path) == (repo, path)),
-            key=lambda c: c[2].start_line,
-        )
-        for _, block, source in in_file:
-            parts.append(block)
-            sources.append(source)
-        parts.append("\n")
-    text = "".join(parts).rstrip("\n") + "\n"
+    text = (heading + "\n".join(blocks)).rstrip("\n") + "\n"
     return Context(text, sources)
 
 

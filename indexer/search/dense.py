@@ -4,6 +4,7 @@ down or slow) and the nearest chunks by cosine similarity (HNSW)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import asyncpg
 import numpy as np
@@ -34,15 +35,29 @@ async def check_space(db: asyncpg.Pool | asyncpg.Connection, embedder: Embedder)
 _EMBEDDER_DOWN = (EmbedderUnavailable, EmbeddingError, ModelMissing, TimeoutError, OSError)
 
 
-_EMBEDDER_DOWN = (EmbedderUnavailable, EmbeddingError, ModelMissing, TimeoutError, OSError)
+# What any user may be shown when the query embedding failed: no host, no advice meant for the
+# operator (the embedder's own message, in `Degraded.detail`, has both).
+KEYWORD_ONLY = "keyword search only: embeddings unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class Degraded:
+    """Why a search ran on keywords alone."""
+
+    notice: str  # short and secret-free: what a chat user is shown
+    detail: str  # what happened, for the operator and the log (redact before showing)
+
+
+def embedder_missing() -> Degraded:
+    return Degraded(KEYWORD_ONLY, "no embedder configured; lexical search only")
 
 
 async def embed_queries(
     embedder: Embedder, queries: Sequence[str], timeout: float, dims: int | None = None
-) -> tuple[list[np.ndarray] | None, str]:
-    """The queries' vectors, or None and a notice when the embedder fails, takes longer
-    than `timeout` seconds or answers with vectors of another dimension than the index's
-    (`dims`): a chat must get lexical results rather than wait or fail."""
+) -> tuple[list[np.ndarray] | None, Degraded | None]:
+    """The queries' vectors, or None and why when the embedder fails, takes longer than
+    `timeout` seconds or answers with vectors of another dimension than the index's (`dims`):
+    a chat must get lexical results rather than wait or fail."""
     try:
         await embedder.ready()
         vectors = await within(embedder.embed_queries(list(queries)), timeout)
@@ -54,8 +69,8 @@ async def embed_queries(
             if isinstance(exc, TimeoutError)
             else str(exc).rstrip(".")
         )
-        return None, f"embedder unavailable ({reason}); lexical search only"
-    return [np.asarray(v, dtype=np.float32) for v in vectors], ""
+        return None, Degraded(KEYWORD_ONLY, f"embedder unavailable ({reason}); lexical search only")
+    return [np.asarray(v, dtype=np.float32) for v in vectors], None
 
 
 async def dense_ids(

@@ -36,4 +36,8 @@ class Found:
 
     results: list[SearchResult]
     mode: Mode
-    notice: str = ""  # set when the search was degraded (embedder down: lexical only)
+    # Set when the search was degraded (embedder down or slow: lexical only). `notice` is what
+    # the operator at a terminal reads (it may name the embedder's host and say what to fix);
+    # `summary` is the short, secret-free phrase a chat shows any user.
+    notice: str = ""
+    summary: str = ""

@@ -83,7 +83,32 @@ class _OneLineWhenDown(logging.Filter):
         return True
 
 
+class _OncePerOutage(logging.Filter):
+    """While PostgreSQL is down, asyncpg's pool logs "Failed to restore the pool connection
+    floor; retrying" at every retry (every 1-60 s, for as long as the outage lasts): the first
+    says it all. Quiet until a pool connects again (`back`), then the next outage is logged."""
+
+    FLOOR = "Failed to restore the pool connection floor"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self.FLOOR):
+            return True
+        if self.down:
+            return False
+        self.down = True
+        return True
+
+    def back(self) -> None:
+        self.down = False
+
+
+_floor = _OncePerOutage()
 logging.getLogger("asyncpg.pool").addFilter(_OneLineWhenDown())
+logging.getLogger("asyncpg.pool").addFilter(_floor)
 
 
 def _pool_connect(url: str):
@@ -92,9 +117,11 @@ def _pool_connect(url: str):
 
     async def connect(*args, **kwargs) -> asyncpg.Connection:
         try:
-            return await asyncpg.connect(*args, **kwargs)
+            conn = await asyncpg.connect(*args, **kwargs)
         except (TimeoutError, OSError, asyncpg.CannotConnectNowError) as exc:
             raise DatabaseUnavailable(describe(exc, url)) from None
+        _floor.back()  # the database is reachable: the next outage gets its line
+        return conn
 
     return connect
 

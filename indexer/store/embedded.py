@@ -42,3 +42,25 @@ def embedded_url(settings: Settings) -> str:
             f"See {pgdata / 'log'}, or set VICTOR_DATABASE_URL to use your own server."
         ) from exc
     return server.get_uri()
+
+
+def release_embedded(settings: Settings) -> None:
+    """Let go of this process's embedded PostgreSQL now, stopping it unless another process
+    still uses it. pgserver does this in an atexit hook, which never runs when a host ends on
+    a signal (uvicorn, serving the Pipelines server, re-raises SIGTERM after its shutdown): a
+    chat adapter calls this when it shuts down, so nothing Victor started outlives its host.
+    Blocking (pg_ctl stop waits): call it in a thread from async code."""
+    try:
+        from pgserver.postgres_server import PostgresServer
+    except ImportError:
+        return
+    server = PostgresServer._instances.get(settings.pgdata.expanduser().resolve())
+    if server is None:
+        return  # never started by this process
+    import atexit
+
+    atexit.unregister(server._cleanup)
+    try:
+        server.cleanup()  # with cleanup_mode="stop": stop, never delete
+    finally:
+        PostgresServer._instances.pop(server.pgdata, None)

@@ -135,6 +135,11 @@ def test_sources_and_status_shown_under_the_answer(run):
     assert on.get("sourcesButtonText") == expected_button
     assert on.get("chips") == labels
     assert on.get("firstSourceDialog")  # the snippet opens
+    # ... showing the code as it is in the file (issue 15.3: a fenced block, not Markdown):
+    # every line, indentation included, `---` comments and `%`/`$` patterns untouched
+    dialog = on["firstSourceDialog"]
+    for line in run.expected.sources[0].text.split("\n"):
+        assert not line.strip() or line.rstrip() in dialog, line
     files = len({s.path for s in run.expected.sources})
     snippets = "1 snippet" if len(labels) == 1 else f"{len(labels)} snippets"
     status = f"Lua Codebase: {snippets} from {files} file" + ("s" if files != 1 else "")

@@ -3,7 +3,7 @@ API on 127.0.0.1, answering with real vectors from all-MiniLM-L6-v2.
 
 It speaks exactly the routes Victor calls through the `ollama` client:
 `POST /api/embed`, `GET /api/tags`, `POST /api/show`, `GET /`. It counts
-requests and inputs (to prove what was and was not re-embedded) and can be
+requests, inputs and keep_alive values (to prove what was and was not re-embedded) and can be
 told to misbehave (slow, errors, wrong dimension) for fault tests.
 
 Run standalone: python -m tests.support.ollama_server --port 11434
@@ -40,6 +40,7 @@ class FakeOllama:
         self.encode_lock = threading.Lock()
         self.requests = 0  # POST /api/embed calls
         self.inputs: list[str] = []  # every text embedded, in order
+        self.keep_alives: list[object] = []  # each /api/embed request's keep_alive (or None)
         self.delay = 0.0  # seconds to sleep before answering /api/embed
         self.fail_status: int | None = None  # answer /api/embed with this HTTP status
         self.wrong_dims: int | None = None  # answer with vectors of this many dimensions
@@ -52,6 +53,7 @@ class FakeOllama:
         with self.lock:
             self.requests = 0
             self.inputs = []
+            self.keep_alives = []
             self.delay = 0.0
             self.fail_status = None
             self.wrong_dims = None
@@ -144,6 +146,7 @@ class FakeOllama:
                 with fake.lock:
                     fake.requests += 1
                     fake.inputs.extend(texts)
+                    fake.keep_alives.append(request.get("keep_alive"))
                     delay, fail, dims = fake.delay, fake.fail_status, fake.wrong_dims
                 if delay:
                     time.sleep(delay)
