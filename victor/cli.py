@@ -145,6 +145,9 @@ async def load_model(victor: Victor) -> None:
     with err.status(f"loading the embedding model {victor.settings.model} (in-process)…"):
         started = time.monotonic()
         await victor.embedder.ready()
+        load_documents_model = getattr(victor.embedder, "ready_for_documents", None)
+        if load_documents_model is not None:
+            await load_documents_model()
     err.print(
         f"loaded the embedding model {victor.settings.model} in {time.monotonic() - started:.1f} s",
         highlight=False,

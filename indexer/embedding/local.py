@@ -67,6 +67,10 @@ class LocalEmbedder:
     async def dimensions(self) -> int:
         return (await self._loaded_queries()).get_sentence_embedding_dimension()
 
+    async def ready_for_documents(self) -> None:
+        """Load the sentence-transformers model indexing uses (seconds to minutes, cold)."""
+        await self._loaded()
+
     async def ready(self) -> None:
         await self._loaded_queries()  # a cold start: not part of a query's time budget
 
