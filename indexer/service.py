@@ -96,9 +96,13 @@ class Victor:
             name=name,
             token=repo_sync.token_of(self.settings),
         )
-        return await indexing.index_source(
+        report = await indexing.index_source(
             self.pool, self.embedder, self.settings, source, name, ref=ref, progress=progress
         )
+        if report.files_new + report.files_changed + report.files_unchanged == 0:
+            # nothing to search there: keep no 0-file repository in the index
+            await store.remove_repo(self.pool, name)
+        return report
 
     async def search(
         self,

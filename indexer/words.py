@@ -23,7 +23,7 @@ from indexer.parsing.scanner import KEYWORDS
 # Bump when the words of a chunk change: stored fields are recomputed on the next start.
 LEXICAL_VERSION = 1
 
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_IDENT = re.compile(r"[^\W\d]\w*")  # non-ASCII letters too: `café`
 _PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 # At most 21 names in a chain: an unbounded one made a long `a . a . a ...` quadratic (each
 # name started a scan to the end of the chain; 100 KB took 90 s).
@@ -191,10 +191,10 @@ def _looks_like_code(token: str) -> bool:
 
 
 _DEFINITION = re.compile(
-    r"\bfunction\s+([A-Za-z_][\w.:]*)\s*[(<]"  # function a.b:c(  /  local function f(
+    r"\bfunction\s+([^\W\d][\w.:]*)\s*[(<]"  # function a.b:c(  /  local function f(
     # a.b = function(  /  f = function(  /  t[k].f = function(. A name starts only where no
     # longer one could (linear time: a 50 KB word took 35 s when every position was tried).
-    r"|(?:(?<![\w.])|(?<=[\])]\.))([A-Za-z_][\w.]*+)\s*=\s*function\s*[(<]"
+    r"|(?:(?<![\w.])|(?<=[\])]\.))([^\W\d][\w.]*+)\s*=\s*function\s*[(<]"
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -13,7 +14,7 @@ import time
 import asyncpg
 import pytest
 
-from tests.conftest import SAMPLE, victor_cli
+from tests.conftest import SAMPLE, VICTOR, victor_cli
 
 
 def test_index_search_status_remove(cli_env, ollama, tmp_path):
@@ -39,6 +40,16 @@ def test_index_search_status_remove(cli_env, ollama, tmp_path):
     doctor = victor_cli("doctor", env=cli_env)
     assert "FAIL" not in doctor.stdout, doctor.stdout
 
+    as_json = json.loads(victor_cli("status", "--json", env=cli_env).stdout)
+    assert as_json["model"]["dims"] == 384 and "all-minilm" in as_json["model"]["name"]
+    (shop,) = as_json["repos"]
+    assert (shop["name"], shop["files"]) == ("shop", 4) and shop["chunks"] > 4
+    assert shop["indexed_at"] is not None
+
+    unknown = victor_cli("search", "--repo", "nosuch", "trim", env=cli_env, check=False)
+    assert unknown.returncode == 1 and unknown.stdout == ""
+    assert "No repository named 'nosuch'" in unknown.stderr and "Known: shop" in unknown.stderr
+
     victor_cli("remove", "shop", env=cli_env)
     assert "shop" not in victor_cli("status", env=cli_env).stdout
 
@@ -51,6 +62,14 @@ def test_errors_are_one_clear_line(cli_env, ollama, tmp_path):
     assert "5433" in done.stderr  # hints at the usual port
     assert "hunter2" not in done.stderr
     assert "Traceback" not in done.stderr
+
+    doctor = victor_cli("doctor", env=env, check=False)
+    assert doctor.returncode == 1
+    lines = {line.split(":")[0].split()[-1]: line for line in doctor.stdout.splitlines()}
+    assert "FAIL" in lines["database"]
+    for check in ("pgvector", "schema", "index", "match"):  # depend on the database
+        assert "skip" in lines[check] and "not checked" in lines[check], doctor.stdout
+    assert "the user's server" not in doctor.stdout
 
     done = victor_cli("index", str(tmp_path / "missing"), env=cli_env, check=False)
     assert done.returncode == 1 and "does not exist" in done.stderr
@@ -81,8 +100,10 @@ def test_embedded_database_is_the_default(ollama, tmp_path):
     }
     first = victor_cli("index", str(SAMPLE), "--name", "sample", env=env)
     assert f"embedded PostgreSQL in {tmp_path / 'data' / 'pgdata'}" in first.stderr
-    second = victor_cli("search", "--json", "trim whitespace", env=env)
+    second = victor_cli("-v", "search", "--json", "trim whitespace", env=env)
     assert "embedded PostgreSQL" not in second.stderr
+    # -v is Victor's own log: the embedded server's command lines need -vv
+    assert "pg_ctl" not in second.stderr and "INFO pgserver" not in second.stderr, second.stderr
     assert json.loads(second.stdout)[0]["path"] == "src/shop/strings.lua"
 
 
@@ -187,6 +208,84 @@ def test_search_modes_and_batch(cli_env, ollama, tmp_path):
     assert done.returncode == 1 and "--batch line 2" in done.stderr and done.stdout == ""
 
 
+def _read_line(stream, seconds: float) -> str:
+    """One line from a pipe, or AssertionError when none comes within `seconds`."""
+    ready, _, _ = select.select([stream], [], [], seconds)
+    assert ready, f"no line within {seconds} s"
+    return stream.readline()
+
+
+def test_batch_on_stdin_answers_each_line_as_it_arrives(cli_env, ollama, tmp_path):
+    """A long-lived `victor search --batch -`: the answer to a line comes before the next
+    line is written, a bad line gets an error row and the process goes on."""
+    project = tmp_path / "shop"
+    shutil.copytree(SAMPLE, project)
+    victor_cli("index", str(project), "--name", "shop", env=cli_env)
+    proc = subprocess.Popen(
+        [*VICTOR, "search", "--batch", "-", "-k", "2"],
+        env=cli_env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        proc.stdin.write(json.dumps({"id": 1, "query": "Cart:total"}) + "\n")
+        proc.stdin.flush()
+        first = json.loads(_read_line(proc.stdout, 60))
+        assert first["id"] == 1 and first["results"][0]["symbol"] == "Cart:total"
+        assert first["mode"] == "hybrid"
+        proc.stdin.write('{"id": 2}\n')
+        proc.stdin.flush()
+        bad = json.loads(_read_line(proc.stdout, 30))
+        assert bad["line"] == 2 and "expected" in bad["error"]
+        proc.stdin.write(json.dumps({"id": 3, "query": "where is trim defined"}) + "\n")
+        proc.stdin.flush()
+        third = json.loads(_read_line(proc.stdout, 30))
+        assert third["id"] == 3 and third["results"][0]["symbol"] == "trim"
+        assert proc.poll() is None  # still serving
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 1  # a bad line makes the run's status 1
+        assert "--batch line 2" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_batch_has_its_own_timeout_and_reports_a_slow_embedder(cli_env, ollama, tmp_path):
+    """A batch waits --timeout (not the chat's VICTOR_QUERY_TIMEOUT) for its embeddings; when
+    the embedder is slower still, stderr says so and --strict makes it an error."""
+    project = tmp_path / "shop"
+    shutil.copytree(SAMPLE, project)
+    victor_cli("index", str(project), "--name", "shop", env=cli_env)
+    batch = tmp_path / "queries.jsonl"
+    batch.write_text(
+        json.dumps({"id": "a", "query": "where is trim defined"})
+        + "\n"
+        + json.dumps({"id": "b", "query": "apply the loyalty discount for members"})
+        + "\n"
+    )
+    env = {**cli_env, "VICTOR_QUERY_TIMEOUT": "0.5", "VICTOR_EMBED_RETRIES": "0"}
+    ollama.delay = 1.5  # slower than the chat's budget, well within the batch's
+    done = victor_cli("search", "--batch", str(batch), "--strict", env=env)
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["mode"] for r in rows] == ["hybrid", "hybrid"]
+    assert "warning" not in done.stderr, done.stderr
+
+    ollama.delay = 3.0  # slower than --timeout: lexical answers, said on stderr
+    done = victor_cli("search", "--batch", str(batch), "--timeout", "1", env=env)
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["mode"] for r in rows] == ["lexical", "lexical"]
+    assert all("no answer within 1 s" in r["notice"] for r in rows)
+    assert "2 of 2 queries were answered by lexical search alone" in done.stderr
+    done = victor_cli(
+        "search", "--batch", str(batch), "--timeout", "1", "--strict", env=env, check=False
+    )
+    assert done.returncode == 3, done.stderr
+    assert len(done.stdout.splitlines()) == 2  # every query is still answered
+
+
 def test_search_warns_and_answers_when_the_embedder_is_down(cli_env, ollama, tmp_path):
     project = tmp_path / "shop"
     shutil.copytree(SAMPLE, project)
@@ -213,7 +312,98 @@ def test_local_model_loading_is_not_counted_against_the_query_timeout(cli_env, t
     """A cold `victor search` with the in-process model loads it first (seconds), then
     embeds the query well within a short query timeout: no lexical-only fallback."""
     env = {**cli_env, "VICTOR_EMBED_BACKEND": "local", "VICTOR_QUERY_TIMEOUT": "1"}
-    victor_cli("index", str(SAMPLE), "--name", "sample", env=env)
+    indexed = victor_cli("index", str(SAMPLE), "--name", "sample", env=env)
+    assert "loaded the embedding model all-MiniLM-L6-v2 in" in indexed.stderr  # not a stuck bar
     done = victor_cli("search", "--json", "how are discounts applied to the total", env=env)
     assert "lexical search only" not in done.stderr, done.stderr
     assert json.loads(done.stdout)[0]["symbol"] == "M.apply_discount"
+
+
+def test_a_folder_without_lua_is_not_kept(cli_env, ollama, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    other = tmp_path / "docs"
+    other.mkdir()
+    (other / "README.md").write_text("# not Lua\n")
+    for folder in (empty, other):
+        done = victor_cli("index", str(folder), env=cli_env)
+        assert "no Lua file to index" in done.stderr and "nothing was kept" in done.stderr
+    assert json.loads(victor_cli("status", "--json", env=cli_env).stdout)["repos"] == []
+
+
+def test_model_mismatch_is_said_plainly(cli_env, ollama, tmp_path):
+    """An index built through Ollama, searched with the local backend: the message names the
+    model and backend (no internal space string) and says Ollama could serve the index."""
+    victor_cli("index", str(SAMPLE), "--name", "shop", env=cli_env)
+    doctor = victor_cli("doctor", env={**cli_env, "VICTOR_EMBED_BACKEND": "local"}, check=False)
+    assert doctor.returncode == 1
+    (line,) = [x for x in doctor.stdout.splitlines() if "model match" in x]
+    assert "FAIL" in line and "|" not in line, line
+    assert "VICTOR_EMBED_BACKEND=ollama VICTOR_EMBED_MODEL=all-minilm" in line
+    assert f"Ollama at {ollama.url} is reachable and has all-minilm" in line
+
+
+def test_piped_output_whole_lines_no_zero_scores_and_a_closed_pipe(cli_env, ollama, tmp_path):
+    project = tmp_path / "shop"
+    deep = project / "src" / "a_rather_long_folder_name_for_the_store" / "checkout_and_payment"
+    shutil.copytree(SAMPLE / "src" / "shop", deep)
+    victor_cli("index", str(project), "--name", "shop", env=cli_env)
+
+    done = victor_cli(
+        "search", "-l", "--mode", "lexical", "-k", "50", "loyalty discount", env=cli_env
+    )
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    assert lines and all(len(line) > 0 for line in lines)
+    located = [line for line in lines if "checkout_and_payment/" in line]
+    assert any(line.rstrip().endswith("(function)") for line in located), done.stdout
+    scores = [float(line.split()[0]) for line in located]
+    assert all(score > 0 for score in scores), done.stdout  # no 0.000 padding
+
+    proc = subprocess.Popen(
+        [*VICTOR, "search", "--mode", "lexical", "-k", "50", "discount"],
+        env=cli_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    proc.stdout.close()  # the reader is gone before anything is written
+    stderr = proc.stderr.read()
+    proc.wait(timeout=120)
+    assert "BrokenPipe" not in stderr and "Traceback" not in stderr, stderr
+    assert "error" not in stderr, stderr
+
+
+def test_a_latin1_file_keeps_its_accented_names(cli_env, ollama, tmp_path):
+    project = tmp_path / "old"
+    project.mkdir()
+    (project / "menu.lua").write_bytes(
+        "-- Le menu du café\nlocal function café(prix)\n  return prix * 2\nend\n"
+        "return { café = café }\n".encode("latin-1")
+    )
+    victor_cli("index", str(project), "--name", "old", env=cli_env)
+    found = json.loads(
+        victor_cli("search", "--json", "--mode", "lexical", "café", env=cli_env).stdout
+    )
+    assert found[0]["symbol"] == "café", found[0]
+    assert "café" in found[0]["text"]
+
+
+def test_search_shows_the_code_of_each_hit(cli_env, ollama, tmp_path):
+    project = tmp_path / "shop"
+    shutil.copytree(SAMPLE, project)
+    victor_cli("index", str(project), "--name", "shop", env=cli_env)
+    source = (project / "src" / "shop" / "cart.lua").read_text().splitlines()
+    found = json.loads(victor_cli("search", "--json", "-k", "1", "Cart:total", env=cli_env).stdout)
+    hit = found[0]
+    shown = victor_cli("search", "-k", "1", "-C", "3", "Cart:total", env=cli_env).stdout
+    lines = shown.splitlines()
+    assert f"shop:{hit['path']}:{hit['start_line']}-{hit['end_line']}" in lines[0]
+    for n in range(3):  # the file's lines, numbered as in the file
+        number = hit["start_line"] + n
+        assert any(
+            line.split(None, 1)[0] == str(number)
+            and line.rstrip().endswith(source[number - 1].strip())
+            for line in lines[1:4]
+        ), shown
+    only = victor_cli("search", "-k", "1", "-l", "Cart:total", env=cli_env).stdout
+    assert only.strip() == lines[0].strip()

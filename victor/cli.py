@@ -12,7 +12,9 @@ import json
 import logging
 import os
 import signal
+import stat
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -29,17 +31,26 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.syntax import Syntax
 from rich.table import Table
 
 from indexer import __version__, store
 from indexer.config import Settings, load_settings
 from indexer.errors import VictorError
-from indexer.search import MODES, Found, Mode
+from indexer.search import MODES, Found, Mode, SearchResult
 from indexer.service import Victor, open_victor
 from indexer.store import CONNECTION_LOST, lost
 
-err = Console(stderr=True)
-out = Console()
+
+def _console(stderr: bool = False) -> Console:
+    """A terminal gets rich's wrapping to its width; a pipe or a file gets whole lines (rich
+    would otherwise cut them at 80 columns)."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else 10_000)
+
+
+err = _console(stderr=True)
+out = _console()
 
 
 def run_async(func):
@@ -55,12 +66,22 @@ def run_async(func):
             _fail(lost(exc))
         except KeyboardInterrupt:
             _fail("interrupted; the index is consistent (re-run to finish).", code=130)
+        except BrokenPipeError:
+            _closed_pipe()
         except Exception as exc:
             if os.environ.get("VICTOR_DEBUG"):
                 raise
             _fail(f"unexpected {exc.__class__.__name__}: {exc} (VICTOR_DEBUG=1 shows details)")
 
     return wrapper
+
+
+def _closed_pipe() -> None:
+    """The reader went away (`victor search ... | head -1`): stop quietly, as cat does. Later
+    writes (the interpreter flushing stdout at exit) go to /dev/null."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(141)  # 128 + SIGPIPE, what a shell reports for a reader that went away
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -92,19 +113,45 @@ async def opened(ctx: click.Context, **overrides: object) -> AsyncIterator[Victo
     help="Embedding backend (VICTOR_EMBED_BACKEND).",
 )
 @click.option("--model", default=None, help="Embedding model (VICTOR_EMBED_MODEL).")
-@click.option("-v", "--verbose", is_flag=True, help="Log what happens (skipped files, retries).")
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Log what Victor does (skipped files, retries); -vv also the libraries' logs "
+    "(the embedded PostgreSQL, HTTP).",
+)
 @click.pass_context
-def cli(ctx: click.Context, backend: str | None, model: str | None, verbose: bool) -> None:
+def cli(ctx: click.Context, backend: str | None, model: str | None, verbose: int) -> None:
     """Victor: index Lua code into PostgreSQL + pgvector and search it."""
     logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
+        level=logging.INFO if verbose > 1 else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    if not verbose:
+    if verbose:  # Victor's own lines; libraries stay at WARNING unless -vv
+        for name in ("indexer", "victor"):
+            logging.getLogger(name).setLevel(logging.INFO)
+    if verbose < 2:
         # While the database is down, asyncpg's pool logs a traceback at each attempt to
         # reconnect; Victor says what happened in one line of its own.
         logging.getLogger("asyncpg.pool").setLevel(logging.ERROR)
     ctx.obj = {"embed_backend": backend, "embed_model": model}
+
+
+async def load_model(victor: Victor) -> None:
+    """The in-process model takes seconds (up to minutes on a busy machine) to load: say so,
+    rather than show a progress bar stuck at 0 files."""
+    if victor.settings.embed_backend != "local":
+        return
+    with err.status(f"loading the embedding model {victor.settings.model} (in-process)…"):
+        started = time.monotonic()
+        await victor.embedder.ready()
+        load_documents_model = getattr(victor.embedder, "ready_for_documents", None)
+        if load_documents_model is not None:
+            await load_documents_model()
+    err.print(
+        f"loaded the embedding model {victor.settings.model} in {time.monotonic() - started:.1f} s",
+        highlight=False,
+    )
 
 
 class RichProgress:
@@ -152,10 +199,18 @@ async def index(ctx, target: str, name: str | None, ref: str | None, as_json: bo
     settings = settings_from(ctx)
     progress = RichProgress(name or target)
     async with open_victor(settings) as victor:
+        await load_model(victor)
         try:
             report = await victor.index(target, name=name, ref=ref, progress=progress)
         finally:
             progress.stop()
+    if report.files_new + report.files_changed + report.files_unchanged == 0:
+        skipped = f" ({len(report.skipped)} files skipped)" if report.skipped else ""
+        click.echo(
+            f"victor: warning: no Lua file to index in {target}{skipped}; "
+            "nothing was kept in the index.",
+            err=True,
+        )
     if as_json:
         out.print_json(json.dumps(report.summary()))
         return
@@ -182,7 +237,9 @@ async def index(ctx, target: str, name: str | None, ref: str | None, as_json: bo
         err.print(f"  skipped {item.path}: {item.reason}", highlight=False)
 
 
-BATCH_GROUP = 256  # --batch queries embedded and searched per round (bounded memory, streaming)
+BATCH_GROUP = 256  # --batch queries from a file embedded and searched per round
+BATCH_TIMEOUT = 60.0  # --batch: seconds for a round's query embedding (not the chat's 3 s)
+DEGRADED_EXIT = 3  # --strict: some answer came from lexical search alone
 
 
 @cli.command()
@@ -200,8 +257,31 @@ BATCH_GROUP = 256  # --batch queries embedded and searched per round (bounded me
 @click.option(
     "--batch",
     type=click.File("r", encoding="utf-8"),
-    help='Many queries: JSON lines {"id", "query"} from FILE (- for stdin); prints JSON lines '
-    '{"id", "results"} with results as --json prints them.',
+    help='Many queries: JSON lines {"id", "query"} from FILE, or - for stdin (each line is '
+    "answered as it arrives: a long-lived search process); prints JSON lines "
+    '{"id", "mode", "results"} with results as --json prints them.',
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Seconds to wait for the query embedding before answering from lexical search "
+    f"alone (default: VICTOR_QUERY_TIMEOUT for one query, {BATCH_TIMEOUT:g} for --batch).",
+)
+@click.option(
+    "-C",
+    "--context",
+    default=6,
+    show_default=True,
+    type=click.IntRange(0, 1000),
+    help="Lines of code shown under each result, highlighted (0: locations only).",
+)
+@click.option("-l", "--locations", is_flag=True, help="Show only locations (same as -C 0).")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help=f"Exit with status {DEGRADED_EXIT} when any answer came from lexical search alone "
+    "(embedder down or slower than --timeout).",
 )
 @click.pass_context
 @run_async
@@ -213,32 +293,102 @@ async def search(
     repos: tuple[str, ...],
     as_json: bool,
     batch: TextIO | None,
+    timeout: float | None,
+    strict: bool,
+    context: int,
+    locations: bool,
 ) -> None:
-    """Search the index for QUERY (or for every query of --batch FILE)."""
+    """Search the index for QUERY (or for every query of --batch FILE).
+
+    Each result shows its location and its first lines of code (-C N lines; -l for
+    locations only)."""
+    context = 0 if locations else context
     if batch is not None and query is not None:
         _fail("give either QUERY or --batch FILE, not both.")
     if batch is not None:
-        items = read_batch(batch)
+        items = read_batch(batch) if _is_regular_file(batch) else None
     elif query is None or not query.strip():
         _fail("the query is empty.")
         return
     async with opened(ctx) as victor:
+        for name in repos:  # an unknown repository is an error that lists the known ones
+            await store.get_repo(victor.pool, name)
         if batch is not None:
-            await search_batch(victor, items, mode=mode, top_k=top_k, repos=repos or None)
+            run = BatchRun(
+                victor,
+                mode=mode,
+                top_k=top_k,
+                repos=repos or None,
+                timeout=timeout or BATCH_TIMEOUT,
+            )
+            if items is not None:
+                await run.from_items(items)
+            else:
+                await run.from_stream(batch)
+            run.finish(strict)
             return
-        (found,) = await victor.search([query], mode=mode, top_k=top_k, repos=repos or None)
+        (found,) = await victor.search(
+            [query], mode=mode, top_k=top_k, repos=repos or None, timeout=timeout
+        )
     warn_degraded([found])
     if as_json:
         click.echo(json.dumps([r.to_json() for r in found.results], indent=2))
-        return
-    if not found.results:
-        err.print("no results")
-    for r in found.results:
-        out.print(
-            f"[bold]{r.score:.3f}[/] {r.repo}:{r.path}:{r.start_line}-{r.end_line} "
-            f"[cyan]{r.symbol}[/] ({r.kind})",
-            highlight=False,
+    else:
+        if not found.results:
+            err.print("no results")
+        for r in found.results:
+            out.print(
+                f"[bold]{r.score:.3f}[/] {r.repo}:{r.path}:{r.start_line}-{r.end_line} "
+                f"[cyan]{r.symbol}[/] ({r.kind})",
+                highlight=False,
+            )
+            if context:
+                show_code(r, context)
+    if strict and found.notice:
+        sys.exit(DEGRADED_EXIT)
+
+
+def show_code(result: SearchResult, lines: int) -> None:
+    """The first `lines` lines of a result's code, with line numbers, highlighted as Lua in a
+    terminal (rich's Syntax, Pygments' Lua lexer), plain text in a pipe."""
+    text = result.text.splitlines()
+    shown = "\n".join(text[:lines])
+    out.print(
+        Syntax(
+            shown,
+            "lua",
+            line_numbers=True,
+            start_line=result.start_line,
+            theme="ansi_dark",
+            background_color="default",
+            word_wrap=False,
         )
+    )
+    if len(text) > lines:
+        out.print(f"    … {len(text) - lines} more lines", style="dim", highlight=False)
+    out.print()
+
+
+def _is_regular_file(file: TextIO) -> bool:
+    """A file is read whole (checked before searching, embedded in groups); a pipe or a
+    terminal is answered line by line as it arrives."""
+    try:
+        return stat.S_ISREG(os.fstat(file.fileno()).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def parse_batch_line(line: str) -> tuple[object, str]:
+    """(id, query) of one --batch line; ValueError says what is wrong with it."""
+    try:
+        item = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc.msg}") from None
+    if not isinstance(item, dict) or not isinstance(item.get("query"), str):
+        raise ValueError('expected {"id": ..., "query": "..."}')
+    if not item["query"].strip():
+        raise ValueError("the query is empty.")
+    return item.get("id"), item["query"]
 
 
 def read_batch(lines: Iterable[str]) -> list[tuple[object, str]]:
@@ -248,37 +398,88 @@ def read_batch(lines: Iterable[str]) -> list[tuple[object, str]]:
         if not line.strip():
             continue
         try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            _fail(f"--batch line {number} is not JSON: {exc.msg}")
-        if not isinstance(item, dict) or not isinstance(item.get("query"), str):
-            _fail(f'--batch line {number}: expected {{"id": ..., "query": "..."}}')
-        if not item["query"].strip():
-            _fail(f"--batch line {number}: the query is empty.")
-        items.append((item.get("id"), item["query"]))
+            items.append(parse_batch_line(line))
+        except ValueError as exc:
+            _fail(f"--batch line {number}: {exc}")
     return items
 
 
-async def search_batch(
-    victor: Victor,
-    items: list[tuple[object, str]],
-    *,
-    mode: Mode,
-    top_k: int,
-    repos: Sequence[str] | None,
-) -> None:
-    """One JSON line per query, in input order; embedding requests in groups."""
-    found_all = []
-    for start in range(0, len(items), BATCH_GROUP):
-        group = items[start : start + BATCH_GROUP]
-        found = await victor.search([q for _, q in group], mode=mode, top_k=top_k, repos=repos)
+def _emit(row: dict) -> None:
+    """One JSON line, flushed at once: the reader of a long-lived batch waits for it."""
+    sys.stdout.write(json.dumps(row) + "\n")
+    sys.stdout.flush()
+
+
+class BatchRun:
+    """`victor search --batch`: one JSON line per query, in input order, each flushed; a
+    lexical-only answer is said on stderr when it happens and counted for the exit status."""
+
+    def __init__(
+        self, victor: Victor, *, mode: Mode, top_k: int, repos: Sequence[str] | None, timeout: float
+    ):
+        self.victor = victor
+        self.args = {"mode": mode, "top_k": top_k, "repos": repos, "timeout": timeout}
+        self.answered = 0
+        self.degraded = 0
+        self.bad_lines = 0
+        self.notices: set[str] = set()
+
+    async def answer(self, group: list[tuple[object, str]]) -> None:
+        found = await self.victor.search([q for _, q in group], **self.args)
         for (qid, _), f in zip(group, found, strict=True):
-            line = {"id": qid, "results": [r.to_json() for r in f.results]}
+            row: dict = {"id": qid, "mode": f.mode, "results": [r.to_json() for r in f.results]}
             if f.notice:
-                line["notice"] = f.notice
-            click.echo(json.dumps(line))
-        found_all.extend(found)
-    warn_degraded(found_all)
+                row["notice"] = f.notice
+                self.degraded += 1
+                if f.notice not in self.notices:  # once per cause, when it happens
+                    self.notices.add(f.notice)
+                    click.echo(f"victor: warning: query {qid!r}: {f.notice}", err=True)
+            _emit(row)
+            self.answered += 1
+
+    async def from_items(self, items: list[tuple[object, str]]) -> None:
+        for start in range(0, len(items), BATCH_GROUP):
+            await self.answer(items[start : start + BATCH_GROUP])
+
+    async def from_stream(self, stream: TextIO) -> None:
+        """Answer each line as it arrives. The lines are read by a daemon thread, so that
+        Ctrl-C or the end of the process never waits for a blocked read."""
+        loop = asyncio.get_running_loop()
+        lines: asyncio.Queue[str | None] = asyncio.Queue()
+
+        def read() -> None:
+            for line in stream:
+                loop.call_soon_threadsafe(lines.put_nowait, line)
+            loop.call_soon_threadsafe(lines.put_nowait, None)
+
+        threading.Thread(target=read, name="victor-batch-stdin", daemon=True).start()
+        number = 0
+        while (line := await lines.get()) is not None:
+            number += 1
+            if not line.strip():
+                continue
+            try:
+                item = parse_batch_line(line)
+            except ValueError as exc:
+                # a long-lived reader gets an answer for every line, and the process goes on
+                self.bad_lines += 1
+                click.echo(f"victor: error: --batch line {number}: {exc}", err=True)
+                _emit({"id": None, "line": number, "error": str(exc)})
+                continue
+            await self.answer([item])
+
+    def finish(self, strict: bool) -> None:
+        if self.degraded:
+            click.echo(
+                f"victor: warning: {self.degraded} of {self.answered} queries were answered by "
+                "lexical search alone (see each line's notice)"
+                + ("" if strict else "; --strict makes this an error"),
+                err=True,
+            )
+        if self.bad_lines:
+            sys.exit(1)
+        if strict and self.degraded:
+            sys.exit(DEGRADED_EXIT)
 
 
 def warn_degraded(found: Sequence[Found]) -> None:
@@ -289,14 +490,36 @@ def warn_degraded(found: Sequence[Found]) -> None:
 
 
 @cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_context
 @run_async
-async def status(ctx) -> None:
+async def status(ctx, as_json: bool) -> None:
     """Repositories in the index, their commits and counts, the model."""
     async with opened(ctx) as victor:
         space = await store.embedding_space(victor.pool)
         repos = await victor.repos()
         counts = await store.repo_counts(victor.pool)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "model": {"name": space.model, "dims": space.dims} if space else None,
+                    "repos": [
+                        {
+                            "name": r.name,
+                            "files": counts.get(r.id, (0, 0))[0],
+                            "chunks": counts.get(r.id, (0, 0))[1],
+                            "commit": r.commit_sha,
+                            "indexed_at": r.indexed_at.isoformat() if r.indexed_at else None,
+                            "source": r.source,
+                        }
+                        for r in repos
+                    ],
+                },
+                indent=2,
+            )
+        )
+        return
     model = f"{space.model} ({space.dims} dims)" if space else "none yet"
     out.print(f"embedding model: {model}", highlight=False)
     table = Table("repo", "files", "chunks", "commit", "last run", "source")
@@ -379,7 +602,9 @@ async def doctor(ctx) -> None:
     settings = settings_from(ctx)
     ok = True
     async for check in run_checks(settings):
-        mark = "[green]ok[/]" if check.ok else "[red]FAIL[/]"
+        mark = (
+            "[yellow]skip[/]" if check.skipped else "[green]ok[/]" if check.ok else "[red]FAIL[/]"
+        )
         out.print(f"{mark:>12}  {check.name}: {check.detail}", highlight=False)
         ok = ok and check.ok
     if not ok:
@@ -648,7 +873,10 @@ async def mcp_command(ctx, transport: str, host: str, port: int) -> None:
 
 
 def main() -> None:
-    cli(prog_name="victor")
+    try:
+        cli(prog_name="victor")
+    except BrokenPipeError:  # raised outside a command, e.g. while printing --help
+        _closed_pipe()
 
 
 if __name__ == "__main__":

@@ -20,6 +20,11 @@ class Check:
     name: str
     ok: bool
     detail: str
+    skipped: bool = False  # not run: a check it depends on failed
+
+
+def skipped(name: str, because: str) -> Check:
+    return Check(name, True, f"not checked: {because}", skipped=True)
 
 
 async def run_checks(settings: Settings) -> AsyncIterator[Check]:
@@ -34,7 +39,10 @@ async def run_checks(settings: Settings) -> AsyncIterator[Check]:
         version = await conn.fetchval("SHOW server_version")
         yield Check("database", True, f"PostgreSQL {version} at {redact_url(url)} ({where})")
     recorded = None
-    if conn is not None:
+    if conn is None:
+        for name in ("pgvector", "schema", "index"):
+            yield skipped(name, "the database is unreachable")
+    else:
         try:
             installed = await conn.fetchval(
                 "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
@@ -82,14 +90,36 @@ async def run_checks(settings: Settings) -> AsyncIterator[Check]:
         yield Check("embedding", True, f"{settings.model} gives {dims}-dimension vectors")
     except VictorError as exc:
         yield Check("embedder", False, str(exc))
+        yield skipped("model match", "the embedder is unavailable")
         return
     finally:
         await embedder.close()
-    if recorded is None:
+    if conn is None:
+        yield skipped("model match", "the database is unreachable")
+    elif recorded is None:
         yield Check("model match", True, "index not bound to a model yet (first index will)")
     elif recorded.space == embedder.space and recorded.dims == dims:
         yield Check("model match", True, f"index uses {recorded.model} ({recorded.dims} dims)")
     else:
-        yield Check(
-            "model match", False, store.mismatch_message(recorded, embedder.space, embedder.model)
-        )
+        message = store.mismatch_message(recorded, embedder.space, embedder.model)
+        yield Check("model match", False, f"{message} {await _ollama_note(settings, recorded)}")
+
+
+async def _ollama_note(settings: Settings, recorded: store.EmbeddingSpace) -> str:
+    """Whether Ollama could embed for the index's model: the user's way back without
+    re-embedding, when the index was built through Ollama."""
+    if not recorded.space.startswith("ollama:"):
+        return ""
+    probe = make_embedder(
+        settings.model_copy(update={"embed_backend": "ollama", "embed_model": recorded.model}),
+        timeout=10.0,
+        retries=0,
+    )
+    assert isinstance(probe, OllamaEmbedder)
+    try:
+        await probe.check_model()
+    except VictorError as exc:
+        return f"Ollama cannot serve {recorded.model} now: {exc}"
+    finally:
+        await probe.close()
+    return f"Ollama at {settings.ollama_host} is reachable and has {recorded.model}."

@@ -19,6 +19,7 @@ class LocalEmbedder:
         self.doc_prefix, self.query_prefix = settings.prefixes
         self.batch_size = settings.embed_batch_size
         self._model = None
+        self._queries = None
         self._load_lock = asyncio.Lock()
         self.requests = 0
 
@@ -41,24 +42,37 @@ class LocalEmbedder:
             return []
         return await self._encode([self.doc_prefix + t for t in texts])
 
+    async def _encode_queries(self, texts: list[str]) -> list[list[float]]:
+        """Queries go through the NumPy forward pass (indexer.embedding.minilm): the same
+        vectors, without importing torch (a cold `victor search` saves seconds)."""
+        model = await self._loaded_queries()
+        self.requests += 1
+        array = await asyncio.to_thread(_encode_one_thread, model, texts)
+        return array.tolist()
+
+    async def _loaded_queries(self):
+        async with self._load_lock:
+            if self._queries is None:
+                self._queries = await asyncio.to_thread(load_query_model)
+        return self._queries
+
     async def embed_query(self, text: str) -> list[float]:
-        return (await self._encode([self.query_prefix + text]))[0]
+        return (await self._encode_queries([self.query_prefix + text]))[0]
 
     async def embed_queries(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
-        return await self._encode([self.query_prefix + t for t in texts])
+        return await self._encode_queries([self.query_prefix + t for t in texts])
 
     async def dimensions(self) -> int:
-        model = await self._loaded()
-        get_dims = (
-            getattr(model, "get_embedding_dimension", None)
-            or model.get_sentence_embedding_dimension
-        )
-        return int(get_dims())
+        return (await self._loaded_queries()).get_sentence_embedding_dimension()
+
+    async def ready_for_documents(self) -> None:
+        """Load the sentence-transformers model indexing uses (seconds to minutes, cold)."""
+        await self._loaded()
 
     async def ready(self) -> None:
-        await self._loaded()  # seconds on a cold start: not part of a query's time budget
+        await self._loaded_queries()  # a cold start: not part of a query's time budget
 
     async def close(self) -> None:
         return None
@@ -84,3 +98,25 @@ def load_local_model():
     hf_logging.disable_progress_bar()  # no "Loading weights" bar in a user's terminal
     hf_logging.set_verbosity_error()
     return SentenceTransformer(str(get_model_path()), device="cpu")
+
+
+def load_query_model():
+    """The NumPy all-MiniLM-L6-v2 (no torch), from the same packaged weights."""
+    try:
+        from indexer.embedding.minilm import load_minilm
+
+        return load_minilm()
+    except ImportError:
+        raise EmbedderUnavailable(
+            "The local embedding backend needs the `local` extra: pip install 'victor[local]'."
+        ) from None
+
+
+def _encode_one_thread(model, texts: list[str]):
+    """A query's matrices are small: BLAS threads only contend (10x slower on a busy CPU)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return model.encode(texts)
+    with threadpool_limits(1):
+        return model.encode(texts)

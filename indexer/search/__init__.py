@@ -117,7 +117,9 @@ async def _one(
     rows = await fetch_results(conn, list(ids), vector)
     scores = fuse(rows, dense, lex, mode, tuning)
     named = _named_first(symbols, rows, scores)
-    order = named + [i for i in sorted(scores, key=lambda i: -scores[i]) if i not in named]
+    # a result with no score at all (lexical mode: none of the query's words) is noise
+    ranked = [i for i in sorted(scores, key=lambda i: -scores[i]) if scores[i] > 0]
+    order = named + [i for i in ranked if i not in named]
     return [replace(rows[i][0], score=1.0 if i in named else scores[i]) for i in order[:top_k]]
 
 

@@ -1,4 +1,4 @@
-"""Connecting to PostgreSQL (the user's server, or the embedded one): one-off connections, the
+"""Connecting to PostgreSQL (a configured server, or the embedded one): one-off connections, the
 pool every process uses, and one-line messages for connection failures."""
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ def describe(exc: BaseException, url: str) -> str:
     if isinstance(exc, OSError | asyncio.TimeoutError):
         return (
             f"Cannot connect to PostgreSQL at {where} ({exc.__class__.__name__}: {exc}). "
-            "Is the server running and is the port right (the user's server listens on 5433)?"
+            "Is the server running, and is the port in VICTOR_DATABASE_URL right "
+            "(Victor's Docker database listens on 5433)?"
         )
     return f"Cannot use PostgreSQL at {where}: {exc}"
 

@@ -29,12 +29,24 @@ async def embedding_space(db: asyncpg.Pool | asyncpg.Connection) -> EmbeddingSpa
     return EmbeddingSpace(meta["embed_space"], meta["embed_model"], int(meta["embed_dims"]))
 
 
+def describe_space(space: str) -> str:
+    """`local:all-MiniLM-L6-v2||` -> `all-MiniLM-L6-v2 (local backend)`: no internals."""
+    backend, _, rest = space.partition(":")
+    model, _, prefixes = rest.partition("|")
+    text = f"{model} ({backend} backend"
+    if prefixes.strip("|"):
+        doc, _, query = prefixes.partition("|")
+        text += f", prefixes {doc!r} for code and {query!r} for queries"
+    return text + ")"
+
+
 def mismatch_message(recorded: EmbeddingSpace, space: str, model: str) -> str:
+    backend = recorded.space.partition(":")[0]
     return (
-        f"The index was built with the embedding model {recorded.model!r} "
-        f"({recorded.dims} dims), but Victor is configured for {model!r}. "
-        f"Either set VICTOR_EMBED_MODEL={recorded.model} (and the backend/prefixes it used: "
-        f"{recorded.space}), or run `victor reembed` to re-embed the whole index with {model!r}."
+        f"The index was built with {describe_space(recorded.space)}, {recorded.dims} dims, "
+        f"but Victor is configured for {describe_space(space)}. Either set "
+        f"VICTOR_EMBED_BACKEND={backend} VICTOR_EMBED_MODEL={recorded.model} (the index's "
+        f"model), or run `victor reembed` to re-embed the whole index with {model!r}."
     )
 
 
