@@ -13,6 +13,7 @@ import signal
 import socket
 
 import httpx
+import pytest
 
 from tests.conftest import victor_cli
 from tests.support.github import deliver
@@ -37,9 +38,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def embedded_env(cli_env: dict[str, str], tmp_path) -> dict[str, str]:
+@pytest.fixture
+def embedded_env(cli_env: dict[str, str], tmp_path):
+    """Victor's environment with the embedded PostgreSQL in tmp_path, stopped afterwards
+    (gunicorn's killed workers may leave it running)."""
     env = {k: v for k, v in cli_env.items() if k != "VICTOR_DATABASE_URL"}
-    return env | {"VICTOR_DATA_DIR": str(tmp_path / "data"), "VICTOR_WEBHOOK_SECRET": SECRET}
+    yield env | {"VICTOR_DATA_DIR": str(tmp_path / "data"), "VICTOR_WEBHOOK_SECRET": SECRET}
+    pgdata = tmp_path / "data" / "pgdata"
+    if (pgdata / "postmaster.pid").exists():
+        from pgserver._commands import pg_ctl  # runs it as pgserver's system user under root
+
+        user = "pgserver" if os.geteuid() == 0 else None
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=60)
 
 
 async def _run_webhook(env: dict[str, str], log_path, remote) -> str:
@@ -58,9 +68,9 @@ async def _run_webhook(env: dict[str, str], log_path, remote) -> str:
 
 
 async def test_webhook_log_has_victor_lines_not_the_embedded_servers(
-    cli_env, ollama, remote, tmp_path
+    embedded_env, ollama, remote, tmp_path
 ):
-    env = embedded_env(cli_env, tmp_path)
+    env = embedded_env
     victor_cli("init-db", env=env)
     log = await _run_webhook(env, tmp_path / "quiet.log", remote)
     assert library_lines(log) == [], log
@@ -76,11 +86,11 @@ async def test_webhook_log_has_victor_lines_not_the_embedded_servers(
 
 
 async def test_worker_log_has_victor_lines_not_the_embedded_servers(
-    cli_env, ollama, remote, tmp_path
+    embedded_env, ollama, remote, tmp_path
 ):
     remote.commit("initial", {"src/game.lua": "local function start() return 1 end\n"})
     remote.push()
-    env = embedded_env(cli_env, tmp_path)
+    env = embedded_env
     victor_cli("init-db", env=env)
     victor_cli("repo", "add", "game", str(remote.bare), env=env)
     done = victor_cli("worker", "--drain", env=env)
