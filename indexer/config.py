@@ -144,6 +144,16 @@ class Settings(BaseSettings):
     worker_grace: float = Field(
         default=8.0, ge=0, description="On SIGTERM, seconds to finish the job before releasing it."
     )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO",
+        description="Level of Victor's own log lines (loggers indexer, webhook, victor) in the "
+        "webhook and `victor worker`.",
+    )
+    library_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="WARNING",
+        description="Level of the libraries' log lines (pgserver, asyncpg, urllib3...) in the "
+        "webhook and `victor worker`; INFO or DEBUG to see them.",
+    )
 
     # `victor mcp` (victor/mcp_server.py)
     mcp_token: SecretStr | None = Field(

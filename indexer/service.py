@@ -58,16 +58,32 @@ def web_url(url: str) -> str:
     return url
 
 
-def check_clone_url(url: str) -> None:
-    if not git.is_url(url):
+def clone_source(target: str) -> str:
+    """What `victor repo add` follows: a git URL as given, or a local repository's absolute path.
+
+    Any host works (GitHub, GitLab, a server over ssh, `file://`, a folder): the GitHub page
+    only adds permalinks and matches GitHub's push deliveries. Credentials in a URL are
+    refused: they would be stored in the database and shown in listings.
+    """
+    if git.is_url(target):
+        if git.has_credentials(target):
+            raise ConfigError(
+                "The URL carries credentials. Give it without them and put a GitHub token in "
+                "VICTOR_GITHUB_TOKEN (it is never written to disk)."
+            )
+        return target
+    path = Path(target).expanduser().resolve()
+    if not path.is_dir():
         raise ConfigError(
-            f"{url!r} is not a git URL. Give the clone URL, e.g. https://github.com/OWNER/REPO.git"
+            f"{target!r} is neither a git URL nor a folder. Give a clone URL (https://, ssh://, "
+            "git@host:path, file://) or the path of a git repository."
         )
-    if git.has_credentials(url):
+    if not git.is_repo_root(path):
         raise ConfigError(
-            "The URL carries credentials. Give it without them and put a GitHub token in "
-            "VICTOR_GITHUB_TOKEN (it is never written to disk)."
+            f"{path} is not a git repository (no .git, not a bare repository). Follow the "
+            "top folder of a repository, or index a plain folder with `victor index`."
         )
+    return str(path)
 
 
 class Victor:
@@ -184,31 +200,36 @@ class Victor:
         github_url: str | None = None,
         check: bool = True,
     ) -> tuple[store.Repo, int]:
-        """Follow a repository's branch; queue its first repo_sync. Returns (repo, job id)."""
+        """Follow a repository's branch; queue its first sync. Returns (repo, job id).
+
+        `url` is any git URL or a local repository (see `clone_source`). Without a GitHub
+        page (`github_url`, or read from a github.com URL) the repository is synced by
+        `victor sync` only: GitHub's push deliveries are matched by that page.
+        """
         check_name(name)
-        check_clone_url(url)
+        url = clone_source(url)
         web = github_url or git.github_url(url)
-        if web is None:
-            raise ConfigError(
-                f"Cannot tell the GitHub page of {url}. Pass --github-url "
-                "https://github.com/OWNER/REPO: push deliveries are matched by it."
-            )
         if check:
-            await asyncio.to_thread(self._check_remote, url, branch)
-        repo = await store.track_repo(self.pool, name, url, branch, web_url(web))
+            await asyncio.to_thread(self._check_remote, url, branch, github=web is not None)
+        repo = await store.track_repo(self.pool, name, url, branch, web and web_url(web))
         job = await jobs.enqueue(
             self.pool, repo.id, reason="repo add", max_attempts=self.settings.job_max_attempts
         )
         return repo, job
 
-    def _check_remote(self, url: str, branch: str) -> None:
+    def _check_remote(self, url: str, branch: str, *, github: bool) -> None:
+        token = repo_sync.token_of(self.settings) if github else None  # GitHub's token: GitHub only
         try:
-            found = git.remote_has_branch(url, branch, repo_sync.token_of(self.settings))
+            found = git.remote_has_branch(url, branch, token)
         except SourceError as exc:
-            raise SourceError(
-                f"Cannot read {url}: {exc}. For a private repository set VICTOR_GITHUB_TOKEN "
-                "(a token that may read its contents)."
-            ) from None
+            advice = (
+                "For a private repository set VICTOR_GITHUB_TOKEN (a token that may read its "
+                "contents)."
+                if github
+                else "Check the URL, and that git can read it as this user (ssh key, "
+                "credential helper)."
+            )
+            raise SourceError(f"Cannot read {url}: {exc}. {advice}") from None
         if not found:
             raise ConfigError(f"{url} has no branch {branch!r}. Pass the right --branch.")
 

@@ -6,6 +6,7 @@ must leave the queue untouched; every accepted push must leave exactly one job.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -18,9 +19,10 @@ from pydantic import SecretStr
 
 from indexer import store
 from indexer.errors import ConfigError
-from tests.conftest import ROOT
+from indexer.sync import jobs
+from tests.conftest import ROOT, victor_cli
 from tests.support.github import deliver, encode, headers, ping_payload
-from tests.support.webhook import SECRET, WebhookServer
+from tests.support.webhook import SECRET, WebhookServer, start_gunicorn
 from webhook.app import create_app
 
 
@@ -75,8 +77,8 @@ async def test_redelivery_queues_nothing_more(webhook_url, victor, followed):
     payload = followed.push()
     first = await deliver(webhook_url, "push", payload, secret=SECRET, delivery="same")
     again = await deliver(webhook_url, "push", payload, secret=SECRET, delivery="same")
-    assert (first.status_code, again.status_code) == (202, 202)
-    assert again.json()["duplicate"] is True
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert again.json()["duplicate"] is True and again.json()["status"] == "duplicate"
     assert again.json()["jobs"] == first.json()["jobs"]
     jobs, _ = await queue(victor)
     assert len(jobs) == 1 and jobs[0]["pushes"] == 1
@@ -314,6 +316,42 @@ async def test_gunicorn_serves_the_app(cli_env, victor, followed):
         proc.send_signal(signal.SIGTERM)
         output = proc.communicate(timeout=20)[0]
     assert SECRET not in output
+
+
+async def test_redelivery_says_what_became_of_the_job(cli_env, victor, followed, tmp_path):
+    """Under gunicorn as deployed: a redelivery is answered with the first delivery's job as
+    it is now (pending, then done with its time and commit), never "queued" again."""
+    port = _free_port()
+    env = {**cli_env, "VICTOR_WEBHOOK_SECRET": SECRET}
+    proc = start_gunicorn(env, port, tmp_path / "gunicorn.log", "--workers", "2")
+    url = f"http://127.0.0.1:{port}"
+    payload = followed.push()
+    try:
+        first = await deliver(url, "push", payload, secret=SECRET, delivery="d-old")
+        assert first.status_code == 202 and first.json()["status"] == "queued", first.text
+        (job,) = first.json()["jobs"]
+        waiting = await deliver(url, "push", payload, secret=SECRET, delivery="d-old")
+        assert waiting.status_code == 200 and waiting.json()["status"] == "duplicate"
+        assert f"job {job['id']} (game) pending" in waiting.json()["message"], waiting.text
+
+        victor_cli("worker", "--drain", env=env)  # the job runs and finishes
+        done = await jobs.get(victor.pool, job["id"])
+        assert done.state == "done"
+        again = await deliver(url, "push", payload, secret=SECRET, delivery="d-old")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    answer = again.json()
+    assert again.status_code == 200 and answer["status"] == "duplicate", again.text
+    assert answer["jobs"] == [{"id": job["id"], "url": job["url"], "state": "done"}]
+    finished = done.finished_at.strftime("%Y-%m-%d %H:%M:%S")
+    heading = f"already handled: delivery d-old was received before: job {job['id']} (game) done"
+    assert answer["message"].startswith(heading), answer["message"]
+    assert f"done at {finished}" in answer["message"], answer["message"]
+    assert f"index at {followed.head()[:12]}" in answer["message"]
+    assert "queued" not in answer["message"]
+    all_jobs, _ = await queue(victor)
+    assert len(all_jobs) == 1
 
 
 def test_gunicorn_refuses_to_start_without_secret(cli_env):

@@ -356,7 +356,8 @@ async def test_repo_add_refuses_what_cannot_work(cli_env, remote, ollama):
     remote.push()
     cases = [
         (["https://x-access-token:ghp_s3cret@github.com/o/r.git"], "carries credentials"),
-        (["https://gitlab.example.com/o/r.git"], "--github-url"),
+        (["no-such-folder"], "neither a git URL nor a folder"),
+        ([str(remote.work / "src")], "is not a git repository"),
         ([remote.url + "-missing", "--github-url", remote.html_url], "Cannot read"),
         ([remote.url, "--branch", "nope", "--github-url", remote.html_url], "no branch 'nope'"),
     ]
@@ -366,6 +367,52 @@ async def test_repo_add_refuses_what_cannot_work(cli_env, remote, ollama):
         assert "Traceback" not in done.stderr and "s3cret" not in done.stderr
     done = victor_cli("sync", "ghost", env=cli_env, check=False)
     assert done.returncode == 1 and "No repository named 'ghost'" in done.stderr
+
+
+async def test_repo_add_follows_any_git_url_or_path(cli_env, victor, remote, ollama):
+    """A local path (relative: resolved), a file:// URL, a work tree, another host: followed;
+    without a GitHub page, `victor sync` keeps them current and GitHub pushes do not match."""
+    remote.commit("initial", GAME)
+    remote.push()
+    here = remote.bare.parent  # `victor repo add game game.git` from the folder that holds it
+    added = victor_cli("repo", "add", "game", remote.bare.name, env=cli_env, cwd=here)
+    assert "following game: " + str(remote.bare) in added.stderr, added.stderr
+    assert "no GitHub page: pushes from GitHub will not match it" in added.stderr
+    assert "victor sync game" in added.stderr
+    for name, url in [("viafile", remote.url), ("worktree", str(remote.work))]:
+        done = victor_cli("repo", "add", name, url, env=cli_env)
+        assert "no GitHub page" in done.stderr, done.stderr
+    elsewhere = ["https://git.example.com/o/r.git", "git@git.example.com:o/r.git"]
+    for n, url in enumerate(elsewhere):  # unreachable here: --no-check
+        done = victor_cli("repo", "add", f"other{n}", url, "--no-check", env=cli_env)
+        assert f"following other{n}: {url} branch main (no GitHub page" in done.stderr
+    listed = json.loads(victor_cli("repo", "list", "--json", env=cli_env).stdout)
+    assert {r["name"]: (r["url"], r["github_url"]) for r in listed} == {
+        "game": (str(remote.bare), None),
+        "viafile": (remote.url, None),
+        "worktree": (str(remote.work), None),
+        "other0": (elsewhere[0], None),
+        "other1": (elsewhere[1], None),
+    }
+
+    first = json.loads(victor_cli("sync", "game", "--json", env=cli_env).stdout)
+    assert first["mode"] == "full" and first["commit"] == remote.head()
+    remote.commit("more", {"src/new.lua": "local function brand_new() end\n"})
+    payload = remote.push()
+    second = json.loads(victor_cli("sync", "game", "--json", env=cli_env).stdout)
+    assert second["changes"] == [{"status": "A", "path": "src/new.lua", "old_path": None}]
+    await assert_index_is(victor.pool, "game", remote.bare, remote.head())
+    assert (await store.get_repo(victor.pool, "game")).github_url is None  # kept by the sync
+
+    # a GitHub delivery for acme/game matches none of them: no page, no match
+    from tests.support.webhook import WebhookServer
+
+    server = WebhookServer(victor.settings).start()
+    try:
+        answer = await deliver(server.url, "push", payload, secret=SECRET)
+    finally:
+        server.stop()
+    assert answer.status_code == 200 and answer.json()["status"] == "ignored", answer.text
 
 
 async def test_deleted_branch_fails_with_advice(victor, remote):

@@ -713,10 +713,11 @@ async def sync(ctx, name: str, full: bool, as_json: bool) -> None:
 @run_async
 async def worker(ctx, drain: bool) -> None:
     """Run the sync jobs queued by the webhook. SIGTERM finishes or hands back the current job."""
+    from indexer.logs import setup_logging
     from indexer.sync.worker import Worker
 
-    logging.getLogger("indexer").setLevel(logging.INFO)
     async with opened(ctx) as victor:
+        setup_logging(victor.settings)  # Victor's lines at INFO, libraries at WARNING
         runner = Worker(victor, drain=drain)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -737,8 +738,9 @@ def repo() -> None:
 @click.option("--branch", default="main", show_default=True, help="Branch to follow.")
 @click.option(
     "--github-url",
-    help="https://github.com/OWNER/REPO (default: from URL). Pushes are matched by it; "
-    "search results link to it.",
+    help="https://github.com/OWNER/REPO (default: read from a github.com URL). GitHub push "
+    "deliveries are matched by it and search results link to it; without one, run "
+    "`victor sync NAME` to update.",
 )
 @click.option("--no-check", is_flag=True, help="Do not check now that the branch can be fetched.")
 @click.pass_context
@@ -746,15 +748,27 @@ def repo() -> None:
 async def repo_add(
     ctx, name: str, url: str, branch: str, github_url: str | None, no_check: bool
 ) -> None:
-    """Follow BRANCH of the git repository at URL under NAME (and queue its first sync)."""
+    """Follow BRANCH of the git repository at URL under NAME (and queue its first sync).
+
+    URL is any git URL (GitHub, another host over https or ssh, file://) or the path of a
+    local git repository."""
     async with opened(ctx) as victor:
         added, job = await victor.track(
             name, url, branch=branch, github_url=github_url, check=not no_check
         )
+    if added.github_url:
+        page = f"({added.github_url})"
+        updates = "Pushes to that branch re-index it once the GitHub webhook is set up"
+    else:
+        page = "(no GitHub page: pushes from GitHub will not match it)"
+        updates = (
+            f"Run `victor sync {name}` (or from a cron job or a git hook) to update it; "
+            "pass --github-url for GitHub pushes and permalinks"
+        )
     err.print(
-        f"following {added.name}: {added.source} branch {added.ref} ({added.github_url})\n"
+        f"following {added.name}: {added.source} branch {added.ref} {page}\n"
         f"queued job {job}: a running `victor worker` indexes it; or run `victor sync {name}`.\n"
-        "Pushes to that branch re-index it once the GitHub webhook is set up (docs/webhook.md).",
+        f"{updates} (docs/webhook.md).",
         highlight=False,
     )
 

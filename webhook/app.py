@@ -24,6 +24,7 @@ from werkzeug.exceptions import HTTPException
 from indexer import store
 from indexer.config import Settings, load_settings
 from indexer.errors import ConfigError, NotFound, VictorError
+from indexer.logs import setup_logging
 from indexer.sync import jobs
 
 from . import github
@@ -46,8 +47,7 @@ class State:
 def create_app(settings: Settings | None = None) -> Flask:
     """The WSGI app. Refuses to start without VICTOR_WEBHOOK_SECRET (unless in dev mode)."""
     settings = settings or load_settings()
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(settings)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_bytes
     token = settings.jobs_token.get_secret_value() if settings.jobs_token else None
@@ -148,7 +148,7 @@ def raw_body() -> bytes:
 def queue_push(state: State, push: github.Push, delivery: str | None):
     settings = state.settings
 
-    async def work(pool: asyncpg.Pool) -> tuple[list[store.Repo], list[int], bool]:
+    async def work(pool: asyncpg.Pool) -> tuple[list[store.Repo], list[jobs.Job], bool]:
         repos = await store.repos_for_push(pool, push.github_url, push.branch)
         if not repos:
             return [], [], False
@@ -159,19 +159,26 @@ def queue_push(state: State, push: github.Push, delivery: str | None):
             after=push.after,
             max_attempts=settings.job_max_attempts,
         )
-        return repos, ids, duplicate
+        return repos, await jobs.get_many(pool, ids), duplicate
 
-    repos, ids, duplicate = state.database.run(work)
+    repos, queued, duplicate = state.database.run(work)
     if not repos:
         raise github.Ignored(
             f"{push.full_name} branch {push.branch} is not followed "
             f"(victor repo add NAME URL --branch {push.branch} --github-url {push.github_url})"
         )
+    listed = [{"id": j.id, "url": f"/jobs/{j.id}", "state": j.state} for j in queued]
+    if duplicate:
+        # A redelivery (GitHub's "Redeliver", or a retry): nothing new is queued; say what
+        # became of the first delivery's jobs, which may have finished long ago.
+        handled = "; ".join(jobs.describe(j) for j in queued) or "its jobs no longer exist"
+        message = f"already handled: delivery {delivery} was received before: {handled}"
+        log.info("delivery %s: %s", delivery, message)
+        return reply(200, "duplicate", message, jobs=listed, duplicate=True)
     names = ", ".join(r.name for r in repos)
-    message = f"{'already queued' if duplicate else 'queued'}: sync of {names} to {push.after[:12]}"
-    log.info("delivery %s: %s (jobs %s)", delivery, message, ids)
-    listed = [{"id": i, "url": f"/jobs/{i}"} for i in ids]
-    return reply(202, "queued", message, jobs=listed, duplicate=duplicate)
+    message = f"queued: sync of {names} to {push.after[:12]}"
+    log.info("delivery %s: %s (jobs %s)", delivery, message, [j.id for j in queued])
+    return reply(202, "queued", message, jobs=listed, duplicate=False)
 
 
 # --- GET /healthz, /jobs ----------------------------------------------------------------------

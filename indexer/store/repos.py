@@ -109,7 +109,11 @@ async def repo_commit(db: asyncpg.Pool | asyncpg.Connection, repo_id: int) -> st
 
 
 async def track_repo(
-    db: asyncpg.Pool | asyncpg.Connection, name: str, url: str, branch: str, github_url: str
+    db: asyncpg.Pool | asyncpg.Connection,
+    name: str,
+    url: str,
+    branch: str,
+    github_url: str | None,
 ) -> Repo:
     """Follow `branch` of `url`. An existing index of that name is kept and synced from now on."""
     row = await db.fetchrow(

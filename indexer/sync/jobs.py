@@ -294,6 +294,30 @@ async def get(db: asyncpg.Pool | asyncpg.Connection, job_id: int) -> Job:
     return _job(row)
 
 
+async def get_many(db: asyncpg.Pool | asyncpg.Connection, ids: Sequence[int]) -> list[Job]:
+    """These jobs, in the order of `ids` (a job deleted with its repository is left out)."""
+    rows = await db.fetch(f"{_SELECT} WHERE j.id = ANY($1::bigint[])", list(ids))
+    found = {row["id"]: _job(row) for row in rows}
+    return [found[i] for i in ids if i in found]
+
+
+def describe(job: Job) -> str:
+    """What became of a job, in words: for the answer to a redelivered push."""
+    when = (job.finished_at or job.updated_at).strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+    if job.state == "done":
+        commit = (job.result or {}).get("commit") or ""
+        return f"job {job.id} ({job.repo}) done at {when}" + (
+            f", index at {commit[:12]}" if commit else ""
+        )
+    if job.state == "failed":
+        return f"job {job.id} ({job.repo}) failed at {when}: {job.error}"
+    if job.state == "superseded":
+        return f"job {job.id} ({job.repo}) superseded by job {job.superseded_by} at {when}"
+    if job.state == "running":
+        return f"job {job.id} ({job.repo}) running since {job.started_at or job.updated_at}"
+    return f"job {job.id} ({job.repo}) pending (attempt {job.attempts + 1} of {job.max_attempts})"
+
+
 async def recent(db: asyncpg.Pool | asyncpg.Connection, limit: int = 50) -> list[Job]:
     rows = await db.fetch(f"{_SELECT} ORDER BY j.id DESC LIMIT $1", limit)
     return [_job(r) for r in rows]

@@ -57,7 +57,9 @@ def fetch(settings: Settings, repo: store.Repo) -> tuple[Path, str]:
         raise ConfigError(
             f"{repo.name!r} is not followed. Run: victor repo add {repo.name} URL --branch BRANCH"
         )
-    clone = git.clone_or_fetch(repo.source, clone_dir(settings, repo.name), token_of(settings))
+    # The GitHub token goes only to a repository with a GitHub page, not to any other host.
+    token = token_of(settings) if repo.github_url else None
+    clone = git.clone_or_fetch(repo.source, clone_dir(settings, repo.name), token)
     try:
         head = git.resolve_commit(clone, f"refs/heads/{repo.ref}")
     except SourceError:
