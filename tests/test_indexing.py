@@ -218,9 +218,9 @@ async def test_victor_index_with_two_parse_workers_writes_what_one_process_write
     (The chunker's pool tests in tests/test_chunker.py run in the quick tier.)"""
     items = pool_corpus(MIN_PARALLEL_CHARS)
     project = make_git_repo(tmp_path / "big", dict(items))
-    args = [*VICTOR, "index", str(project), "--json"]
+    args = ["index", str(project), "--json"]
     two = subprocess.Popen(
-        [*args, "--name", "two"],
+        [*VICTOR, *args, "--name", "two"],
         env={**cli_env, "VICTOR_PARSE_WORKERS": "2"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
