@@ -19,9 +19,9 @@ from datetime import datetime
 
 import asyncpg
 
-from . import lexical
-from .context import permalink
+from . import words as lexical
 from .errors import ConfigError, NotFound
+from .search.context import permalink
 
 DB = asyncpg.Pool | asyncpg.Connection
 

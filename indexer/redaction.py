@@ -41,15 +41,18 @@ def url_password(url: str | None) -> str | None:
 
 def settings_secrets(settings: Settings) -> list[str]:
     """Every secret a Victor process may hold: the database password (in its URL or in
-    PGPASSWORD), the GitHub token, the webhook secret, the jobs token."""
+    PGPASSWORD), the GitHub token, the webhook secret, the jobs token, the MCP server's token
+    and database password."""
     values: list[str | SecretStr | None] = [
         os.environ.get("PGPASSWORD"),
         settings.github_token,
         settings.webhook_secret,
         settings.jobs_token,
+        settings.mcp_token,
     ]
-    if settings.database_url is not None:
-        values.append(url_password(settings.database_url.get_secret_value()))
+    for url in (settings.database_url, settings.mcp_database_url):
+        if url is not None:
+            values.append(url_password(url.get_secret_value()))
     return [s for s in (_plain(v) for v in values) if s]
 
 

@@ -20,17 +20,12 @@ loopback interface, and neither the token nor the database password reaches a re
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hmac
 import ipaddress
 import logging
-import os
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, TypeVar
-from urllib.parse import urlsplit
+from typing import Annotated, Literal, TypeVar
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -39,6 +34,7 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from indexer import __version__, browse
+from indexer.chat.session import EMBED_SHARE, ChatSession, Unavailable
 from indexer.config import Settings
 from indexer.errors import ConfigError, NotFound
 from indexer.service import Victor
@@ -67,169 +63,6 @@ Explore with these tools instead of guessing: search_code for a question or keyw
 find_definition and find_references to follow a name, read_code for more lines around a hit,
 list_files and list_repos to see what is indexed. Cite code by the `repo@commit:path:start-end`
 of the results (or their GitHub links)."""
-
-
-# --- the chat session -----------------------------------------------------------------------
-# STAND-IN, to be replaced by the lead's `indexer.chat.session.ChatSession` (issue 11), whose
-# interface this follows exactly: `await session.call(lambda victor: victor.xxx(...))` runs
-# the work on a lazily connected Victor within the session's timeout, and raises Unavailable,
-# whose str() is a short user-safe reason (details are logged, redacted); after a failed
-# connection it answers at once for a few seconds; `await session.start()` connects if it can
-# (never fails), `await session.close()` closes. Input errors (ConfigError, NotFound) pass
-# through, for the tool to show as they are.
-
-
-class Unavailable(Exception):
-    """The index could not be used; the message is a short reason safe to show."""
-
-
-RECONNECT_SECONDS = 5.0
-
-
-class _StandInSession:
-    """Minimal stand-in for indexer.chat.session.ChatSession (see above)."""
-
-    def __init__(self, settings: Settings, *, timeout: float, pool_size: int = POOL_SIZE):
-        self.settings = settings
-        self.timeout = timeout
-        self.pool_size = pool_size
-        self.victor: Victor | None = None
-        self._lock = asyncio.Lock()
-        self._retry_at = 0.0
-        self._last_reason = ""
-
-    async def start(self) -> None:
-        try:
-            await self.call(lambda victor: _nothing())
-            log.info("connected to the index")
-        except Unavailable as exc:
-            log.warning("index not reachable yet (%s); the first tool call retries", exc)
-
-    async def call(self, work: Callable[[Victor], Awaitable[T]]) -> T:
-        from indexer.bounded import within
-
-        try:
-            return await within(self._run(work), self.timeout)
-        except TimeoutError:
-            log.warning("no answer within %g s", self.timeout)
-            raise Unavailable(f"no answer within {self.timeout:g} s") from None
-        except (ConfigError, NotFound):
-            raise
-        except Unavailable:
-            raise
-        except Exception as exc:
-            reason = _reason(exc)
-            log.warning(
-                "index unavailable (%s): %s",
-                reason,
-                self._redact(str(exc)),
-                exc_info=reason.startswith("internal"),
-            )
-            raise Unavailable(reason) from None
-
-    async def _run(self, work: Callable[[Victor], Awaitable[T]]) -> T:
-        return await work(await self._connected())
-
-    async def _connected(self) -> Victor:
-        if self.victor is not None:
-            return self.victor
-        async with self._lock:
-            if self.victor is not None:
-                return self.victor
-            if time.monotonic() < self._retry_at:
-                raise Unavailable(self._last_reason)
-            from indexer.service import connect
-
-            try:
-                # apply=False: a reader never creates or migrates tables.
-                self.victor = await connect(
-                    self.settings,
-                    min_size=1,
-                    max_size=self.pool_size,
-                    timeout=self.timeout,
-                    apply=False,
-                )
-            except BaseException as exc:  # a timeout cancels us: remember that as well
-                self._retry_at = time.monotonic() + RECONNECT_SECONDS
-                self._last_reason = (
-                    "the database did not answer in time"
-                    if isinstance(exc, asyncio.CancelledError)
-                    else _reason(exc)
-                )
-                raise
-            return self.victor
-
-    async def close(self) -> None:
-        from indexer.bounded import within
-
-        victor, self.victor = self.victor, None
-        if victor is None:
-            return
-        try:
-            await within(victor.close(), self.timeout)
-        except Exception:  # a hung database must not hold the shutdown
-            victor.pool.terminate()
-
-    def _redact(self, text: str) -> str:
-        return redact(text, self.settings)
-
-
-async def _nothing() -> None:
-    return None
-
-
-def _reason(exc: BaseException) -> str:
-    import asyncpg
-
-    from indexer import errors
-
-    if isinstance(exc, Unavailable):
-        return str(exc)
-    lost = (
-        errors.DatabaseUnavailable,
-        errors.SchemaError,
-        OSError,
-        asyncpg.InterfaceError,
-        asyncpg.PostgresConnectionError,
-        asyncpg.exceptions.OperatorInterventionError,
-    )
-    if isinstance(exc, lost):
-        return "database unavailable"
-    if isinstance(exc, errors.ModelMismatch):
-        return "the index was built with another embedding model"
-    if isinstance(exc, errors.VictorError):
-        return "the index is not ready"
-    if isinstance(exc, asyncpg.PostgresError):
-        return "database error"
-    return "internal error (see the server log)"
-
-
-ChatSession = _StandInSession  # the lead's ChatSession replaces this line and the class above
-
-# --- secrets --------------------------------------------------------------------------------
-
-
-def secrets_of(settings: Settings) -> list[str]:
-    """Every secret this process knows: never in a reply or a log line."""
-    found = [os.environ.get("PGPASSWORD") or ""]
-    if settings.database_url is not None:
-        with contextlib.suppress(ValueError):
-            found.append(urlsplit(settings.database_url.get_secret_value()).password or "")
-    for secret in (
-        settings.mcp_token,
-        settings.github_token,
-        settings.webhook_secret,
-        settings.jobs_token,
-    ):
-        if secret is not None:
-            found.append(secret.get_secret_value())
-    return [s for s in found if s]
-
-
-def redact(text: str, settings: Settings) -> str:
-    for secret in secrets_of(settings):
-        text = text.replace(secret, "***")
-    return text
 
 
 # --- formatting -----------------------------------------------------------------------------
@@ -312,22 +145,38 @@ Name = Annotated[
 READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False, idempotent_hint=True)
 
 
+@dataclass(frozen=True, slots=True)
+class _BadInput:
+    message: str
+
+
 @dataclass
 class Tools:
-    """The six tools, over one session."""
+    """The six tools, over one chat session."""
 
-    session: Any  # ChatSession
+    session: ChatSession
 
     async def run(self, work: Callable[[Victor], Awaitable[T]]) -> T:
-        """The session's call; its failures as tool errors a model can read."""
+        """The work in the session (bounded, reconnecting); failures as tool errors a model
+        can read. The session turns every failure into a short reason; a mistake in the
+        arguments (an unknown repository, a path outside the index) comes back as a value,
+        so the model gets its own message."""
+
+        async def guarded(victor: Victor):
+            try:
+                return await work(victor)
+            except (ConfigError, NotFound) as exc:
+                return _BadInput(str(exc))
+
         try:
-            return await self.session.call(work)
-        except (ConfigError, NotFound) as exc:
-            raise ToolError(str(exc)) from None
+            outcome = await self.session.call(guarded)
         except Unavailable as exc:
             raise ToolError(
                 f"Victor's index is unavailable right now ({exc}). Try again in a moment."
             ) from None
+        if isinstance(outcome, _BadInput):
+            raise ToolError(outcome.message)
+        return outcome
 
     async def search_code(
         self,
@@ -355,7 +204,7 @@ class Tools:
 
         async def work(victor: Victor):
             await browse.repo_ids(victor.pool, repos)
-            (found,) = await victor.find([query], top_k=top_k, repos=repos)
+            (found,) = await victor.search([query], top_k=top_k, repos=repos)
             return found
 
         found = await self.run(work)
@@ -560,7 +409,7 @@ TOOL_NAMES = (
 )
 
 
-def build_server(session: Any) -> MCPServer:
+def build_server(session: ChatSession) -> MCPServer:
     """The MCP server with the six tools over the session."""
     server = MCPServer(
         name="victor",
@@ -677,7 +526,14 @@ async def serve(
     token = check_exposure(host, settings) if transport == "http" else None
     if settings.mcp_database_url is not None:  # e.g. the read-only role
         settings = settings.model_copy(update={"database_url": settings.mcp_database_url})
-    session = ChatSession(settings, timeout=settings.mcp_timeout)
+    timeout = settings.mcp_timeout
+    # as for every chat: the embedding and each statement bounded by the call's timeout
+    settings = settings.model_copy(
+        update={"embed_timeout": timeout * EMBED_SHARE, "embed_retries": 0, "sql_timeout": timeout}
+    )
+    session = ChatSession(
+        settings, timeout=timeout, pool_size=POOL_SIZE, log=log, name="victor mcp"
+    )
     server = build_server(session)
     await session.start()
     try:
