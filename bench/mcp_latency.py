@@ -114,14 +114,14 @@ async def measure(mcp_url: str, calls: dict[str, list[dict]], core: Settings) ->
         # this process (the same search and Ollama stand-in, no MCP, no text): what the
         # tool adds to a search, under the same load.
         prose = [a["query"] for a in calls["search_code (prose)"]]
-        await victor.find(prose[:2], top_k=8)
+        await victor.search(prose[:2], top_k=8)
         tool_ms, core_ms = [], []
         for q in prose:
             started = time.perf_counter()
             await c.call_tool("search_code", {"query": q})
             tool_ms.append((time.perf_counter() - started) * 1000)
             started = time.perf_counter()
-            await victor.find([q], top_k=8)
+            await victor.search([q], top_k=8)
             core_ms.append((time.perf_counter() - started) * 1000)
         result["search: tool vs core (alternating)"] = {
             "tool": stats(tool_ms),
@@ -161,7 +161,7 @@ def serve(url: str, ollama_url: str, log_file: Path) -> tuple[subprocess.Popen, 
         "PYTHONPATH": str(ROOT),
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "indexer.cli", "mcp", "--port", str(port)],
+        [sys.executable, "-m", "victor.cli", "mcp", "--port", str(port)],
         env=env,
         stdout=log_file.open("w"),
         stderr=subprocess.STDOUT,

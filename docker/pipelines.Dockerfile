@@ -9,7 +9,6 @@ COPY pyproject.toml README.md ./
 COPY indexer ./indexer
 COPY victor ./victor
 COPY webhook ./webhook
-COPY victor ./victor
 COPY db ./db
 COPY functions ./functions
 RUN pip install --no-cache-dir . && rm -rf /tmp/victor

@@ -13,7 +13,6 @@ COPY pyproject.toml README.md ./
 COPY indexer ./indexer
 COPY victor ./victor
 COPY webhook ./webhook
-COPY victor ./victor
 COPY db ./db
 COPY functions ./functions
 RUN pip install --no-cache-dir ".[mcp]" && rm -rf /tmp/victor

@@ -643,7 +643,7 @@ async def test_embedder_down_search_falls_back_to_lexical(index, tmp_path):
 async def test_stdio(index):
     env = {k: v for k, v in index.env.items() if k != "VICTOR_MCP_TOKEN"}
     params = StdioServerParameters(
-        command=sys.executable, args=["-m", "indexer.cli", "mcp", "--transport", "stdio"], env=env
+        command=sys.executable, args=["-m", "victor.cli", "mcp", "--transport", "stdio"], env=env
     )
     async with Client(params, read_timeout_seconds=60) as client:
         assert {t.name for t in (await client.list_tools()).tools} == set(mcp_server.TOOL_NAMES)

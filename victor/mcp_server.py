@@ -25,7 +25,7 @@ import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -34,7 +34,7 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from indexer import __version__
-from indexer.chat.session import ChatSession, Unavailable
+from indexer.chat.session import EMBED_SHARE, ChatSession, Unavailable
 from indexer.config import Settings
 from indexer.errors import ConfigError, NotFound
 from indexer.service import Victor
@@ -146,22 +146,38 @@ Name = Annotated[
 READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False, idempotent_hint=True)
 
 
+@dataclass(frozen=True, slots=True)
+class _BadInput:
+    message: str
+
+
 @dataclass
 class Tools:
-    """The six tools, over one session."""
+    """The six tools, over one chat session."""
 
     session: ChatSession
 
     async def run(self, work: Callable[[Victor], Awaitable[T]]) -> T:
-        """The session's call; its failures as tool errors a model can read."""
+        """The work in the session (bounded, reconnecting); failures as tool errors a model
+        can read. The session turns every failure into a short reason; a mistake in the
+        arguments (an unknown repository, a path outside the index) comes back as a value,
+        so the model gets its own message."""
+
+        async def guarded(victor: Victor):
+            try:
+                return await work(victor)
+            except (ConfigError, NotFound) as exc:
+                return _BadInput(str(exc))
+
         try:
-            return await self.session.call(work)
-        except (ConfigError, NotFound) as exc:
-            raise ToolError(str(exc)) from None
+            outcome = await self.session.call(guarded)
         except Unavailable as exc:
             raise ToolError(
                 f"Victor's index is unavailable right now ({exc}). Try again in a moment."
             ) from None
+        if isinstance(outcome, _BadInput):
+            raise ToolError(outcome.message)
+        return outcome
 
     async def search_code(
         self,
@@ -189,7 +205,7 @@ class Tools:
 
         async def work(victor: Victor):
             await browse.repo_ids(victor.pool, repos)
-            (found,) = await victor.find([query], top_k=top_k, repos=repos)
+            (found,) = await victor.search([query], top_k=top_k, repos=repos)
             return found
 
         found = await self.run(work)
@@ -394,7 +410,7 @@ TOOL_NAMES = (
 )
 
 
-def build_server(session: Any) -> MCPServer:
+def build_server(session: ChatSession) -> MCPServer:
     """The MCP server with the six tools over the session."""
     server = MCPServer(
         name="victor",
@@ -511,8 +527,13 @@ async def serve(
     token = check_exposure(host, settings) if transport == "http" else None
     if settings.mcp_database_url is not None:  # e.g. the read-only role
         settings = settings.model_copy(update={"database_url": settings.mcp_database_url})
+    timeout = settings.mcp_timeout
+    # as for every chat: the embedding and each statement bounded by the call's timeout
+    settings = settings.model_copy(
+        update={"embed_timeout": timeout * EMBED_SHARE, "embed_retries": 0, "sql_timeout": timeout}
+    )
     session = ChatSession(
-        settings, timeout=settings.mcp_timeout, pool_size=POOL_SIZE, log=log, name="victor mcp"
+        settings, timeout=timeout, pool_size=POOL_SIZE, log=log, name="victor mcp"
     )
     server = build_server(session)
     await session.start()

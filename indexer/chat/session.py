@@ -183,16 +183,13 @@ class ChatSession:
 
     async def call(self, work: Callable[[Victor], Awaitable[T]]) -> T:
         """`work(victor)` within the timeout, connecting first when needed. Raises
-        `Unavailable` (a user-safe reason) for any failure, after logging the details, except
-        ConfigError and NotFound: bad input from the caller, whose message is for it."""
+        `Unavailable` (a user-safe reason) for any failure, after logging the details."""
         try:
             return await within(self._run(work), self.timeout)
         except TimeoutError:
             reason = f"no answer within {self.timeout:g} s"
             self.trouble(reason, f"no answer within {self.timeout:g} s")
             raise Unavailable(reason) from None
-        except (errors.ConfigError, errors.NotFound):
-            raise  # the caller asked for something wrong: its message says what (a tool shows it)
         except Exception as exc:
             reason = reason_for(exc)
             self.trouble(

@@ -121,7 +121,7 @@ def start_victor_mcp(stack: Stack) -> tuple[Proc, str]:
     }
     proc = Proc(
         "victor-mcp",
-        [sys.executable, "-m", "indexer.cli", "mcp", "--port", str(port)],
+        [sys.executable, "-m", "victor.cli", "mcp", "--port", str(port)],
         stack.run_dir / "victor-mcp.log",
         stack.run_dir,
         env,
