@@ -13,8 +13,9 @@ impact (its BM25F part at reference lengths), so one statement:
    by its size, so a one-repository search reads its own short lists);
 2. ranks their chunks by the sum of idf x impact, an approximation of the score;
 3. computes the exact score of the best `rescore` of them (of all, when every list was read
-   to its end and they hold at most EXACT postings: then the result is exactly BM25F over
-   every chunk holding a query word) and returns the best `depth`.
+   to its end and they hold at most EXACT postings, or the scope at most EXACT chunks: then
+   the result is exactly BM25F over every chunk holding a query word) and returns the best
+   `depth`.
 N, the document frequencies and the mean lengths come from `lex_stats` and `lex_terms`: no
 statistics scan, no estimate. A word in a third of a large index costs `reach` index entries,
 not a third of the index.
@@ -36,7 +37,7 @@ from indexer.store.named import named
 REACH = 4000
 MIN_REACH = 100  # per repository: a small repository still gets a fair look at its lists
 RESCORE = 200  # approximate-best candidates scored exactly (at least 2 x depth)
-EXACT = 3000  # every list read to its end, at most this many postings: all scored exactly
+EXACT = 3000  # lists read to their ends and <= this many postings or chunks: all scored
 
 _TOP = """
 WITH terms AS (
@@ -76,7 +77,8 @@ lists AS (
 ),
 best AS (
     SELECT chunk_id FROM lists GROUP BY chunk_id ORDER BY sum(part) DESC, chunk_id
-    LIMIT CASE WHEN (SELECT bool_and(df <= reach) AND sum(df) <= :exact::int FROM dfs)
+    LIMIT CASE WHEN (SELECT bool_and(d.df <= d.reach) AND least(sum(d.df), min(t.n)) <= :exact::int
+                     FROM dfs d CROSS JOIN totals t)
                THEN NULL ELSE :rescore::int END
 ),
 scored AS (
