@@ -1,4 +1,4 @@
-"""The lexical side before and after issue 13, in one run on the same database.
+"""The lexical side before and after Victor's own lexical index, in one run on the same database.
 
     python -m bench.lexical --chunks 100000 --data-dir DIR [--queries 200] [--exact 40]
                             [--out FILE]

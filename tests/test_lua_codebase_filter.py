@@ -225,7 +225,7 @@ KEYWORD_ONLY = "keyword search only: embeddings unavailable"
 async def test_ollama_stopped_the_user_sees_a_short_phrase_the_log_the_details(
     shop_settings, caplog
 ):
-    """Issue 15.1: with Ollama stopped, chat users read one short, secret-free phrase; the
+    """With Ollama stopped, chat users read one short, secret-free phrase; the
     Pipelines log gets the details (redacted), once, not once per chat."""
     stopped = FakeOllama().start()
     host = stopped.url.replace("127.0.0.1", "ollama:s3cret@127.0.0.1")  # a secret to keep out
@@ -257,7 +257,7 @@ async def test_ollama_stopped_the_user_sees_a_short_phrase_the_log_the_details(
 
 
 async def test_timeout_seconds_bounds_the_query_embedding(shop_settings, ollama):
-    """Issue 15.2: the valve, not VICTOR_QUERY_TIMEOUT (3 s), decides how long the query
+    """The valve, not VICTOR_QUERY_TIMEOUT (3 s), decides how long the query
     embedding may take."""
     ollama.delay = 3.5  # slower than the 3 s default query timeout
     patient = make_pipeline(shop_settings, timeout_seconds=12)
@@ -389,7 +389,7 @@ async def test_function_shows_sources_and_status():
 
 
 def test_function_shows_code_verbatim_as_a_fenced_block():
-    """Issue 15.3: Open WebUI renders a source's document as Markdown. In a fenced block `---`
+    """Open WebUI renders a source's document as Markdown. In a fenced block `---`
     doc comments, indentation, `$` and `%` patterns show as they are in the file."""
     code = (
         "--- Trim a string.\n"
@@ -409,7 +409,7 @@ def test_function_shows_code_verbatim_as_a_fenced_block():
 
 
 async def test_function_user_valves_turn_off_the_sources_or_the_status_line():
-    """Issue 15.6: the toggle's Valves dialog offers what a user may tune for themselves."""
+    """The toggle's Valves dialog offers what a user may tune for themselves."""
     schema = fn.Filter.UserValves.model_json_schema()["properties"]
     assert set(schema) == {"show_sources", "show_status"}
     assert all(p["default"] is True and p["description"] for p in schema.values())

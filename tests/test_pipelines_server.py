@@ -294,7 +294,7 @@ def test_unreachable_database_fails_open_and_keeps_the_password_out(server):
 def test_the_embedded_postgresql_does_not_outlive_the_pipelines_server(
     ollama_server, tmp_path
 ):
-    """Issue 15.5: with database_url empty the filter starts Victor's embedded PostgreSQL.
+    """With database_url empty the filter starts Victor's embedded PostgreSQL.
     uvicorn re-raises SIGTERM after its shutdown, so atexit hooks never run: the filter stops
     the server in on_shutdown. SIGTERM goes to the server's main process only, as `docker
     stop` sends it."""

@@ -8,7 +8,7 @@ no fetched chunk covers stay separate snippets: every line inside a labelled ran
 Snippets come best-scored first, not grouped by file in line order: models use what stands
 at the start of a long context best and what stands in its middle worst ("Lost in the
 Middle", Liu et al., TACL 2024), and the block may be cut by a model's own context limit from
-the end; grouped by file, the best match came first in only 3 of 8 chats (issue 15). Each
+the end; grouped by file, the best match came first in only 3 of 8 chats. Each
 snippet's header names its file, so no file headings are needed. Every snippet has a header
 `path:start-end (symbol)` the model can cite, and a GitHub permalink when the repository's
 URL and commit are known. The block never exceeds its budget.

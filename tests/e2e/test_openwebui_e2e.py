@@ -135,7 +135,7 @@ def test_sources_and_status_shown_under_the_answer(run):
     assert on.get("sourcesButtonText") == expected_button
     assert on.get("chips") == labels
     assert on.get("firstSourceDialog")  # the snippet opens
-    # ... showing the code as it is in the file (issue 15.3: a fenced block, not Markdown):
+    # ... showing the code as it is in the file (a fenced block, not Markdown):
     # every line, indentation included, `---` comments and `%`/`$` patterns untouched
     dialog = on["firstSourceDialog"]
     for line in run.expected.sources[0].text.split("\n"):
