@@ -1,4 +1,4 @@
-"""The lexical side as it was before Victor's own lexical index, kept for before/after benchmarks only.
+"""The lexical side as it was before Victor's own lexical index, for before/after benchmarks.
 
 BM25F computed by unnesting each candidate chunk's tsvector (`chunks.lex`), candidates found
 through the GIN index, document frequencies counted (or read from pg_stats in a large index).
