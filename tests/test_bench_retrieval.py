@@ -319,7 +319,8 @@ def test_victor_systems_search_through_the_core(victor_index):
         assert top.text == "\n".join(source[top.start_line - 1 : top.end_line])
 
 
-def test_run_cli_scores_bm25_and_victor_in_one_run(victor_index, tmp_path, capsys):
+def test_run_cli_scores_bm25_and_victor_in_one_run(victor_index, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(bench_run, "MIN_QUERIES", 1)  # the fixture has 8 doc queries
     out = tmp_path / "r.json"
     dump = tmp_path / "dump"
     args = [str(FIXTURE), "--systems", "bm25", "victor-lexical", "--out", str(out)]
@@ -485,3 +486,15 @@ def test_embedding_cache_round_trips_and_keys_by_model(tmp_path):
     got = VectorCache(tmp_path).get_many("m1", ["hello", "other"])
     assert list(got) == ["hello"] and np.allclose(got["hello"], [0.6, 0.8])
     assert VectorCache(tmp_path).get_many("m2", ["hello"]) == {}
+
+
+def test_a_corpus_with_too_few_queries_stays_out_of_the_mean():
+    few = {"n": bench_run.MIN_QUERIES - 1, "R@5": 1.0}
+    enough = {"n": bench_run.MIN_QUERIES, "R@5": 0.5}
+    per_corpus = {
+        "small": {"candidates": {"doc": few["n"]}, "results": {"bm25": {"doc": few}}},
+        "large": {"candidates": {"doc": enough["n"]}, "results": {"bm25": {"doc": enough}}},
+    }
+    mean = bench_run.summarise(per_corpus, ["bm25"])["doc"]
+    assert mean["corpora"] == ["large"]
+    assert mean["systems"]["bm25"]["R@5"] == 0.5
