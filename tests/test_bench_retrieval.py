@@ -498,3 +498,59 @@ def test_a_corpus_with_too_few_queries_stays_out_of_the_mean():
     mean = bench_run.summarise(per_corpus, ["bm25"])["doc"]
     assert mean["corpora"] == ["large"]
     assert mean["systems"]["bm25"]["R@5"] == 0.5
+
+
+# ---------------------------------------------------------------- levers (offline re-scoring)
+
+
+def _pools():
+    import numpy as np
+
+    from bench.retrieval import levers
+
+    chunks = {
+        1: levers.Chunk("a.lua", 1, 9, "function", "M.open_file", "x\n" * 9, 40, 0),
+        2: levers.Chunk("b.lua", 1, 3, "function", "M.close", "y\n" * 3, 10, 5),
+        3: levers.Chunk("spec/a_spec.lua", 1, 3, "function", "t", "z\n" * 3, 10, 0),
+    }
+    # one query word, found in the name of 1 and the body of 2; 3 is a test with the best cosine
+    tf = np.zeros((3, 1, 4), np.float32)
+    tf[2, 0, 0] = 1  # rows follow the pool's order: chunk ids 3, 2, 1
+    tf[1, 0, 3] = 3
+    pool = levers.Pool(
+        "questions", "q", "how do I open a file", "how", [("a.lua", 2, 4)], [3, 2, 1],
+        np.array([0.6, 0.5, 0.4], np.float32), 0, np.array([0.62, 0.5, 0.45], np.float32),
+        np.array([2.0], np.float32), tf,
+    )  # fmt: skip
+    return levers.CorpusPools("c", chunks, body_avg=20.0, doc_avg=5.0, pools=[pool]), pool
+
+
+def test_offline_fusion_follows_victors_formula():
+    import numpy as np
+
+    from bench.retrieval.study import Fusion, bm25f, by_score, evaluate, fused
+
+    cp, pool = _pools()
+    s = bm25f(cp, pool, Fusion())
+    # the name field (weight 6) of chunk 1: idf * tf * (k1 + 1) / (tf + k1), k1 = 6
+    assert s[2] == pytest.approx(2.0 * 6 * 7 / (6 + 6))
+    assert s[0] == 0.0
+    scores = fused(cp, pool, Fusion())
+    assert scores[0] == pytest.approx(0.62 / 1.1 * 0.8)  # the test-file prior
+    # cosine alone: the test file (0.62 x 0.8) falls below 0.5, stays above 0.45
+    assert list(by_score(fused(cp, pool, Fusion(alpha=0.0)))) == [1, 0, 2]
+    big = fused(cp, pool, Fusion(alpha=3.0))
+    assert int(np.argmax(big)) == 2  # a large lexical share lifts the name match
+    m = evaluate(cp, "questions", lambda p: by_score(big))
+    assert m["answer@5"] == 1.0 and m["MRR@10"] == 1.0
+
+
+def test_ranker_features_are_finite_and_named():
+    import numpy as np
+
+    from bench.retrieval.study import FEATURES, features, labels
+
+    cp, pool = _pools()
+    x = features(cp, pool)
+    assert x.shape == (3, len(FEATURES)) and np.isfinite(x).all()
+    assert list(labels(cp, pool)) == [0.0, 0.0, 1.0]

@@ -252,12 +252,16 @@ def objective(per_corpus: dict[str, dict[str, dict]], corpora: list[str]) -> flo
     return mean(parts) if parts else 0.0
 
 
-def fusion_grid() -> list[Fusion]:
+def fusion_grid(quick: bool = False) -> list[Fusion]:
+    """alpha x field weights x k1 x saturation; `quick`: k1 1.2 / 6 and half 30 only."""
     grid = []
     weights = [(6, 2, 0.5, 0.5), (6, 2, 1, 1), (4, 2, 1, 1), (3, 1, 1, 1), (2, 1, 1, 1),
                (1, 1, 1, 1), (6, 2, 2, 2), (3, 2, 2, 1), (2, 1, 2, 1)]  # fmt: skip
     for a, w, k1, half in itertools.product(
-        (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0), weights, (1.2, 3.0, 6.0), (10.0, 30.0)
+        (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0),
+        weights,
+        (1.2, 6.0) if quick else (1.2, 3.0, 6.0),
+        (30.0,) if quick else (10.0, 30.0),
     ):
         grid.append(Fusion(a, tuple(float(x) for x in w), k1, half))
     return grid
@@ -281,9 +285,9 @@ def table(per_corpus: dict[str, dict[str, dict]], sets_in: dict[str, list[str]])
     return out
 
 
-def loco_fusion(cps: list[levers.CorpusPools], sets_in) -> tuple[dict, dict]:
+def loco_fusion(cps: list[levers.CorpusPools], sets_in, quick: bool = False) -> tuple[dict, dict]:
     """For every corpus: the grid point best on the others, scored on it."""
-    grid = fusion_grid()
+    grid = fusion_grid(quick)
     log(f"fusion grid: {len(grid)} variants x {len(cps)} corpora")
     scores: dict[Fusion, dict[str, dict[str, dict]]] = {}
     t0 = time.perf_counter()
@@ -385,13 +389,13 @@ def loco_ranker(
     return held
 
 
-def latency(cps: list[levers.CorpusPools], feats: dict) -> dict:
+def latency(cps: list[levers.CorpusPools], feats: dict, kinds=("lr", "gbt")) -> dict:
     """Per query: features of 50 candidates + model, in this process (p50/p95 over queries)."""
     out = {}
     X = np.concatenate([x for c in cps for x, _ in feats[c.corpus]])
     Y = np.concatenate([y for c in cps for _, y in feats[c.corpus]])
     sample = [(cp, p) for cp in cps for p in cp.pools][:300]
-    for kind in ("lr", "gbt"):
+    for kind in kinds:
         model = make_model(kind).fit(X, Y)
         times = []
         for cp, p in sample:
@@ -413,7 +417,8 @@ def latency(cps: list[levers.CorpusPools], feats: dict) -> dict:
     return out
 
 
-def study(cps: list[levers.CorpusPools]) -> dict:
+def study(cps: list[levers.CorpusPools], quick: bool = False) -> dict:
+    """Every lever's LOCO figures; `quick`: the linear ranker only and a smaller fusion grid."""
     sets_in = eligible(cps)
     log(f"corpora per set (>= {MIN_QUERIES} queries): {sets_in}")
     results: dict[str, dict] = {}
@@ -426,12 +431,10 @@ def study(cps: list[levers.CorpusPools]) -> dict:
         for cp in cps
     }
     results["oracle-top50"] = {"per_corpus": ceiling, "mean": table(ceiling, sets_in)}
-    for name, kind, train in (
-        ("ranker-lr", "lr", SETS),
-        ("ranker-gbt", "gbt", SETS),
-        ("ranker-lr-doc-only", "lr", ("doc",)),
-        ("ranker-gbt-doc-only", "gbt", ("doc",)),
-    ):
+    rankers = [("ranker-lr", "lr", SETS), ("ranker-lr-doc-only", "lr", ("doc",))]
+    if not quick:
+        rankers += [("ranker-gbt", "gbt", SETS), ("ranker-gbt-doc-only", "gbt", ("doc",))]
+    for name, kind, train in rankers:
         log(f"{name} ...")
         held = loco_ranker(cps, feats, kind, train)
         results[name] = {"per_corpus": held, "mean": table(held, sets_in)}
@@ -446,9 +449,9 @@ def study(cps: list[levers.CorpusPools]) -> dict:
     }
     results["victor-weights-full-lexical"] = {"per_corpus": full, "mean": table(full, sets_in)}
     log("fusion grid ...")
-    held, info = loco_fusion(cps, sets_in)
+    held, info = loco_fusion(cps, sets_in, quick)
     results["fusion-loco"] = {"per_corpus": held, "mean": table(held, sets_in), **info}
-    results["latency"] = latency(cps, feats)
+    results["latency"] = latency(cps, feats, ("lr",) if quick else ("lr", "gbt"))
     return {"sets_in_mean": sets_in, "min_queries": MIN_QUERIES, "depth": levers.DEPTH, **results}
 
 
@@ -492,6 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("study", help="LOCO figures of every lever from the pools")
     s.add_argument("--pools", type=Path, required=True)
     s.add_argument("--out", type=Path)
+    s.add_argument("--quick", action="store_true", help="linear ranker, smaller fusion grid")
     args = ap.parse_args(argv)
     if args.cmd == "collect":
         from bench.retrieval.cache import VectorCache
@@ -508,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
                 levers.save(cp, args.pools)
             log(f"{corpus.name}: {len(cp.pools)} pools in {time.perf_counter() - t0:.0f}s")
         return 0
-    report = study(levers.load(args.pools))
+    report = study(levers.load(args.pools), args.quick)
     print_report(report)
     if args.out:
         slim = {k: v for k, v in report.items()}
