@@ -42,6 +42,24 @@ ALLOWED = {
         "store.named() turns the literal query's :name placeholders into $n: the values "
         "travel as parameters"
     ),
+    ("indexer/store/postings.py", "add_files"): (
+        "the lexical index's statements are module constants joined with a constant WHERE "
+        "clause (_FILES); paths and ids travel as $n parameters"
+    ),
+    ("indexer/store/postings.py", "remove_files"): (
+        "a module constant with the constant WHERE clause _FILES; values are $n parameters"
+    ),
+    ("indexer/store/postings.py", "remove_repo"): (
+        "the table name comes from a constant tuple of the lexical index's own tables"
+    ),
+    ("indexer/store/postings.py", "rebuild"): (
+        "module constants, and the definitions of the lexical index's own indexes read back "
+        "from PostgreSQL's catalog (pg_indexes) to drop and recreate them around the bulk load"
+    ),
+    ("indexer/store/postings.py", "check"): (
+        "module constants (the impact expression built from the reference tuning's numbers); "
+        "the repository id is a $n parameter"
+    ),
     ("indexer/store/migrations.py", "migrate"): (
         "db/migrations/*.sql, read from the package or the source tree: files of the program, "
         "not data"
