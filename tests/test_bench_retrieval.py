@@ -338,7 +338,6 @@ def test_run_cli_rejects_a_directory_without_lua(tmp_path):
         bench_run.main([str(tmp_path)])
 
 
-@pytest.mark.slow
 def test_dense_system_with_the_real_model_embeds_once():
     embedder = Embedder()
     system = DenseSystem("owui-dense", embedder)
