@@ -50,7 +50,7 @@ def corpora() -> Path:
 def pg_server(tmp_path_factory):
     server = pg.start_server(tmp_path_factory.mktemp("pg"))
     yield server
-    server.cleanup()
+    pg.stop_server(server)
 
 
 @pytest.fixture(scope="session")

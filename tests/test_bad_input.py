@@ -128,6 +128,7 @@ def bad_env(cli_env) -> dict[str, str]:
     return {**cli_env, "VICTOR_MAX_FILE_BYTES": str(MAX_BYTES), "VICTOR_PARSE_TIME_LIMIT": "2"}
 
 
+@pytest.mark.hardening
 async def test_bad_files_in_process(settings, ollama, tmp_path):
     """The quick version for the default suite: the files but the deep ones, in process."""
     from indexer.service import open_victor

@@ -359,7 +359,6 @@ def test_run_cli_finds_dev_corpora_by_listing_and_env(tmp_path, monkeypatch):
     assert [p.name for p in bench_run.find_corpora(args, ap)] == ["beta"]
 
 
-@pytest.mark.slow
 def test_dense_system_with_the_real_model_embeds_once():
     embedder = Embedder()
     system = DenseSystem("owui-dense", embedder)

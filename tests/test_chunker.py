@@ -418,6 +418,7 @@ def test_scanner_never_raises_and_loses_nothing(source):
     ],
 )
 @alarm_may_hit_gc
+@pytest.mark.hardening
 def test_scanner_is_fast_on_pathological_input(source):
     result = chunk_source("big.lua", source, time_limit=0.5)
     assert result.mode in (ParseMode.SCANNER, ParseMode.AST)
@@ -426,6 +427,7 @@ def test_scanner_is_fast_on_pathological_input(source):
 
 
 @alarm_may_hit_gc
+@pytest.mark.hardening
 def test_line_windows_are_the_last_resort():
     # 50,000 nested, indented, unclosed functions: too deep to assemble, still indexed.
     source = " local function f()\n" * 50_000
@@ -536,7 +538,7 @@ def test_mutated_corpus_files_chunk_completely_at_length():
 
 
 # ---------------------------------------------------------------------------------------------
-# Real corpora
+# Real corpora: every file of penlight, lume and roact (minutes here: the hardening tier)
 
 
 @pytest.fixture(scope="module")
@@ -551,6 +553,7 @@ def corpus_results() -> dict[str, dict[str, FileChunks]]:
 
 
 @needs_corpora
+@pytest.mark.hardening
 def test_every_corpus_file_is_chunked(corpus_results):
     for name, results in corpus_results.items():
         modes = Counter(r.mode for r in results.values())
@@ -562,6 +565,7 @@ def test_every_corpus_file_is_chunked(corpus_results):
 
 
 @needs_corpora
+@pytest.mark.hardening
 def test_no_line_is_lost_on_any_corpus_file(corpus_results):
     for name, results in corpus_results.items():
         sources = dict(corpus_items(name))
@@ -570,6 +574,7 @@ def test_no_line_is_lost_on_any_corpus_file(corpus_results):
 
 
 @needs_corpora
+@pytest.mark.hardening
 def test_roact_unparseable_files_get_named_functions(corpus_results):
     roact = corpus_results["roact"]
     scanned = {p for p, r in roact.items() if r.mode == ParseMode.SCANNER}
@@ -589,6 +594,7 @@ def test_roact_unparseable_files_get_named_functions(corpus_results):
 
 
 @needs_corpora
+@pytest.mark.hardening
 def test_scanner_matches_ast_on_every_parseable_corpus_file(corpus_results):
     checked = 0
     for name, results in corpus_results.items():

@@ -107,7 +107,7 @@ def test_embedded_database_is_the_default(ollama, tmp_path):
     assert json.loads(second.stdout)[0]["path"] == "src/shop/strings.lua"
 
 
-@pytest.mark.slow
+@pytest.mark.hardening  # a fault test, with a deliberately slow embedder
 async def test_killed_run_leaves_consistent_index_and_next_run_completes(
     cli_env, ollama, corpora, tmp_path, settings
 ):

@@ -264,6 +264,7 @@ def _big_repo(remote: Remote, corpora) -> None:
     remote.commit("penlight", {f"lua/pl/{f.name}": f.read_text() for f in files})
 
 
+@pytest.mark.hardening  # a fault test, with a deliberately slow embedder
 async def test_killed_worker_job_is_taken_over_and_completes_once(
     webhook_url, victor, remote, ollama, cli_env, corpora, tmp_path, hook_settings
 ):
@@ -300,6 +301,7 @@ async def test_killed_worker_job_is_taken_over_and_completes_once(
     assert hook_settings.webhook_secret.get_secret_value() not in json.dumps(job.to_json())
 
 
+@pytest.mark.hardening  # a fault test, with a deliberately slow embedder
 async def test_sigterm_hands_the_job_back(webhook_url, victor, remote, ollama, cli_env, corpora):
     _big_repo(remote, corpora)
     await follow(victor, remote)

@@ -23,6 +23,26 @@ def start_server(folder: Path):
     return pgserver.get_server(folder / "pgdata", cleanup_mode="delete")
 
 
+def stop_server(server) -> None:
+    """Stop a server of start_server at once and delete its data. An immediate stop writes no
+    shutdown checkpoint: for the hundreds of databases of a test run, that checkpoint alone
+    kept the session's teardown waiting minutes on a busy machine."""
+    import subprocess
+
+    from pgserver._commands import POSTGRES_BIN_PATH
+
+    pg_ctl = str(POSTGRES_BIN_PATH / "pg_ctl")
+    subprocess.run(
+        [pg_ctl, "-D", str(server.pgdata), "-w", "-m", "immediate", "stop"],
+        user=server.system_user,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=False,  # already stopped: pgserver's cleanup below is all there is to do
+        timeout=60,
+    )
+    server.cleanup()
+
+
 def with_database(url: str, name: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path="/" + name))
