@@ -1,6 +1,6 @@
 """A Lua project large enough for the parser's process pool, made from tests/fixtures/lua.
 
-The pool only starts for inputs of at least `_MIN_PARALLEL_CHARS` characters (100,000):
+The pool only starts for inputs of at least `MIN_PARALLEL_CHARS` characters (100,000):
 more than the fixtures hold, less than is worth committing as generated text. So the
 project is made at test time: copies of the four fixture files in folders pkg00, pkg01,
 ... until the sources are large enough. Two of the files parse with luaparser and two need
