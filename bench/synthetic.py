@@ -463,7 +463,7 @@ async def sample_symbols(conn, count: int) -> list[str]:
 # --- loading --------------------------------------------------------------------------------
 
 REPOS = [("game", 0.55), ("engine", 0.25), ("tools", 0.15), ("plugins", 0.05)]
-_COLUMNS = ("repo_id", *store._CHUNK_COLUMNS[1:])
+_COLUMNS = ("repo_id", *store.CHUNK_COLUMNS[1:])
 _made: dict = {}  # per generating process: the codebase and its vectors
 
 

@@ -2,6 +2,7 @@
 (except the job queue's, in indexer/sync/jobs.py). Callers use `store.<name>`."""
 
 from indexer.store.chunks import (
+    CHUNK_COLUMNS,
     ChunkRow,
     FileRecord,
     analyze_chunks,
@@ -54,6 +55,7 @@ from indexer.store.space import (
 )
 
 __all__ = [
+    "CHUNK_COLUMNS",
     "CONNECTION_LOST",
     "ChunkRow",
     "EmbeddingSpace",

@@ -84,7 +84,7 @@ async def cache_embeddings(
     )
 
 
-_CHUNK_COLUMNS = (
+CHUNK_COLUMNS = (
     "repo_id",
     "path",
     "symbol",
@@ -113,7 +113,7 @@ _CHUNK_COLUMNS = (
 def lexical_values(
     path: str, symbol: str, kind: str, signature: str, doc: str, text: str
 ) -> tuple[str, str, str, str, int, int, list[str], list[str], bool]:
-    """The lexical columns of a chunk, in _CHUNK_COLUMNS order (derived from the chunk alone)."""
+    """The lexical columns of a chunk, in CHUNK_COLUMNS order (derived from the chunk alone)."""
     f = words.chunk_fields(path, symbol, kind, signature, doc, text)
     names = words.defined_names(text)
     if kind in ("function", "method"):
@@ -172,7 +172,7 @@ async def replace_files(
         )
         await conn.copy_records_to_table(
             "chunks",
-            columns=_CHUNK_COLUMNS,
+            columns=CHUNK_COLUMNS,
             records=[
                 (
                     repo_id,
