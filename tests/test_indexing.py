@@ -230,7 +230,7 @@ async def test_victor_index_with_two_parse_workers_writes_what_one_process_write
     while two.poll() is None:  # the pool's workers are children of the `victor` process
         with contextlib.suppress(psutil.Error):
             for child in psutil.Process(two.pid).children():
-                if "spawn_main" in " ".join(child.cmdline()):
+                if "indexer.parsing.worker" in child.cmdline():
                     workers.add(child.pid)
         await asyncio.sleep(0.05)
     out, err = two.communicate()
