@@ -189,9 +189,7 @@ async def test_a_changed_function_is_the_only_one_summarised_again(
         assert await in_step(victor.pool)
 
 
-async def test_a_run_that_stops_half_way_keeps_what_it_finished(
-    settings, ollama, project, model
-):
+async def test_a_run_that_stops_half_way_keeps_what_it_finished(settings, ollama, project, model):
     settings = on(settings, model.url, summary_concurrency=1)
     model.garbage_after = 3
     async with open_victor(settings) as victor:
