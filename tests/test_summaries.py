@@ -11,9 +11,14 @@ the index as it was when the model is down or answers garbage.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+import signal
 import socket
+import subprocess
+import time
 
+import asyncpg
 import pytest
 from pydantic import SecretStr
 
@@ -23,7 +28,7 @@ from indexer.service import open_victor
 from indexer.store import postings
 from indexer.summaries import run as summaries
 from indexer.summaries.prompt import summariser_key
-from tests.conftest import SAMPLE, victor_cli
+from tests.conftest import SAMPLE, VICTOR, victor_cli
 from tests.support.search import results as search_one
 from tests.support.summary_model import SummaryModel
 
@@ -271,3 +276,91 @@ def test_the_command_shows_the_cost_then_runs(cli_env, project, model):
     done = victor_cli("summarize", "shop", "--yes", env=env)
     assert "summaries written" in done.stderr and model.requests
     assert KEY not in done.stdout + done.stderr + estimate.stderr
+
+
+async def consistent(pool) -> bool:
+    """Every function carries exactly the kept summary of its text ('' when none is kept)."""
+    wrong = await pool.fetchval(
+        """
+        SELECT count(*) FROM chunks c
+        LEFT JOIN chunk_summaries s ON s.text_hash = c.embed_hash
+        WHERE c.kind IN ('function', 'method') AND c.summary <> coalesce(s.summary, '')
+        """
+    )
+    return wrong == 0
+
+
+async def test_a_run_and_index_runs_at_the_same_time_stay_consistent(
+    settings, ollama, project, model
+):
+    model.delay = 0.2
+    settings = on(settings, model.url)
+    picker = project / "src" / "shop" / "picker.lua"
+    async with open_victor(settings) as victor:
+        await victor.index(str(project), name="shop")
+        run = asyncio.create_task(summaries.summarize(victor.pool, settings, None))
+        for n in range(3):
+            await asyncio.sleep(0.3)
+            picker.write_text(picker.read_text() + f"\nlocal function added_{n}() end\n")
+            await victor.index(str(project), name="shop")
+        await run
+        assert await in_step(victor.pool) and await consistent(victor.pool)
+        await summaries.summarize(victor.pool, settings, None)  # what the edits added
+        assert await in_step(victor.pool) and await consistent(victor.pool)
+        assert (await summaries.estimate(victor.pool, settings, None)).to_summarise == 0
+        kept = await victor.pool.fetchval("SELECT count(*) FROM chunk_summaries")
+        assert len(model.requests) == kept  # no text was asked about twice
+
+
+def test_ctrl_c_stops_the_command_and_keeps_what_it_finished(cli_env, project, model):
+    model.delay = 0.25
+    env = cli_env | {
+        "VICTOR_SUMMARY_BACKEND": "openai",
+        "VICTOR_SUMMARY_MODEL": "stand-in",
+        "VICTOR_SUMMARY_URL": model.url + "/v1",
+        "VICTOR_SUMMARY_API_KEY": KEY,
+        "VICTOR_SUMMARY_CONCURRENCY": "1",  # batches of 8 requests
+    }
+    victor_cli("index", str(project), "--name", "shop", env=env)
+    url = env["VICTOR_DATABASE_URL"]
+
+    async def count(sql: str) -> int:
+        conn = await asyncpg.connect(url)
+        try:
+            return await conn.fetchval(sql)
+        finally:
+            await conn.close()
+
+    def kept() -> int:
+        return asyncio.run(count("SELECT count(*) FROM chunk_summaries"))
+
+    total = asyncio.run(
+        count("SELECT count(DISTINCT embed_hash) FROM chunks WHERE kind IN ('function', 'method')")
+    )
+    assert total > 8
+    proc = subprocess.Popen(
+        [*VICTOR, "summarize", "--yes"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 60
+    while kept() < 8 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    done = kept()
+    assert 8 <= done < total
+    asked = len(model.requests)
+
+    async def check() -> dict:
+        conn = await asyncpg.connect(url)
+        try:
+            return await postings.check(conn)
+        finally:
+            await conn.close()
+
+    assert asyncio.run(check()) == IN_STEP
+    model.delay = 0
+    victor_cli("summarize", "--yes", env=env)
+    assert kept() == total
+    # the next run asked only about what the stopped one had not finished
+    assert len(model.requests) - asked == total - done
