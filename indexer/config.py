@@ -143,6 +143,18 @@ class Settings(BaseSettings):
     summary_max_tokens: int = Field(
         default=120, ge=16, le=1000, description="Most tokens a summary may take (its answer)."
     )
+    summary_on_sync: bool = Field(
+        default=False,
+        description="After each sync of a followed repository (the webhook's worker, `victor "
+        "sync`), summarise its functions that have no summary yet: after a push, only what "
+        "changed. A failing summary model is logged and never fails the sync.",
+    )
+    summary_sync_limit: int = Field(
+        default=200,
+        ge=0,
+        description="Most functions a sync summarises by itself; more (a first run, another "
+        "model) is left to `victor summarize`, which shows the cost first.",
+    )
 
     # GitHub webhook and sync worker (webhook/, indexer/worker.py)
     webhook_secret: SecretStr | None = Field(

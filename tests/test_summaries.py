@@ -22,13 +22,15 @@ import asyncpg
 import pytest
 from pydantic import SecretStr
 
+from indexer import store
 from indexer.config import Settings
 from indexer.errors import ConfigError, SummariserError, SummariserUnavailable
 from indexer.service import open_victor
 from indexer.store import postings
 from indexer.summaries import run as summaries
 from indexer.summaries.prompt import summariser_key
-from tests.conftest import SAMPLE, VICTOR, victor_cli
+from indexer.sync import repo_sync
+from tests.conftest import SAMPLE, VICTOR, git, make_git_repo, victor_cli
 from tests.support.search import results as search_one
 from tests.support.summary_model import SummaryModel
 
@@ -146,8 +148,6 @@ async def test_a_word_only_in_the_summary_finds_the_function(settings, ollama, p
         ].symbol == "Picker:get_selection"
         # a recomputation of every lexical field keeps the summaries' words
         async with victor.pool.acquire() as conn, conn.transaction():
-            from indexer import store
-
             await store.refresh_lexical(conn)
         assert await in_step(victor.pool)
         assert [r.symbol for r in await search_one(victor, "zeppelin", mode="lexical")] == [
@@ -364,3 +364,43 @@ def test_ctrl_c_stops_the_command_and_keeps_what_it_finished(cli_env, project, m
     assert kept() == total
     # the next run asked only about what the stopped one had not finished
     assert len(model.requests) - asked == total - done
+
+
+async def test_a_sync_summarises_what_the_push_changed(settings, ollama, tmp_path, model):
+    repo = make_git_repo(
+        tmp_path / "game",
+        {"src/a.lua": "local function alpha(x)\n  return x + 1\nend\nreturn alpha\n"},
+    )
+    settings = on(settings, model.url, summary_on_sync=True, summary_sync_limit=1)
+    async with open_victor(settings) as victor:
+        await store.track_repo(victor.pool, "game", str(repo), "main", None)
+        first = await victor.sync("game")
+        assert first.summaries["summarised"] == 1 and model.symbols() == ["alpha"]
+
+        (repo / "src" / "b.lua").write_text(
+            "local function beta(y)\n  return y * 2\nend\nreturn beta\n"
+        )
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", "beta")
+        second = await victor.sync("game")
+        assert second.summaries["summarised"] == 1 and model.symbols() == ["alpha", "beta"]
+
+        # more than the limit is left to `victor summarize`; the sync still succeeds
+        (repo / "src" / "c.lua").write_text(
+            "local function gamma() return 1 end\nlocal function delta() return 2 end\n"
+        )
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", "two more")
+        third = await victor.sync("game")
+        assert "VICTOR_SUMMARY_SYNC_LIMIT" in third.summaries["skipped"]
+        assert third.index["files_new"] == 1 and len(model.requests) == 2
+
+        # a model that is down: logged in the report, the sync done
+        down = f"http://127.0.0.1:{free_port()}"
+        down = on(settings, down, summary_on_sync=True, summary_sync_limit=10)
+        (repo / "src" / "a.lua").write_text("local function alpha(x)\n  return x\nend\n")
+        git(repo, "commit", "-qam", "alpha changed")
+        report = await repo_sync.sync_repo(victor.pool, victor.embedder, down, "game")
+        assert "cannot reach the summary model" in report.summaries["error"]
+        assert KEY not in report.summaries["error"]
+        assert report.index["files_changed"] == 1 and await in_step(victor.pool)

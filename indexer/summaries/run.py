@@ -10,6 +10,7 @@ repository's lock, the one an index run holds: the two never write the same chun
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -28,6 +29,8 @@ from indexer.summaries.prompt import (
     input_tokens,
     summariser_key,
 )
+
+log = logging.getLogger(__name__)
 
 BATCH_PER_REQUEST_SLOT = 8  # a batch is concurrency x this many requests, kept in one go
 
@@ -103,6 +106,30 @@ async def summarize(
         finally:
             report.seconds = round(time.monotonic() - started, 3)
     return report
+
+
+async def after_sync(pool: asyncpg.Pool, settings: Settings, repo_id: int) -> dict:
+    """Summarise what a sync left without a summary (VICTOR_SUMMARY_ON_SYNC), at most
+    VICTOR_SUMMARY_SYNC_LIMIT functions: a push is cheap, a first run is asked for by hand.
+    Never raises a Victor error: the sync itself succeeded, the report says what happened."""
+    if not (settings.summaries_on and settings.summary_on_sync):
+        return {}
+    try:
+        cost = await estimate(pool, settings, [repo_id])
+        if cost.to_summarise > settings.summary_sync_limit:
+            why = (
+                f"{cost.to_summarise} functions to summarise, more than "
+                f"VICTOR_SUMMARY_SYNC_LIMIT ({settings.summary_sync_limit}): run "
+                "`victor summarize`"
+            )
+            log.warning("summaries after the sync: %s", why)
+            return {"skipped": why}
+        if not cost.to_summarise:
+            return {"summarised": 0}
+        return (await summarize(pool, settings, [repo_id])).as_dict()
+    except VictorError as exc:  # messages carry no key (client.py)
+        log.warning("summaries after the sync failed: %s", exc)
+        return {"error": str(exc)}
 
 
 async def clear(pool: asyncpg.Pool, repo_ids: list[int] | None) -> int:
