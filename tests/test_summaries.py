@@ -221,20 +221,26 @@ async def test_a_model_that_is_down_fails_clearly_and_leaves_the_index_alone(
     down = f"http://127.0.0.1:{free_port()}"
     async with open_victor(settings) as victor:
         await victor.index(str(project), name="shop")
-        lex = await victor.pool.fetch("SELECT id, lex FROM chunks ORDER BY id")
+        await summaries.summarize(victor.pool, on(settings, model.url), None)
+        kept = await victor.pool.fetchval("SELECT count(*) FROM chunk_summaries")
+        lex = await victor.pool.fetch("SELECT id, summary, lex FROM chunks ORDER BY id")
+        assert any(r["summary"] for r in lex)
 
         for url, error, words in [
             (down, SummariserUnavailable, "cannot reach the summary model"),
             (model.url, SummariserUnavailable, "refused the request .HTTP 401"),
         ]:
-            wrong = on(settings, url, summary_api_key="sk-wrong-key-never-shown")
+            # another model (whose run first sets what it kept: nothing) behind a bad endpoint
+            wrong = on(
+                settings, url, summary_model="other", summary_api_key="sk-wrong-key-never-shown"
+            )
             with pytest.raises(error, match=words) as caught:
                 await summaries.summarize(victor.pool, wrong, None)
             assert "sk-wrong-key" not in str(caught.value) and KEY not in str(caught.value)
             assert url in str(caught.value)
 
-        assert await victor.pool.fetchval("SELECT count(*) FROM chunk_summaries") == 0
-        assert await victor.pool.fetch("SELECT id, lex FROM chunks ORDER BY id") == lex
+        assert await victor.pool.fetchval("SELECT count(*) FROM chunk_summaries") == kept
+        assert await victor.pool.fetch("SELECT id, summary, lex FROM chunks ORDER BY id") == lex
         assert await in_step(victor.pool)
 
 

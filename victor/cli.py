@@ -627,12 +627,18 @@ async def summarize(
         if as_json and estimate:
             click.echo(json.dumps(cost.as_dict()))
             return
-        err.print(
-            f"{cost.to_summarise} functions to summarise with {cost.summariser} "
-            f"({cost.already} already are): one request each, about {cost.input_tokens:,} "
-            f"input tokens and {cost.output_tokens:,} output tokens "
-            f"(at most {cost.output_tokens_max:,})"
-        )
+        if cost.to_summarise:
+            err.print(
+                f"{cost.to_summarise} functions to summarise with {cost.summariser} "
+                f"({cost.already} already are): one request each, about {cost.input_tokens:,} "
+                f"input tokens and {cost.output_tokens:,} output tokens "
+                f"(at most {cost.output_tokens_max:,})"
+            )
+        else:
+            err.print(
+                f"nothing to summarise: {cost.already} functions have a summary from "
+                f"{cost.summariser}"
+            )
         if estimate:
             return
         # with nothing to ask, a run still sets summaries kept but not searched yet (--clear)

@@ -97,7 +97,8 @@ async def apply(
     hashes: Sequence[bytes] | None = None,
 ) -> int:
     """Give the repository's functions (those of `hashes`, or all) the summary `summariser`
-    wrote for their text, '' where it wrote none (None: '' everywhere, summaries cleared).
+    wrote for their text; a function it wrote none for keeps the one it has (a summary of the
+    same text by another model: still true). None clears every summary (`--clear`).
     Chunks, their lexical fields and the lexical index change together: call it in a
     transaction, holding the repository's lock (store.repo_lock) so no index run writes the
     same chunks meanwhile. Returns the chunks changed."""
@@ -109,6 +110,7 @@ async def apply(
         LEFT JOIN chunk_summaries s ON s.summariser = $1 AND s.text_hash = c.embed_hash
         WHERE c.repo_id = $2 AND c.kind = ANY($3::text[])
           AND ($4::bytea[] IS NULL OR c.embed_hash = ANY($4::bytea[]))
+          AND ($1::text IS NULL OR s.summary IS NOT NULL)
           AND c.summary <> coalesce(s.summary, '')
         ORDER BY c.id
         """,

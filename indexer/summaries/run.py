@@ -175,8 +175,8 @@ async def _batch(
         report.output_tokens += a.output_tokens or 0
     # every function of the scope with one of these texts (the same code in two repositories)
     report.applied += await _apply(pool, model.key, scope, [s.text_hash for s, _ in kept])
-    progress.advance(len(ids), len(kept))
     failed = [a for a in answers if isinstance(a, BaseException)]
+    progress.advance(len(kept) if failed else len(ids), len(kept))
     if failed:
         raise failed[0]
 
