@@ -319,7 +319,7 @@ async def test_a_run_and_index_runs_at_the_same_time_stay_consistent(
 
 
 def test_ctrl_c_stops_the_command_and_keeps_what_it_finished(cli_env, project, model):
-    model.delay = 0.25
+    model.delay = 0.5  # a batch of 8 takes 4 s: the signal lands inside the second
     env = cli_env | {
         "VICTOR_SUMMARY_BACKEND": "openai",
         "VICTOR_SUMMARY_MODEL": "stand-in",
