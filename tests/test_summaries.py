@@ -25,6 +25,7 @@ from pydantic import SecretStr
 from indexer import store
 from indexer.config import Settings
 from indexer.errors import ConfigError, SummariserError, SummariserUnavailable
+from indexer.redaction import settings_secrets
 from indexer.service import open_victor
 from indexer.store import postings
 from indexer.summaries import run as summaries
@@ -410,3 +411,11 @@ async def test_a_sync_summarises_what_the_push_changed(settings, ollama, tmp_pat
         assert "cannot reach the summary model" in report.summaries["error"]
         assert KEY not in report.summaries["error"]
         assert report.index["files_changed"] == 1 and await in_step(victor.pool)
+
+
+def test_the_key_is_redacted_wherever_victor_redacts_secrets():
+    keyed = Settings(
+        summary_api_key=SecretStr("sk-summary-abc"), summary_url="http://user:pw-in-url@h/v1"
+    )
+    assert {"sk-summary-abc", "pw-in-url"} <= set(settings_secrets(keyed))
+    assert "sk-summary-abc" not in repr(keyed)
