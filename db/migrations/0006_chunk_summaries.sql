@@ -1,6 +1,6 @@
 -- LLM-written summaries of functions (indexer/summaries, docs/summaries.md), off by default.
 -- chunk_summaries keeps every summary a summariser wrote, by the hash of the chunk it read
--- (chunks.embed_hash): re-indexing unchanged code, or moving it, never asks the model again.
+-- (chunks.embed_hash: path, name and code): re-indexing unchanged code never asks the model again.
 -- chunks.summary is the summary a chunk is searched with: its words join the chunk's lexical
 -- field C (indexer/words.py), so the lexical index is updated with it, in one transaction.
 -- Empty for every chunk until `victor summarize` runs: nothing changes while summaries are off.

@@ -320,8 +320,8 @@ def combine(vectors: Sequence[np.ndarray]) -> np.ndarray:
 
 
 async def _kept_summaries(run: IndexRun, batch: Sequence[FileChunks]) -> dict[bytes, str]:
-    """The summaries already written for these functions' texts (indexer/summaries): code
-    that moved or was re-chunked keeps its summary. None at all while summaries are off."""
+    """The summaries already written for these functions' texts (indexer/summaries): the
+    unchanged functions of a changed file keep theirs. None at all while summaries are off."""
     if not run.settings.summaries_on:
         return {}
     hashes = [
