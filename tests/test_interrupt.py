@@ -21,10 +21,10 @@ from tests.conftest import VICTOR, victor_cli
 # The old `victor index` took 15-53 s to exit on Ctrl-C (it waited for the parse workers to
 # finish their files, and for an in-process embedding batch); the goal is 2 s. The bound is
 # generous for a loaded CI machine and still fails the old behaviour, which waited for a
-# worker to finish one of the BIG files (tens of seconds each).
+# worker to finish one of the BIG files (minutes each).
 EXIT_BOUND = 8.0
 BIG = ("big1.lua", "big2.lua")
-BIG_FUNCTIONS = 1500  # ~200 KB of Lua each: luaparser takes tens of seconds on one
+BIG_FUNCTIONS = 5000  # ~660 KB of Lua each: luaparser takes minutes on one
 
 
 def _big_lua() -> str:
@@ -84,7 +84,7 @@ async def test_ctrl_c_mid_index_stops_at_once_and_a_rerun_finishes(
         "VICTOR_EMBED_BATCH_SIZE": "1",
         "VICTOR_EMBED_CONCURRENCY": "1",
     }
-    ollama.delay = 0.3  # an embedding request is in flight when Ctrl-C comes
+    ollama.delay = 0.05  # an embedding request is in flight when Ctrl-C comes
     proc = subprocess.Popen(
         [*VICTOR, "index", str(project), "--name", "pl"],
         env=env,
@@ -111,6 +111,7 @@ async def test_ctrl_c_mid_index_stops_at_once_and_a_rerun_finishes(
         sent = time.monotonic()
         stderr = await asyncio.to_thread(_stderr_after, proc, 120)
         took = time.monotonic() - sent
+        print(f"\nvictor index: exited {took:.2f} s after Ctrl-C")
         assert took < EXIT_BOUND, f"exited {took:.1f} s after Ctrl-C:\n{stderr}"
         assert proc.returncode == 130, stderr
         # what it finishes, said when Ctrl-C comes; what it kept, said when it has stopped
