@@ -280,7 +280,6 @@ def test_a_degraded_retrieval_is_one_warning_per_cause(proxy, ollama_server):
     assert len(degraded) == 2 and len(back) == 2, said
     assert "no answer within" in degraded[0] or "did not answer" in degraded[0], said
     assert "simulated failure 503" in degraded[1], said
-    assert "no answer within 1.2 s" in degraded[0] or "did not answer" in degraded[0], said
     assert "snippets from" not in said  # the hook's INFO lines are not shown
     for secret in (proxy.password, proxy.key, "sk-fake-upstream"):
         assert secret not in said
