@@ -59,10 +59,13 @@ class Stopping:
 
     A command sets these to say what it keeps (`index`: the files already saved)."""
 
-    now: Callable[[], str] = staticmethod(lambda: "stopping…")
-    done: Callable[[], str] = staticmethod(
-        lambda: "interrupted; the index is consistent (re-run to finish)."
-    )
+    now: Callable[[], str]
+    done: Callable[[], str]
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.now = staticmethod(lambda: "stopping…")
+        cls.done = staticmethod(lambda: "interrupted; the index is consistent (re-run to finish).")
 
 
 async def _interruptible(coro: Awaitable[object]) -> object:
@@ -92,6 +95,7 @@ def run_async(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        Stopping.reset()
         try:
             return asyncio.run(_interruptible(func(*args, **kwargs)))
         except VictorError as exc:
