@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 
@@ -20,13 +21,16 @@ from indexer import search, store
 from indexer.config import Settings
 from indexer.embedding import Embedder, make_embedder
 from indexer.errors import ConfigError, NotFound, SourceError
-from indexer.indexing import run as indexing
-from indexer.indexing.run import IndexReport, Progress
-from indexer.indexing.sources import open_source
 from indexer.search import DEFAULT_TUNING, Found, Mode, Tuning
 from indexer.search.context import Context, build_context
-from indexer.sync import git, jobs, repo_sync
-from indexer.sync.repo_sync import SyncReport
+from indexer.sync import git, jobs
+
+if TYPE_CHECKING:
+    from indexer.indexing.run import IndexReport, Progress
+    from indexer.sync.repo_sync import SyncReport
+
+# Indexing (and syncing, which indexes) import the Lua parser (luaparser, ANTLR): 0.2 s and
+# more of a cold `victor search` that never parses. They are imported where they are used.
 
 
 def default_name(target: str) -> str:
@@ -100,6 +104,10 @@ class Victor:
         ref: str | None = None,
         progress: Progress | None = None,
     ) -> IndexReport:
+        from indexer.indexing import run as indexing
+        from indexer.indexing.sources import open_source
+        from indexer.sync import repo_sync
+
         name = check_name(name or default_name(target))
         await self._refuse_followed(name)
         source = await asyncio.to_thread(
@@ -187,6 +195,8 @@ class Victor:
 
     async def sync(self, name: str, *, after: str | None = None, full: bool = False) -> SyncReport:
         """Fetch a tracked repository and index what changed on its branch."""
+        from indexer.sync import repo_sync
+
         return await repo_sync.sync_repo(
             self.pool, self.embedder, self.settings, name, after=after, full=full
         )
@@ -218,6 +228,8 @@ class Victor:
         return repo, job
 
     def _check_remote(self, url: str, branch: str, *, github: bool) -> None:
+        from indexer.sync import repo_sync
+
         token = repo_sync.token_of(self.settings) if github else None  # GitHub's token: GitHub only
         try:
             found = git.remote_has_branch(url, branch, token)

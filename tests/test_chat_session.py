@@ -1,21 +1,23 @@
 """ChatSession's log, as every chat adapter (the Pipelines filter, the LiteLLM hook) gets it:
 a degraded or failed retrieval is logged at WARNING once per cause, redacted, and again when it
-is over; asyncpg's pool says "Failed to restore the pool connection floor" once per outage."""
+is over; asyncpg's pool says "Failed to restore the pool connection floor" once per real outage."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
+import time
 
 import pytest
 from pydantic import SecretStr
 
 from indexer.chat.session import ChatSession, chat_settings
-from indexer.errors import DatabaseUnavailable
+from indexer.config import Settings
 from indexer.search.dense import KEYWORD_ONLY
 from indexer.service import open_victor
-from indexer.store.connection import _pool_connect
 from tests.conftest import SAMPLE
+from tests.support import pg
 
 HOOK_LOG = "victor.litellm"  # the LiteLLM hook's logger: the proxy shows WARNING and above
 
@@ -109,24 +111,46 @@ def floor_lines(caplog) -> int:
     )
 
 
-async def test_the_pool_says_once_per_outage_that_it_cannot_restore_its_floor(database_url, caplog):
-    """asyncpg's pool logs this line (with a traceback) at every retry while the database is
-    down. Logged here the way asyncpg logs it; the outage ends when a pool connects again
-    (a real connection through the pool's connect function)."""
-    caplog.set_level(logging.WARNING, logger="asyncpg.pool")
-    pool_log = logging.getLogger("asyncpg.pool")
+OUTAGE = 8.0  # seconds down: asyncpg's pool retries its floor after 1, 2 and 4 s
 
-    def retry() -> None:
+
+async def test_the_pool_says_once_per_outage_that_it_cannot_restore_its_floor(
+    ollama, tmp_path, caplog
+):
+    """A real outage (issue 16.8): PostgreSQL stopped under a chat session, twice. asyncpg's
+    pool retries its floor connection at 1, 2, 4... s and logs each failure with a traceback;
+    the log gets one line per outage, without the traceback, and the chats get code again
+    once it is back."""
+    own = pg.RestartablePostgres(tmp_path / "own-pg")
+    try:
+        url = await pg.create_database(own.url, prefix="shop")
+        settings = Settings(
+            database_url=url,
+            ollama_host=ollama.url,
+            embed_model="all-minilm",
+            data_dir=tmp_path / "victor",
+            parse_workers=1,
+        )
+        async with open_victor(settings) as victor:
+            await victor.index(str(SAMPLE), name="shop")
+        caplog.set_level(logging.WARNING, logger="asyncpg.pool")
+        session = session_for(settings)
         try:
-            raise DatabaseUnavailable("Cannot connect to PostgreSQL at 127.0.0.1:1")
-        except DatabaseUnavailable:
-            pool_log.warning("Failed to restore the pool connection floor; retrying", exc_info=True)
-
-    for outage in (1, 2):
-        for _ in range(5):
-            retry()
-        assert floor_lines(caplog) == outage
-        conn = await _pool_connect(database_url)(database_url)  # the database is back
-        await conn.close()
-    (first, *_) = [r for r in caplog.records if "floor" in r.getMessage()]
-    assert first.exc_info is None and "Cannot connect to PostgreSQL" in first.getMessage()
+            assert (await ask(session)).context
+            for outage in (1, 2):
+                own.stop("fast")
+                assert (await ask(session)).context is None  # the pool's connection is gone
+                await asyncio.sleep(OUTAGE)
+                assert floor_lines(caplog) == outage, [r.getMessage() for r in caplog.records]
+                own.start()
+                deadline = time.monotonic() + 30
+                while (await ask(session)).context is None:
+                    assert time.monotonic() < deadline, "no context 30 s after the restart"
+                    await asyncio.sleep(0.2)
+        finally:
+            await session.close()
+    finally:
+        own.close()
+    floors = [r for r in caplog.records if "floor" in r.getMessage()]
+    assert len(floors) == 2 and all(r.exc_info is None for r in floors)
+    assert all("PostgreSQL" in r.getMessage() for r in floors), [r.getMessage() for r in floors]

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -624,9 +626,7 @@ def test_time_limit_falls_back_to_the_scanner():
 
 def spawned_workers() -> list[psutil.Process]:
     """This process's parser workers (`python -m indexer.parsing.worker`)."""
-    return [
-        c for c in psutil.Process().children() if "indexer.parsing.worker" in c.cmdline()
-    ]
+    return [c for c in psutil.Process().children() if "indexer.parsing.worker" in c.cmdline()]
 
 
 @pytest.fixture(scope="module")
@@ -687,6 +687,38 @@ def test_a_dead_worker_loses_only_its_own_file(pool_items, in_process):
     alive = {p: r for p, r in in_process.items() if p not in dead}
     assert_same_results({p: r for p, r in results.items() if p not in dead}, alive)
     assert not spawned_workers()
+
+
+def test_workers_that_cannot_start_leave_the_work_to_this_process(
+    pool_items, in_process, monkeypatch
+):
+    """A worker command that exits at once (here `false` in place of the interpreter: a broken
+    Python, a sandbox refusing processes) must not lose a file nor wait out the start-up
+    timeout: everything is chunked in this process, as with one worker."""
+    false = shutil.which("false")
+    assert false
+    monkeypatch.setattr(sys, "executable", false)
+    started = time.monotonic()
+    results = {r.path: r for r in chunk_files(pool_items, workers=2)}
+    assert time.monotonic() - started < 60  # not _STARTUP_TIMEOUT per worker
+    assert_same_results(results, in_process)
+    assert not psutil.Process().children()
+
+
+def test_a_stopped_pool_stops_its_workers_at_once(pool_items):
+    """Ctrl-C during indexing sets the stop event: the workers are stopped whatever file they
+    are on (a parse is not waited for), and nothing more is yielded."""
+    stop = threading.Event()
+    results = chunk_files(pool_items, workers=2, time_limit=120, stop=stop)
+    first = next(results)
+    workers = spawned_workers()
+    assert len(workers) == 2
+    stop.set()
+    started = time.monotonic()
+    rest = list(results)
+    assert time.monotonic() - started < 5, "the stopped pool waited for its workers"
+    assert len(rest) <= 2 and first.path not in {r.path for r in rest}
+    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
 
 
 def test_the_pool_runs_from_a_script_on_stdin(in_process):

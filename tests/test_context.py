@@ -8,8 +8,9 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from indexer.links import permalink
 from indexer.search import SearchResult
-from indexer.search.context import budget_chars, build_context, permalink
+from indexer.search.context import budget_chars, build_context
 
 GH = "https://github.com/acme/shop"
 SHA = "0123456789abcdef0123456789abcdef01234567"

@@ -60,3 +60,23 @@ def test_the_core_never_imports_the_adapters():
             ):
                 offenders.append(f"{path.relative_to(ROOT)}: from {node.module}")
     assert not offenders, offenders
+
+
+def test_the_store_never_imports_search():
+    """Search builds on the store, never the other way round (a shared helper, such as the
+    permalink, lives in a neutral module: indexer.links)."""
+    offenders = []
+    for path in modules("indexer/store"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.ImportFrom):  # `from indexer import search` too
+                names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if _is_search(n)]
+    assert not offenders, offenders
+
+
+def _is_search(module: str) -> bool:
+    return module == "indexer.search" or module.startswith("indexer.search.")

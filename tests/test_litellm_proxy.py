@@ -255,6 +255,36 @@ def test_latency_the_hook_adds(proxy):
     assert statistics.median(lua) < TIMEOUT
 
 
+def test_a_degraded_retrieval_is_one_warning_per_cause(proxy, ollama_server):
+    """The embedder hung, then down (issue 16.7): the requests still get keyword context, and
+    the proxy's log says so at WARNING once per cause (two requests, one line), again when it
+    is over, and never with a secret. The proxy prints the hook's lines through Python's
+    last-resort handler, which shows WARNING and above only: a line here is a WARNING."""
+    messages = [{"role": "user", "content": QUESTION}]
+    before = len(proxy.log().splitlines())
+    try:
+        for trouble in ({"delay": 10.0}, {"fail_status": 503}):  # hung, then down
+            for name, value in trouble.items():
+                setattr(ollama_server, name, value)
+            for _ in range(2):
+                _, received, _ = proxy.chat(ALIAS, messages)
+                assert len(context_blocks(received["messages"])) == 1  # keyword search's code
+            ollama_server.reset()
+            proxy.chat(ALIAS, messages)  # all is well again
+    finally:
+        ollama_server.reset()
+    lines = proxy.log().splitlines()[before:]
+    said = "\n".join(lines)
+    degraded = [line for line in lines if "victor: embedder unavailable (" in line]
+    back = [line for line in lines if "victor: code context complete again" in line]
+    assert len(degraded) == 2 and len(back) == 2, said
+    assert "no answer within" in degraded[0] or "did not answer" in degraded[0], said
+    assert "simulated failure 503" in degraded[1], said
+    assert "snippets from" not in said  # the hook's INFO lines are not shown
+    for secret in (proxy.password, proxy.key, "sk-fake-upstream"):
+        assert secret not in said
+
+
 def test_database_that_hangs_costs_at_most_the_timeout(proxy, relay):
     """PostgreSQL stops answering: the request is answered, without code, within the bound;
     once it answers again, so does the hook."""

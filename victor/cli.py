@@ -7,6 +7,7 @@ as a traceback; VICTOR_DEBUG=1 shows the traceback for bug reports.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
 import json
 import logging
@@ -16,7 +17,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TextIO
@@ -53,19 +54,56 @@ err = _console(stderr=True)
 out = _console()
 
 
+class Stopping:
+    """What the running command says on Ctrl-C: at once (`now`), and once stopped (`done`).
+
+    A command sets these to say what it keeps (`index`: the files already saved)."""
+
+    now: Callable[[], str]
+    done: Callable[[], str]
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.now = staticmethod(lambda: "stopping…")
+        cls.done = staticmethod(lambda: "interrupted; the index is consistent (re-run to finish).")
+
+
+async def _interruptible(coro: Awaitable[object]) -> object:
+    """Ctrl-C cancels the command at once, saying what it finishes; a second one ends the
+    process on the spot. Nothing the command waits for (an embedding request, a query, the
+    parse workers) delays the first by more than a fraction of a second."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+
+    def on_sigint() -> None:
+        if task.cancelling():
+            click.echo("victor: stopped at once.", err=True)
+            os._exit(130)
+        err.print(f"victor: {Stopping.now()}", highlight=False)
+        task.cancel()
+
+    loop.add_signal_handler(signal.SIGINT, on_sigint)
+    try:
+        return await coro
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
 def run_async(func):
     """Run an async command; turn Victor's errors into one clear line."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        Stopping.reset()
         try:
-            return asyncio.run(func(*args, **kwargs))
+            return asyncio.run(_interruptible(func(*args, **kwargs)))
         except VictorError as exc:
             _fail(str(exc))
         except CONNECTION_LOST as exc:
             _fail(lost(exc))
-        except KeyboardInterrupt:
-            _fail("interrupted; the index is consistent (re-run to finish).", code=130)
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            _interrupted()
         except BrokenPipeError:
             _closed_pipe()
         except Exception as exc:
@@ -74,6 +112,18 @@ def run_async(func):
             _fail(f"unexpected {exc.__class__.__name__}: {exc} (VICTOR_DEBUG=1 shows details)")
 
     return wrapper
+
+
+def _interrupted() -> None:
+    """Exit 130 after Ctrl-C, at once. The exit hooks run (they stop the embedded
+    PostgreSQL), but not the interpreter's finalisation: it would wait for, or abort on (torch
+    in a daemon thread: "terminate called without an active exception"), an embedding batch
+    that nobody wants any more."""
+    click.echo(f"victor: error: {Stopping.done()}", err=True)
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
 
 
 def _closed_pipe() -> None:
@@ -173,18 +223,39 @@ class RichProgress:
         )
         self.task = None
         self.started = time.monotonic()
+        self.files = 0  # saved in the index
+        self.total: int | None = None
 
     def start(self, files: int) -> None:
+        self.total = files
         self.bar.start()
         self.task = self.bar.add_task(f"indexing {self.name}", total=files, chunks=0, rate="")
 
     def advance(self, files: int, chunks: int) -> None:
+        self.files += files
         self.chunks += chunks
         rate = self.chunks / max(time.monotonic() - self.started, 1e-6)
         self.bar.update(self.task, advance=files, chunks=self.chunks, rate=f"{rate:.0f} chunks/s")
 
     def stop(self) -> None:
         self.bar.stop()
+
+    def stopping(self) -> str:
+        """Said at Ctrl-C: what is kept, what is finished, what is dropped."""
+        if self.total is None:
+            return "stopping: nothing is being indexed yet…"
+        return (
+            f"stopping: {self.files} of {self.total} files are saved; finishing a batch being "
+            "written, dropping what is still being parsed or embedded…"
+        )
+
+    def stopped(self) -> str:
+        if self.total is None:
+            return "interrupted before indexing began; the index is unchanged."
+        return (
+            f"interrupted: {self.files} of {self.total} files indexed and kept; the index is "
+            f"consistent. Run the same command again to index the other {self.total - self.files}."
+        )
 
 
 @cli.command()
@@ -198,6 +269,7 @@ async def index(ctx, target: str, name: str | None, ref: str | None, as_json: bo
     """Index a folder, a git repository or a git URL (incremental)."""
     settings = settings_from(ctx)
     progress = RichProgress(name or target)
+    Stopping.now, Stopping.done = progress.stopping, progress.stopped
     async with open_victor(settings) as victor:
         await load_model(victor)
         try:
@@ -423,6 +495,11 @@ class BatchRun:
         self.degraded = 0
         self.bad_lines = 0
         self.notices: set[str] = set()
+        Stopping.now = lambda: f"stopping: {self._answered()} answered; no more input is read…"
+        Stopping.done = lambda: f"interrupted after answering {self._answered()}."
+
+    def _answered(self) -> str:
+        return f"{self.answered} quer{'y' if self.answered == 1 else 'ies'}"
 
     async def answer(self, group: list[tuple[object, str]]) -> None:
         found = await self.victor.search([q for _, q in group], **self.args)

@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 INDEX_VERSION = CHUNKER_VERSION * 1000 + EMBED_TEXT_VERSION
 # Functions get a second, short embedding averaged into their vector (embedding.texts.name_text).
 NAME_EMBEDDINGS = True
+# Seconds a batch being written may take to finish after the run is cancelled (Ctrl-C).
+FINISH_WRITE = 5.0
 
 
 class Progress(Protocol):
@@ -263,6 +265,7 @@ async def _index_files(run: IndexRun, todo: Sequence[SourceFile]) -> set[str]:
             workers=run.settings.parse_workers,
             max_chars=run.settings.max_chunk_chars,
             time_limit=run.settings.parse_time_limit,
+            stop=stop,
         )
         try:
             for item in results:
@@ -297,7 +300,9 @@ async def _index_files(run: IndexRun, todo: Sequence[SourceFile]) -> set[str]:
         written.update(fc.path for fc in pending)
     finally:
         stop.set()
-        await asyncio.to_thread(thread.join)
+        # The pool stops its workers at once; a file parsed in this thread (no workers) is
+        # not waited for after a second: the thread is a daemon, Ctrl-C must not wait on it.
+        await asyncio.to_thread(thread.join, 1.0)
     run.report.skipped.extend(read_skips)
     return written
 
@@ -393,7 +398,19 @@ async def _flush(
                     summaries.get(embed_hash, ""),
                 )
             )
-    await store.replace_files(pool, run.repo_id, files, rows)
-    report.chunks_written += len(rows)
-    report.texts_embedded += len(missing)
+    write = asyncio.ensure_future(store.replace_files(pool, run.repo_id, files, rows))
+    try:
+        await asyncio.shield(write)
+    except asyncio.CancelledError:
+        # Ctrl-C while these files are written: they are embedded already, and the write
+        # takes a fraction of a second, so it is finished rather than thrown away.
+        await asyncio.wait_for(write, FINISH_WRITE)
+        _count(run, batch, rows, missing)
+        raise
+    _count(run, batch, rows, missing)
+
+
+def _count(run: IndexRun, batch: Sequence[FileChunks], rows: list, missing: list) -> None:
+    run.report.chunks_written += len(rows)
+    run.report.texts_embedded += len(missing)
     run.progress.advance(len(batch), len(rows))

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from multiprocessing.connection import Connection, wait
@@ -22,6 +23,7 @@ from indexer.parsing.scanner import load_lines
 # Below this much source, starting worker processes costs more than it saves.
 MIN_PARALLEL_CHARS = 100_000
 _STARTUP_TIMEOUT = 60.0  # seconds for a worker to import and say hello
+_STOP_POLL = 0.1  # seconds between looks at the stop event while the workers parse
 
 
 def chunk_files(
@@ -30,6 +32,7 @@ def chunk_files(
     workers: int | None = None,
     max_chars: int = MAX_CHARS,
     time_limit: float | None = TIME_LIMIT,
+    stop: threading.Event | None = None,
 ) -> Iterator[FileChunks]:
     """Chunk (path, source) pairs across worker processes, yielding results as they finish.
 
@@ -38,7 +41,9 @@ def chunk_files(
     not survive fork; see that module for why not multiprocessing's spawn), handed the
     largest files first so that no large file is left for the end. A worker that dies
     costs only the file it was on: that file falls back to line windows with the error
-    recorded, and a fresh worker takes over.
+    recorded, and a fresh worker takes over. Once `stop` is set (Ctrl-C), the workers are
+    stopped within a fraction of a second, whatever file they are on, and nothing more is
+    yielded.
     """
     items = list(items)
     opts = {"max_chars": max_chars, "time_limit": time_limit}
@@ -49,7 +54,7 @@ def chunk_files(
         for path, source in items:
             yield chunk_source(path, source, **opts)
         return
-    yield from _Pool(workers, opts).run(items)
+    yield from _Pool(workers, opts, stop).run(items)
 
 
 # where `indexer` is imported from: the worker imports the same code
@@ -94,9 +99,10 @@ class _Pool:
     dead worker was working on.
     """
 
-    def __init__(self, size: int, opts: dict):
+    def __init__(self, size: int, opts: dict, stop: threading.Event | None = None):
         self.size = size
         self.opts = opts
+        self.stop = stop or threading.Event()
         limit = opts["time_limit"]
         # Parsing stops at time_limit; scanning is linear. A worker past this is stuck.
         self.watchdog = None if limit is None else 3 * limit + 60
@@ -111,6 +117,8 @@ class _Pool:
                     self.assign(w, _next(w, todo))
             while any(w.item is not None for w in workers):
                 done = self.collect(workers)
+                if self.stop.is_set():
+                    return  # the finally below kills the busy workers
                 # Hand out new work before yielding, so workers keep busy while the caller runs.
                 for i, w in enumerate(workers):
                     if w.item is None and todo and startable:
@@ -140,7 +148,9 @@ class _Pool:
         """Wait for at least one busy worker to finish or die; return what finished."""
         busy = [w for w in workers if w.item is not None]
         deadlines = [w.deadline for w in busy if w.deadline is not None]
-        timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+        timeout = _STOP_POLL
+        if deadlines:
+            timeout = min(timeout, max(0.0, min(deadlines) - time.monotonic()))
         ready = wait([w.conn for w in busy], timeout)  # a dead worker's end reads as EOF
         done: list[FileChunks] = []
         for w in busy:

@@ -19,8 +19,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from urllib.parse import quote
 
+from indexer.links import permalink
 from indexer.search import SearchResult
 
 CHARS_PER_TOKEN = 3.5  # a conservative average for code; only used for token budgets
@@ -100,13 +100,6 @@ class _Span:
 
 def _lines(result: SearchResult) -> dict[int, str]:
     return {result.start_line + i: line for i, line in enumerate(result.text.split("\n"))}
-
-
-def permalink(github_url: str | None, commit: str | None, path: str, start: int, end: int):
-    if not github_url or not commit:
-        return None
-    anchor = f"#L{start}" if start == end else f"#L{start}-L{end}"
-    return f"{github_url.rstrip('/')}/blob/{commit}/{quote(path)}{anchor}"
 
 
 def budget_chars(chars: int | None = None, tokens: int | None = None) -> int:

@@ -65,7 +65,7 @@ async def embed_queries(
             check_dimensions(vectors, dims, embedder.model)
     except _EMBEDDER_DOWN as exc:
         reason = (
-            f"no answer within {timeout:g} s"
+            f"no answer within {timeout:.3g} s"  # a chat's share of its timeout: 1.2, not 1.19986
             if isinstance(exc, TimeoutError)
             else str(exc).rstrip(".")
         )

@@ -21,7 +21,7 @@ import asyncpg
 
 from indexer import words as lexical
 from indexer.errors import ConfigError, NotFound
-from indexer.search.context import permalink
+from indexer.links import permalink
 
 DB = asyncpg.Pool | asyncpg.Connection
 

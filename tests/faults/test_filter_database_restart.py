@@ -5,7 +5,8 @@ index lives in a PostgreSQL of the module's own, stopped for real (`pg_ctl stop`
 immediate: a crash). While it is down every chat must come back within the filter's timeout
 with its messages untouched and the "index unavailable" notice; once it is up again the next
 chats must get code context again, from the same filter process (it reconnects by itself),
-and the index must be what it was.
+and the index must be what it was. Each outage makes one line in the server's log, however
+often asyncpg's pool retries meanwhile, and one when it is over (issue 16.8).
 """
 
 from __future__ import annotations
@@ -28,6 +29,14 @@ pytestmark = pytest.mark.hardening
 
 TIMEOUT = 2.0  # the filter's timeout valve
 SLACK = 1.5  # HTTP and scheduling on a busy 2-core machine
+# asyncpg's pool retries its floor connection after 1, 2, 4... s: an outage this long makes
+# it retry at least three times.
+OUTAGE = 8.0
+FLOOR = "Failed to restore the pool connection floor"
+
+
+def count(log: str, text: str) -> int:
+    return sum(text in line for line in log.splitlines())
 
 
 def chat(server, request: dict) -> tuple[dict, float]:
@@ -73,6 +82,7 @@ async def test_chats_go_on_without_context_through_a_database_restart_and_get_it
 
         for mode in ("fast", "immediate"):
             own_pg_up.stop(mode)
+            stopped = time.monotonic()
             for _ in range(4):
                 answer, elapsed = chat(server, request)
                 info = unchanged_but_notice(answer, request)
@@ -81,6 +91,7 @@ async def test_chats_go_on_without_context_through_a_database_restart_and_get_it
                 assert info["sources"] == []
                 reasons.add(info["notice"])
                 down_times.append(elapsed)
+            time.sleep(max(0.0, OUTAGE - (time.monotonic() - stopped)))
             own_pg_up.start()
             back = time.monotonic()
             while True:  # no restart of the filter: the next chats must get context again
@@ -96,6 +107,13 @@ async def test_chats_go_on_without_context_through_a_database_restart_and_get_it
             added = [m for m in answer["messages"] if m not in request["body"]["messages"]]
             assert [m["role"] for m in added] == ["system"], added
             assert server.proc.popen.pid == pid and server.proc.popen.poll() is None
+            # one line per outage from the pool, whatever its retries; one from the filter when
+            # it lost the index, one when it has it again
+            outages = 1 if mode == "fast" else 2
+            log = server.log_text()
+            assert count(log, FLOOR) == outages, log
+            assert count(log, "(database unavailable)") == outages, log
+            assert count(log, "code context complete again") == outages, log
         log = server.log_text()
     finally:
         server.stop()
