@@ -110,9 +110,15 @@ async def _one(
     lex: dict[int, float] = {}
     if mode != "lexical":
         dense = await dense_ids(conn, vector, depth, repos)
-    if mode != "dense":
-        lex = await lexical_ids(conn, query=query, depth=depth, repos=repos, tuning=tuning)
     symbols = await symbol_hits(conn, query, repos) if tuning.symbols else []
+    if mode != "dense":
+        # score fusion: the dense side's candidates get their real lexical score too (in the
+        # same statement), not 0 for missing the lexical side's own top `depth`; RRF fuses
+        # each side's own ranks, so it gets the lexical side's top alone
+        extra = dense.keys() | {h.id for h in symbols} if tuning.fusion == "score" else ()
+        lex = await lexical_ids(
+            conn, query=query, depth=depth, repos=repos, tuning=tuning, extra=sorted(extra)
+        )
     ids = dense.keys() | lex.keys() | {h.id for h in symbols}
     rows = await fetch_results(conn, list(ids), vector)
     scores = fuse(rows, dense, lex, mode, tuning)
