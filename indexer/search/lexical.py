@@ -112,7 +112,6 @@ WHERE n <= :depth::int OR chunk_id = ANY(:extra::int8[])
 """
 
 
-
 async def lexical_ids(
     conn: asyncpg.Connection,
     *,
