@@ -1,11 +1,11 @@
-"""What scoring the dense side's candidates lexically costs (issue 12), in one run on the same
+"""What scoring the dense side's candidates lexically costs, in one run on the same
 database.
 
     python -m bench.rank_latency --chunks 100000 --data-dir DIR [--queries 100] [--out FILE]
 
 On the synthetic index of `bench.scale` (the same --data-dir and --chunks reuse its database),
-one query at a time, *without* (the lexical side's own top `depth` only, as before issue 12)
-and *with* the dense side's candidates scored in the same statement (`lexical_ids(extra=...)`)
+one query at a time, *without* (the lexical side's own top `depth` only, as before) and
+*with* the dense side's candidates scored in the same statement (`lexical_ids(extra=...)`)
 alternate query by query (which one runs first alternates too), so the machine's drift and
 the caches warmed by the first run of a query hit both alike:
 

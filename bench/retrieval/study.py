@@ -53,7 +53,7 @@ def log(msg: str) -> None:
 @dataclass(frozen=True)
 class Fusion:
     """Victor's score fusion (indexer/search/fusion.py `fuse`) with its knobs; the defaults
-    are the core's settings before the cross-corpus tuning (main at issue 12)."""
+    are the core's settings before the cross-corpus tuning (main 58b3b02)."""
 
     alpha: float = 0.1
     weights: tuple[float, float, float, float] = (6.0, 2.0, 0.5, 0.5)

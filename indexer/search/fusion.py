@@ -27,7 +27,8 @@ class Tuning:
     b_doc: float = 0.0
     b_body: float = 1.0  # and of the body; names are short and not normalised
     depth: int = 50  # candidates taken from each side before fusing
-    # hybrid: weight of the lexical share next to the cosine (1: as much; 0.1 before issue 12)
+    # hybrid: weight of the lexical share next to the cosine (1: as much; 0.1 before the
+    # cross-corpus tuning)
     alpha: float = 1.0
     fusion: Literal["score", "rrf"] = "score"
     rrf_k: int = 10  # for fusion="rrf"

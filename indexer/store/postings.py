@@ -31,8 +31,9 @@ import asyncpg
 # chunks) at reference field lengths. It is deliberately not read from `DEFAULT_TUNING`: the
 # impact only orders a word's postings (which few a query reads first), every returned score
 # is recomputed from the counts with the search's own `Tuning`, so the ranking defaults can
-# change without a migration or a rebuild of stored postings (issue 12 changed them). Changing
-# a constant below changes every stored impact and needs `rebuild` (`check` reports it).
+# change without a migration or a rebuild of stored postings (the cross-corpus tuning changed
+# them). Changing a constant below changes every stored impact and needs `rebuild` (`check`
+# reports it).
 # Reference lengths near a codebase's real means make the ordering closest to the final
 # score; any values give the same scores. Measured means of searchable chunks (words, body /
 # doc): Penlight 53 / 23, Roact 154 / 21, Lume 26 / 4, the synthetic bench codebase 59 / 23.
