@@ -113,6 +113,8 @@ async def _one(
     if mode != "lexical":
         dense = await dense_ids(conn, vector, depth, repos)
     symbols = await symbol_hits(conn, query, repos) if tuning.symbols else []
+    if mode == "lexical":
+        tuning = replace(tuning, weights=tuning.lexical_weights, k1=tuning.lexical_k1)
     if mode != "dense":
         # score fusion: the dense side's candidates get their real lexical score too (in the
         # same statement), not 0 for missing the lexical side's own top `depth`; RRF fuses
