@@ -18,7 +18,8 @@ class Tuning:
     best on all 8), measured through the core on every cached corpus; the rest was measured
     on Penlight and Roact."""
 
-    # BM25F: weight of a word in each field (A name, B module/params, C doc/calls, D body)
+    # BM25F of the hybrid: weight of a word in each field (A name, B module/params, C doc/calls,
+    # D body)
     weights: tuple[float, float, float, float] = (6.0, 2.0, 1.0, 1.0)
     k1: float = 1.2  # saturates early: a second occurrence adds little, a new query word a lot
     # 0: the doc field is not length-normalised. The old lexical SQL passed b_doc and
