@@ -86,11 +86,11 @@ class Pipeline:
             description="Budget of the code context, in tokens (about 3.5 characters each).",
         )
         min_score: float = Field(
-            default=0.2,
+            default=0.25,
             ge=0.0,
             le=1.0,
             description="Leave out chunks scoring below this. Scores are 0-1; the right "
-            "function usually scores 0.35-0.65, chat that is not about code below 0.22 "
+            "function usually scores 0.25-0.5, chat that is not about code below 0.16 "
             "(0: keep all).",
         )
         repos: list[str] = Field(

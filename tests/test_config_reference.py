@@ -49,5 +49,5 @@ def test_every_model_is_found_and_documented_with_its_real_default() -> None:
         default = ref.default_text(Settings, name, field)
         assert f"| {default} |" in row
     assert "`VICTOR_LITELLM_MIN_SCORE`" in text
-    assert "| `min_score` | float, ≥ 0, ≤ 1 | `0.2` |" in text
+    assert "| `min_score` | float, ≥ 0, ≤ 1 | `0.25` |" in text
     assert "~/.local/share/victor" in text and str(Path.home()) not in text

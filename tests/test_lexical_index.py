@@ -186,12 +186,46 @@ async def test_a_version_4_database_gets_its_lexical_index(settings, ollama, pro
         assert await search_one(victor, "lookup price", mode="lexical", top_k=5) == want
 
 
-def test_the_ordering_key_uses_the_default_tuning():
-    """The postings' impact approximates the default score best when it is computed with it."""
-    t = DEFAULT_TUNING
-    assert t.weights == postings.REF_WEIGHTS and t.k1 == postings.REF_K1
-    assert (t.b_doc, t.b_body) == (postings.REF_B_DOC, postings.REF_B_BODY)
-    assert t.module_lexical == postings.REF_MODULE
+async def test_extra_chunks_get_their_exact_score_beyond_the_depth(settings, ollama, project):
+    """The chunks a caller names (the dense side's candidates) are scored exactly even when
+    they are not among the best `depth`; the best `depth` stay as they were."""
+    async with open_victor(settings) as victor:
+        await victor.index(str(project), name="shop")
+        async with victor.pool.acquire() as conn:
+            checked = 0
+            for query in QUERIES:
+                want = await reference(conn, query, DEFAULT_TUNING)
+                if len(want) < 3:
+                    continue
+                top = ranked(want)[:2]
+                no_word = await conn.fetchval(
+                    "SELECT min(id) FROM chunks WHERE searchable AND id <> ALL($1::int8[])",
+                    list(want),
+                )
+                assert no_word is not None
+                extra = [*ranked(want)[2:], no_word]  # every other match, and a chunk of none
+                got = await lexical.lexical_ids(
+                    conn, query=query, depth=2, repos=None, tuning=DEFAULT_TUNING, extra=extra
+                )
+                assert got.keys() == want.keys(), query
+                for i, score in got.items():
+                    assert score == pytest.approx(want[i], rel=1e-9), (query, i)
+                alone = await lexical.lexical_ids(
+                    conn, query=query, depth=2, repos=None, tuning=DEFAULT_TUNING
+                )
+                assert ranked(alone) == top, query
+                checked += 1
+            assert checked >= 2
+
+
+def test_the_ordering_key_is_frozen_apart_from_the_tuning():
+    """The postings' impact is only an ordering key, computed at index time from constants of
+    its own (the tuning of migration 0005): changing `Tuning`'s defaults must need neither a
+    migration nor a rebuild. Changing these constants changes every stored impact (`check`
+    then reports the index out of step): it needs a rebuild of the lexical index."""
+    assert postings.REF_WEIGHTS == (6.0, 2.0, 0.5, 0.5) and postings.REF_K1 == 6.0
+    assert (postings.REF_B_DOC, postings.REF_B_BODY, postings.REF_MODULE) == (0.0, 1.0, 0.0)
+    assert not hasattr(postings, "DEFAULT_TUNING") and not hasattr(postings, "Tuning")
 
 
 async def test_a_one_repository_search_is_bm25f_within_that_repository(settings, ollama, project):

@@ -13,6 +13,8 @@ import pytest
 from indexer import store
 from indexer.embedding.texts import embedding_text, text_hash
 from indexer.parsing.chunker import chunk_source
+from indexer.search import Tuning, lexical
+from indexer.search.fusion import is_test_path
 from indexer.service import open_victor
 from indexer.store import migrations
 from tests.conftest import FIXTURES, SAMPLE
@@ -141,6 +143,52 @@ async def test_modes_differ(settings, ollama, project):
         nothing = "zebra giraffe"
         assert await search_one(victor, nothing, mode="lexical") == []
         assert len(await search_one(victor, nothing, mode="dense", top_k=2)) == 2
+
+
+async def test_a_candidate_only_the_dense_side_found_gets_its_lexical_share(
+    settings, ollama, project
+):
+    """Score fusion gives every candidate its real BM25F share, also one the lexical side's
+    own top `depth` left out (it used to count as no lexical match at all)."""
+    queries = [
+        "total price of the cart",
+        "add a product to the cart",
+        "look up the price of a product",
+        "apply the loyalty discount for members",
+        "return the selected entries",
+        "remove a product from the cart",
+    ]
+    checked = []
+    async with open_victor(settings) as victor:
+        await victor.index(str(project), name="shop")
+        for query in queries:
+            for depth in (1, 2, 3):
+                tuning = Tuning(depth=depth, symbols=False)
+                (dense,) = await victor.search([query], mode="dense", top_k=depth, tuning=tuning)
+                (hybrid,) = await victor.search([query], mode="hybrid", top_k=depth, tuning=tuning)
+                async with victor.pool.acquire() as conn:
+                    every = await lexical.lexical_ids(
+                        conn, query=query, depth=10_000, repos=None, tuning=tuning
+                    )
+                    own = sorted(every, key=lambda i: (-every[i], i))[:depth]
+                    for r in hybrid.results:
+                        cos = next((d.score for d in dense.results if where([d]) == where([r])), 0)
+                        chunk = await conn.fetchval(
+                            "SELECT id FROM chunks WHERE path = $1 AND start_line = $2",
+                            r.path,
+                            r.start_line,
+                        )
+                        if not cos or chunk in own or not every.get(chunk) or r.kind != "function":
+                            continue
+                        if is_test_path(r.path):
+                            continue
+                        s = every[chunk]
+                        share = s / (s + tuning.lexical_half)
+                        want = (cos + tuning.alpha * share) / (1 + tuning.alpha)
+                        assert r.score == pytest.approx(want, rel=1e-6), (query, depth, r.symbol)
+                        assert r.score > cos / (1 + tuning.alpha)
+                        checked.append((query, depth))
+    assert len(checked) >= 2, checked
 
 
 async def test_trivial_chunks_are_stored_but_never_returned(settings, ollama, project):

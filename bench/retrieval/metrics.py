@@ -34,7 +34,7 @@ def score(rankings: list[list[Hit]], queries: list[Query]) -> dict[str, float]:
 
 # The Pipelines filter's defaults (pipelines/lua_codebase.py valves): what the chat really sends.
 CONTEXT_TOP_K = 8
-CONTEXT_MIN_SCORE = 0.2
+CONTEXT_MIN_SCORE = 0.25
 CONTEXT_TOKENS = 2000
 
 

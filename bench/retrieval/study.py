@@ -29,7 +29,8 @@ import json
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from pathlib import Path
 from statistics import mean
 
@@ -39,7 +40,7 @@ from bench.retrieval import levers
 from bench.retrieval.baselines import ident_tokens
 from bench.retrieval.metrics import CONTEXT_MIN_SCORE, context_score, question_score, score
 from bench.retrieval.systems import Hit
-from indexer.search.fusion import is_test_path
+from indexer.search.fusion import DEFAULT_TUNING, Tuning, is_test_path
 
 
 def log(msg: str) -> None:
@@ -51,45 +52,81 @@ def log(msg: str) -> None:
 
 @dataclass(frozen=True)
 class Fusion:
-    """Victor's score fusion (indexer/search.py `fuse`) with its knobs."""
+    """Victor's score fusion (indexer/search/fusion.py `fuse`) with its knobs; the defaults
+    are the core's settings before the cross-corpus tuning (main 58b3b02)."""
 
     alpha: float = 0.1
     weights: tuple[float, float, float, float] = (6.0, 2.0, 0.5, 0.5)
     k1: float = 6.0
     half: float = 30.0
-    b_doc: float = 0.75
+    b_doc: float = 0.0  # the core's (see Tuning.b_doc)
     b_body: float = 1.0
+    module: float = 0.0  # lexical factor of module chunks (Tuning.module_lexical)
 
     def label(self) -> str:
         w = "/".join(f"{x:g}" for x in self.weights)
-        return f"alpha={self.alpha:g} w={w} k1={self.k1:g} half={self.half:g}"
+        return f"alpha={self.alpha:g} w={w} k1={self.k1:g} half={self.half:g} b_doc={self.b_doc:g}"
+
+    def tuning(self) -> Tuning:
+        """The core's Tuning with these knobs (the rest as the core's defaults)."""
+        return replace(
+            DEFAULT_TUNING,
+            alpha=self.alpha,
+            weights=self.weights,
+            k1=self.k1,
+            lexical_half=self.half,
+            b_doc=self.b_doc,
+            b_body=self.b_body,
+            module_lexical=self.module,
+        )
+
+
+_PREP: dict[int, dict] = {}  # id(pool) -> what every fusion variant of it reuses
+
+
+def _prep(cp: levers.CorpusPools, p: levers.Pool) -> dict:
+    key = id(p)
+    if key not in _PREP:
+        chunks = [cp.chunks[c] for c in p.chunk_ids]
+        _PREP[key] = {
+            "pool": p,  # keeps id(p) from being reused while cached
+            "module": np.array([c.kind in ("module", "window") for c in chunks]),
+            "test": np.array([is_test_path(c.path) for c in chunks]),
+            "doc_len": np.array([c.lex_doc_len for c in chunks], np.float32),
+            "body_len": np.array([c.lex_len for c in chunks], np.float32),
+            "tf": {},
+        }
+    return _PREP[key]
 
 
 def _norm_tf(cp: levers.CorpusPools, p: levers.Pool, f: Fusion) -> np.ndarray:
     """(n, L, 4) frequencies with the doc and body fields length-normalised as in BM25F."""
-    doc_len = np.array([cp.chunks[c].lex_doc_len for c in p.chunk_ids], np.float32)
-    body_len = np.array([cp.chunks[c].lex_len for c in p.chunk_ids], np.float32)
-    tf = p.tf.copy()
-    # a body of no words (b = 1) would divide by zero; its count is zero anyway
-    tf[:, :, 2] /= np.maximum(1 - f.b_doc + f.b_doc * doc_len / cp.doc_avg, 0.05)[:, None]
-    tf[:, :, 3] /= np.maximum(1 - f.b_body + f.b_body * body_len / cp.body_avg, 0.05)[:, None]
-    return tf
+    pr = _prep(cp, p)
+    key = (f.b_doc, f.b_body)
+    if key not in pr["tf"]:
+        tf = p.tf.copy()
+        # a body of no words (b = 1) would divide by zero; its count is zero anyway
+        doc = np.maximum(1 - f.b_doc + f.b_doc * pr["doc_len"] / cp.doc_avg, 0.05)
+        body = np.maximum(1 - f.b_body + f.b_body * pr["body_len"] / cp.body_avg, 0.05)
+        tf[:, :, 2] /= doc[:, None]
+        tf[:, :, 3] /= body[:, None]
+        pr["tf"][key] = tf
+    return pr["tf"][key]
 
 
 def bm25f(cp: levers.CorpusPools, p: levers.Pool, f: Fusion) -> np.ndarray:
-    """Victor's BM25F score of each candidate (module chunks x 0.25, as in the core)."""
+    """Victor's BM25F score of each candidate (module chunks x `f.module`, as in the core).
+    Computed for every candidate: the core scores the dense side's candidates too."""
     if p.tf.shape[1] == 0:
         return np.zeros(len(p.chunk_ids), np.float32)
     tf = _norm_tf(cp, p, f) @ np.asarray(f.weights, np.float32)  # (n, L)
     s = (p.idf[None, :] * tf * (f.k1 + 1) / (tf + f.k1)).sum(axis=1)
-    module = np.array([cp.chunks[c].kind in ("module", "window") for c in p.chunk_ids])
-    return np.where(module, s * 0.25, s)
+    return np.where(_prep(cp, p)["module"], s * f.module, s)
 
 
 def _priors(cp: levers.CorpusPools, p: levers.Pool) -> tuple[np.ndarray, np.ndarray]:
-    module = np.array([cp.chunks[c].kind in ("module", "window") for c in p.chunk_ids])
-    test = np.array([is_test_path(cp.chunks[c].path) for c in p.chunk_ids])
-    return module, test
+    pr = _prep(cp, p)
+    return pr["module"], pr["test"]
 
 
 def fused(cp: levers.CorpusPools, p: levers.Pool, f: Fusion) -> np.ndarray:
@@ -253,17 +290,19 @@ def objective(per_corpus: dict[str, dict[str, dict]], corpora: list[str]) -> flo
 
 
 def fusion_grid(quick: bool = False) -> list[Fusion]:
-    """alpha x field weights x k1 x saturation; `quick`: k1 1.2 / 6 and half 30 only."""
+    """alpha x field weights x k1 x saturation x b of the doc field; `quick`: k1 1.2 / 6,
+    half 30 and the core's b_doc (0) only."""
     grid = []
     weights = [(6, 2, 0.5, 0.5), (6, 2, 1, 1), (4, 2, 1, 1), (3, 1, 1, 1), (2, 1, 1, 1),
                (1, 1, 1, 1), (6, 2, 2, 2), (3, 2, 2, 1), (2, 1, 2, 1)]  # fmt: skip
-    for a, w, k1, half in itertools.product(
+    for a, w, k1, half, b_doc in itertools.product(
         (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0),
         weights,
         (1.2, 6.0) if quick else (1.2, 3.0, 6.0),
         (30.0,) if quick else (10.0, 30.0),
+        (0.0,) if quick else (0.0, 0.75),
     ):
-        grid.append(Fusion(a, tuple(float(x) for x in w), k1, half))
+        grid.append(Fusion(a, tuple(float(x) for x in w), k1, half, b_doc))
     return grid
 
 
@@ -307,6 +346,7 @@ def loco_fusion(cps: list[levers.CorpusPools], sets_in, quick: bool = False) -> 
     log(f"fusion grid scored in {time.perf_counter() - t0:.0f}s")
     held: dict[str, dict[str, dict]] = {}
     chosen: dict[str, str] = {}
+    picked: list[Fusion] = []
     names = [cp.corpus for cp in cps]
     for c in names:
         train = [x for x in names if x != c]
@@ -322,10 +362,17 @@ def loco_fusion(cps: list[levers.CorpusPools], sets_in, quick: bool = False) -> 
             s: evaluate(cp, s, lambda p, f=best, cp=cp: by_score(fused(cp, p, f))) for s in SETS
         }
         chosen[c] = best.label()
+        picked.append(best)
     everywhere = max(grid, key=lambda f: objective(scores[f], names))
     default = Fusion()
+    # what the folds agree on: each knob's most frequent choice over the folds
+    agreed = {
+        knob: Counter(str(getattr(f, knob)) for f in picked).most_common()
+        for knob in ("alpha", "weights", "k1", "half", "b_doc")
+    }
     return held, {
         "chosen_per_fold": chosen,
+        "folds_agree": agreed,
         "best_on_all": everywhere.label(),
         "best_on_all_mrr": table(scores[everywhere], sets_in),
         "default_mrr": table(scores[default], sets_in),
@@ -417,22 +464,29 @@ def latency(cps: list[levers.CorpusPools], feats: dict, kinds=("lr", "gbt")) -> 
     return out
 
 
-def study(cps: list[levers.CorpusPools], quick: bool = False) -> dict:
-    """Every lever's LOCO figures; `quick`: the linear ranker only and a smaller fusion grid."""
+def study(cps: list[levers.CorpusPools], quick: bool = False, fusion_only: bool = False) -> dict:
+    """Every lever's LOCO figures; `quick`: the linear ranker only and a smaller fusion grid;
+    `fusion_only`: no ranker (the fusion grid alone)."""
     sets_in = eligible(cps)
     log(f"corpora per set (>= {MIN_QUERIES} queries): {sets_in}")
     results: dict[str, dict] = {}
     base = {cp.corpus: {s: evaluate(cp, s, victor_order) for s in SETS} for cp in cps}
     results["victor-hybrid"] = {"per_corpus": base, "mean": table(base, sets_in)}
     log("features ...")
-    feats = {cp.corpus: [(features(cp, p), labels(cp, p)) for p in cp.pools] for cp in cps}
+    feats = {
+        cp.corpus: [(np.zeros((0, 0)) if fusion_only else features(cp, p), labels(cp, p))
+                    for p in cp.pools]
+        for cp in cps
+    }  # fmt: skip
     ceiling = {
         cp.corpus: {s: evaluate(cp, s, lambda p, cp=cp: by_score(labels(cp, p))) for s in SETS}
         for cp in cps
     }
     results["oracle-top50"] = {"per_corpus": ceiling, "mean": table(ceiling, sets_in)}
     rankers = [("ranker-lr", "lr", SETS), ("ranker-lr-doc-only", "lr", ("doc",))]
-    if not quick:
+    if fusion_only:
+        rankers = []
+    elif not quick:
         rankers += [("ranker-gbt", "gbt", SETS), ("ranker-gbt-doc-only", "gbt", ("doc",))]
     for name, kind, train in rankers:
         log(f"{name} ...")
@@ -451,7 +505,8 @@ def study(cps: list[levers.CorpusPools], quick: bool = False) -> dict:
     log("fusion grid ...")
     held, info = loco_fusion(cps, sets_in, quick)
     results["fusion-loco"] = {"per_corpus": held, "mean": table(held, sets_in), **info}
-    results["latency"] = latency(cps, feats, ("lr",) if quick else ("lr", "gbt"))
+    if not fusion_only:
+        results["latency"] = latency(cps, feats, ("lr",) if quick else ("lr", "gbt"))
     return {"sets_in_mean": sets_in, "min_queries": MIN_QUERIES, "depth": levers.DEPTH, **results}
 
 
@@ -472,8 +527,11 @@ def print_report(report: dict) -> None:
                 f"{m.get(c, 0):>11.0f}" if c.endswith("chars") else f"{m.get(c, 0):>11.3f}"
                 for c in COLS[s]
             ))  # fmt: skip
-    print("\nlatency:", json.dumps(report["latency"], indent=1))
+    if "latency" in report:
+        print("\nlatency:", json.dumps(report["latency"], indent=1))
     print("fusion best on all:", report["fusion-loco"]["best_on_all"])
+    print("chosen per fold:", json.dumps(report["fusion-loco"]["chosen_per_fold"], indent=1))
+    print("folds agree:", json.dumps(report["fusion-loco"]["folds_agree"]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -496,6 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--pools", type=Path, required=True)
     s.add_argument("--out", type=Path)
     s.add_argument("--quick", action="store_true", help="linear ranker, smaller fusion grid")
+    s.add_argument("--fusion-only", action="store_true", help="no ranker: the fusion grid")
     args = ap.parse_args(argv)
     if args.cmd == "collect":
         from bench.retrieval.cache import VectorCache
@@ -512,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
                 levers.save(cp, args.pools)
             log(f"{corpus.name}: {len(cp.pools)} pools in {time.perf_counter() - t0:.0f}s")
         return 0
-    report = study(levers.load(args.pools), args.quick)
+    report = study(levers.load(args.pools), args.quick, args.fusion_only)
     print_report(report)
     if args.out:
         slim = {k: v for k, v in report.items()}

@@ -7,7 +7,7 @@
   `indexer.words` (name, module and parameters, doc and called names, body), read from the
   lexical index Victor keeps itself (`indexer.store.postings`), so a function whose name says
   what the query says outranks long code that merely mentions the words.
-* hybrid: the cosine plus a small share of the lexical score (score-level fusion; RRF is
+* hybrid: the cosine plus an equal share of the lexical score (score-level fusion; RRF is
   kept as an option for comparison). bench/README.md has the measurements behind every
   default in `Tuning`.
 
@@ -20,14 +20,16 @@ Scores are in [0, 1] in every mode, so one `min_score` works for all:
 * dense: the cosine similarity;
 * lexical: s / (s + LEXICAL_HALF) for a BM25F score s (0.5 is a match about as strong as a
   few rare words in a function's name);
-* hybrid: (cosine + ALPHA x lexical share) / (1 + ALPHA), so about the cosine for a chunk
-  with no lexical match;
+* hybrid: (cosine + ALPHA x lexical share) / (1 + ALPHA), every candidate with its real
+  lexical score (the dense side's candidates are scored in the lexical statement too); with
+  ALPHA 1 a chunk with no lexical match scores half its cosine;
 * the definition of the function a query names scores 1.
-Measured with all-MiniLM-L6-v2 (bench/README.md queries): in hybrid mode the right function
-scores 0.35-0.65 (10th-90th percentile), while the best chunk for an off-topic chat message
-("hello, how are you?", "write me a poem about the sea") scores 0.08-0.22, so a min_score of
-0.25 keeps code out of chats that are not about code. Lexical-only scores (the fallback) have
-a similar range for the right function, but common English words can reach 0.3.
+Measured with all-MiniLM-L6-v2 on the developer questions of 8 codebases (bench/README.md,
+`bench.retrieval.scores`): in hybrid mode the right function scores 0.25-0.5 (10th-90th
+percentile), while the best chunk for an off-topic chat message ("hello, how are you?",
+"write me a poem about the sea") scores 0.05-0.16, so a min_score of 0.25 (the Pipelines
+filter's default) keeps code out of chats that are not about code. Lexical-only scores (the
+fallback) are on another scale: s / (s + 30) alone, common English words can reach 0.3.
 """
 
 from __future__ import annotations
@@ -110,9 +112,17 @@ async def _one(
     lex: dict[int, float] = {}
     if mode != "lexical":
         dense = await dense_ids(conn, vector, depth, repos)
-    if mode != "dense":
-        lex = await lexical_ids(conn, query=query, depth=depth, repos=repos, tuning=tuning)
     symbols = await symbol_hits(conn, query, repos) if tuning.symbols else []
+    if mode == "lexical":
+        tuning = replace(tuning, weights=tuning.lexical_weights, k1=tuning.lexical_k1)
+    if mode != "dense":
+        # score fusion: the dense side's candidates get their real lexical score too (in the
+        # same statement), not 0 for missing the lexical side's own top `depth`; RRF fuses
+        # each side's own ranks, so it gets the lexical side's top alone
+        extra = dense.keys() | {h.id for h in symbols} if tuning.fusion == "score" else ()
+        lex = await lexical_ids(
+            conn, query=query, depth=depth, repos=repos, tuning=tuning, extra=sorted(extra)
+        )
     ids = dense.keys() | lex.keys() | {h.id for h in symbols}
     rows = await fetch_results(conn, list(ids), vector)
     scores = fuse(rows, dense, lex, mode, tuning)

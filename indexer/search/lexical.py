@@ -15,7 +15,10 @@ impact (its BM25F part at reference lengths), so one statement:
 3. computes the exact score of the best `rescore` of them (of all, when every list was read
    to its end and they hold at most EXACT postings, or the scope at most EXACT chunks: then
    the result is exactly BM25F over every chunk holding a query word) and returns the best
-   `depth`.
+   `depth`;
+4. also scores exactly the `extra` chunks the caller names (the dense side's candidates, a
+   few primary-key reads each), so every candidate of the hybrid fusion gets its real
+   lexical share, not 0 because the lexical side's own top `depth` missed it.
 N, the document frequencies and the mean lengths come from `lex_stats` and `lex_terms`: no
 statistics scan, no estimate. A word in a third of a large index costs `reach` index entries,
 not a third of the index.
@@ -76,10 +79,12 @@ lists AS (
     ) top
 ),
 best AS (
-    SELECT chunk_id FROM lists GROUP BY chunk_id ORDER BY sum(part) DESC, chunk_id
-    LIMIT CASE WHEN (SELECT bool_and(d.df <= d.reach) AND least(sum(d.df), min(t.n)) <= :exact::int
-                     FROM dfs d CROSS JOIN totals t)
-               THEN NULL ELSE :rescore::int END
+    (SELECT chunk_id FROM lists GROUP BY chunk_id ORDER BY sum(part) DESC, chunk_id
+     LIMIT CASE WHEN (SELECT bool_and(d.df <= d.reach) AND least(sum(d.df), min(t.n)) <= :exact::int
+                      FROM dfs d CROSS JOIN totals t)
+                THEN NULL ELSE :rescore::int END)
+    UNION
+    SELECT unnest(:extra::int8[])
 ),
 scored AS (
     SELECT p.chunk_id,
@@ -100,7 +105,10 @@ scored AS (
     ) x
     GROUP BY p.chunk_id, p.module
 )
-SELECT chunk_id, score FROM scored ORDER BY score DESC, chunk_id LIMIT :depth::int
+SELECT chunk_id, score FROM (
+    SELECT chunk_id, score, row_number() OVER (ORDER BY score DESC, chunk_id) AS n FROM scored
+) s
+WHERE n <= :depth::int OR chunk_id = ANY(:extra::int8[])
 """
 
 
@@ -114,10 +122,11 @@ async def lexical_ids(
     query: str = "",
     reach: int = REACH,
     rescore: int = RESCORE,
+    extra: Sequence[int] = (),
 ) -> dict[int, float]:
     """Chunk id -> BM25F score of the `depth` best lexical matches, for the `query` as typed
     (its words are split here and stemmed in the same statement: one round trip) or for
-    `lexemes` as the index stores them."""
+    `lexemes` as the index stores them; and of each `extra` chunk holding a query word."""
     text = "" if lexemes is not None else lexical_words.query_words(query)
     if lexemes is None and not text:
         return {}
@@ -140,6 +149,7 @@ async def lexical_ids(
         module_factor=tuning.module_lexical,
         depth=depth,
         exact=EXACT,
+        extra=list(extra),
     )
     rows = await conn.fetch(sql, *args)
     return {r["chunk_id"]: float(r["score"]) for r in rows}

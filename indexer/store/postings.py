@@ -4,7 +4,7 @@ counts BM25F needs, written in the same transaction as the chunks they describe.
 Three tables (db/migrations/0005_lexical_index.sql):
 * `lex_postings`: one row per (chunk, word): the word's occurrences in each field (A name,
   B module/params, C doc/calls, D body), the chunk's field lengths and kind, and `impact`,
-  the word's BM25F part with the default tuning at the *reference* field lengths below. The
+  the word's BM25F part with a frozen tuning at the *reference* field lengths below. The
   impact only orders a word's postings (best first) so a query reads the few best of a
   common word instead of every chunk holding it (`indexer.search.lexical`); final scores are
   computed again from the counts with the searched scope's real mean lengths. So the mean lengths
@@ -26,11 +26,17 @@ from collections.abc import Sequence
 
 import asyncpg
 
-# The ordering key's BM25F: the default tuning of indexer.search.Tuning (weights A..D, k1,
-# b of doc and body, factor of module chunks) at reference field lengths. Reference lengths
-# near a codebase's real means make the ordering closest to the final score; any values
-# give the same scores. Measured means of searchable chunks (words, body / doc): Penlight
-# 53 / 23, Roact 154 / 21, Lume 26 / 4, the synthetic bench codebase 59 / 23.
+# The ordering key's BM25F, FROZEN here: the tuning of indexer.search.Tuning when the lexical
+# index was introduced (migration 0005; weights A..D, k1, b of doc and body, factor of module
+# chunks) at reference field lengths. It is deliberately not read from `DEFAULT_TUNING`: the
+# impact only orders a word's postings (which few a query reads first), every returned score
+# is recomputed from the counts with the search's own `Tuning`, so the ranking defaults can
+# change without a migration or a rebuild of stored postings (the cross-corpus tuning changed
+# them). Changing a constant below changes every stored impact and needs `rebuild` (`check`
+# reports it).
+# Reference lengths near a codebase's real means make the ordering closest to the final
+# score; any values give the same scores. Measured means of searchable chunks (words, body /
+# doc): Penlight 53 / 23, Roact 154 / 21, Lume 26 / 4, the synthetic bench codebase 59 / 23.
 REF_WEIGHTS = (6.0, 2.0, 0.5, 0.5)
 REF_K1 = 6.0
 REF_B_DOC = 0.0

@@ -1,0 +1,143 @@
+"""What scoring the dense side's candidates lexically costs, in one run on the same
+database.
+
+    python -m bench.rank_latency --chunks 100000 --data-dir DIR [--queries 100] [--out FILE]
+
+On the synthetic index of `bench.scale` (the same --data-dir and --chunks reuse its database),
+one query at a time, *without* (the lexical side's own top `depth` only, as before) and
+*with* the dense side's candidates scored in the same statement (`lexical_ids(extra=...)`)
+alternate query by query (which one runs first alternates too), so the machine's drift and
+the caches warmed by the first run of a query hit both alike:
+
+* the lexical statement alone, prose questions and symbol lookups, all repositories, with the
+  query's 50 dense candidates as `extra`;
+* the whole hybrid search (`indexer.search.search`, query embedded in process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from bench import synthetic
+from bench.inlet_latency import emit, machine
+from bench.lexical import timed
+from bench.scale import database, load_average, log, stats
+from indexer import search, store
+from indexer.config import Settings
+from indexer.search import DEFAULT_TUNING, dense, lexical
+
+DEPTH = DEFAULT_TUNING.depth
+# which side runs first alternates: the second run of a query finds its postings cached
+ORDER = (("without", "with"), ("with", "without"))
+
+
+async def _without_extra(conn, *, extra=(), **kw) -> dict[int, float]:
+    """Stands in for `lexical_ids` inside a search: the lexical side's own top alone."""
+    return await lexical.lexical_ids(conn, **kw)
+
+
+async def sides(pool, embedder, queries: dict[str, list[str]]) -> dict:
+    out: dict = {}
+    async with pool.acquire() as conn:
+        for kind, texts in queries.items():
+            vectors = await embedder.embed_queries(texts)
+            times: dict[str, list[float]] = {"without": [], "with": []}
+            for n, (q, v) in enumerate(zip(texts, vectors, strict=True)):
+                ids = sorted(await dense.dense_ids(conn, v, DEPTH, None))
+                for side in ORDER[n % 2]:
+                    extra = ids if side == "with" else ()
+                    ms = await timed(_lexical, conn, q, extra)
+                    if n >= 5:  # the first five warm up: plans, caches
+                        times[side].append(ms)
+            out[kind] = summary(times)
+            log(f"lexical statement, {kind}: {out[kind]}")
+    return out
+
+
+async def _lexical(conn, query: str, extra) -> None:
+    await lexical.lexical_ids(
+        conn, query=query, depth=DEPTH, repos=None, tuning=DEFAULT_TUNING, extra=extra
+    )
+
+
+def summary(times: dict[str, list[float]]) -> dict:
+    """p50/p95 of each side, and of the per-query difference (with - without): the paired
+    figure is steadier than the difference of two percentiles on a loaded machine."""
+    added = [w - o for w, o in zip(times["with"], times["without"], strict=True)]
+    return {k: stats(v) for k, v in times.items()} | {"added": stats(added)}
+
+
+async def hybrid(pool, embedder, queries: dict[str, list[str]]) -> dict:
+    async def one(q: str) -> None:
+        await search.search(pool, embedder, [q], mode="hybrid")
+
+    out: dict = {}
+    for kind, texts in queries.items():
+        times: dict[str, list[float]] = {"without": [], "with": []}
+        for n, q in enumerate(texts):
+            for side in ORDER[n % 2]:
+                search.lexical_ids = _without_extra if side == "without" else lexical.lexical_ids
+                try:
+                    ms = await timed(one, q)
+                finally:
+                    search.lexical_ids = lexical.lexical_ids
+                if n >= 5:
+                    times[side].append(ms)
+        out[kind] = summary(times)
+        log(f"hybrid search, {kind}: {out[kind]}")
+    return out
+
+
+async def measure(url: str, n_queries: int) -> dict:
+    settings = Settings(database_url=url, embed_model=synthetic.MODEL)
+    codebase = synthetic.Codebase()
+    words = synthetic.WordVectors(codebase, 384)
+    embedder = synthetic.InProcessEmbedder(words, settings.embedding_space)
+    pool = await store.create_pool(settings, max_size=2, apply=False)
+    try:
+        async with pool.acquire() as conn:
+            symbols = await synthetic.sample_symbols(conn, n_queries)
+            result: dict = {"chunks": await conn.fetchval("SELECT count(*) FROM chunks")}
+        queries = {
+            "prose": synthetic.questions(codebase, n_queries),
+            "symbol": synthetic.symbol_queries(symbols),
+        }
+        result["lexical_statement"] = await sides(pool, embedder, queries)
+        result["hybrid_search"] = await hybrid(pool, embedder, queries)
+    finally:
+        await pool.close()
+    return result
+
+
+async def run(args, admin_url: str) -> dict:
+    url, loaded = await database(admin_url, args.chunks)
+    if not loaded:
+        raise SystemExit(f"no loaded database for {args.chunks} chunks: run bench.scale first")
+    result = {"machine": machine(), "load_average_at_start": load_average(), "depth": DEPTH}
+    result.update(await measure(url, args.queries))
+    result["load_average_at_end"] = load_average()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chunks", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    import pgserver
+
+    server = pgserver.get_server(args.data_dir / "pgdata", cleanup_mode="stop")
+    try:
+        result = asyncio.run(run(args, server.get_uri()))
+    finally:
+        server.cleanup()
+    emit(result, args.out)
+
+
+if __name__ == "__main__":
+    main()
