@@ -126,6 +126,13 @@ class Settings(BaseSettings):
         "query prompt (e.g. qwen3-embedding's code-search instruction).",
     )
 
+    call_context: Literal["off", "callees", "callers", "both"] = Field(
+        default="off",
+        description="When the context budget has room after the retrieved code, add the code "
+        "around the best hit: the functions it calls (callees), the code that calls it "
+        "(callers), both, or nothing (off). bench/README.md has the measurements.",
+    )
+
     sql_timeout: float = Field(default=300.0, gt=0, description="Seconds per SQL statement.")
 
     include: Annotated[tuple[str, ...], NoDecode] = Field(
