@@ -85,7 +85,11 @@ def victor_contexts(system, queries: list, calls: list[str]) -> dict:
     for variant in calls:
         mode, _, seeds = variant.partition(":")
         n = int(seeds or 1)
-        out |= contexts_score(system.contexts(mode, n), queries, f" calls={mode}:{n}")
+        t0 = time.perf_counter()
+        blocks = system.contexts(mode, n)
+        ms = (time.perf_counter() - t0) * 1000 / max(len(queries), 1)
+        out |= contexts_score(blocks, queries, f" calls={mode}:{n}")
+        out[f"ctx_ms calls={mode}:{n}"] = ms  # assembling one block (a busy, shared VM)
     return out
 
 

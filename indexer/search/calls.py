@@ -30,6 +30,7 @@ CALL_CONTEXTS: tuple[CallContext, ...] = ("off", "callees", "callers", "both")
 CALL_SEEDS = 1  # hits whose neighbours are added: the best one (bench/README.md)
 MAX_DEFINITIONS = 3  # a called name defined more often than this, with no closer match: skip
 MAX_CALLERS = 4  # callers shown per hit (the closest first)
+CANDIDATES = 200  # chunks read to find the callers of one function
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,26 +121,37 @@ async def callees(conn: asyncpg.Connection, hit: SearchResult, limit: int) -> li
 async def callers(
     conn: asyncpg.Connection, hit: SearchResult, limit: int = MAX_CALLERS
 ) -> list[Neighbour]:
-    """The chunks whose code calls `hit`'s function, the closest first, tests left out."""
+    """The chunks whose code calls `hit`'s function, the closest first, tests left out.
+
+    Candidates come from the lexical index (`indexer.store.postings`): the chunks whose
+    called names (field C of a function) or module code (field D of a module chunk) hold the
+    function's whole name as a word, best first; each is then checked to really call it. So
+    no list of calls is stored, and the lookup is an index scan, not a read of every chunk.
+    """
     if hit.kind not in ("function", "method"):
         return []
     key = words.symbol_key(hit.symbol)
-    if not re.fullmatch(r"\w+", key):
+    name = "".join(words.split_identifier(key))  # `on_key` -> `onkey`, as indexed
+    if not name:
         return []
     rows = await conn.fetch(
         _SELECT
         + """
-        WHERE r.name = $1 AND c.searchable AND c.text ~* $2
+        WHERE c.id IN (
+            SELECT p.chunk_id FROM lex_postings p
+            WHERE p.repo_id = (SELECT id FROM repos WHERE name = $1)
+              AND p.term = ANY(tsvector_to_array(to_tsvector('english', $2)))
+              AND (p.nc > 0 OR (p.module AND p.nd > 0))
+            ORDER BY p.impact DESC LIMIT $3)
         """,
         hit.repo,
-        rf"\m{key}\s*[({{\"']",
+        name,
+        CANDIDATES,
     )
     ranked: list[tuple[int, int, asyncpg.Record]] = []
     for r in rows:
         if is_test_path(r["path"]) or (r["path"], r["start_line"]) == (hit.path, hit.start_line):
             continue
-        if r["path"] == hit.path and r["start_line"] <= hit.start_line <= r["end_line"]:
-            continue  # the module chunk that holds the hit's own definition
         calls = [c for c in words.called_names(r["text"]) if words.symbol_key(c) == key]
         if not calls:
             continue
