@@ -143,10 +143,12 @@ async def callers(
               AND p.term = ANY(tsvector_to_array(to_tsvector('english', $2)))
               AND (p.nc > 0 OR (p.module AND p.nd > 0))
             ORDER BY p.impact DESC LIMIT $3)
+          AND c.text ~* $4  -- the name followed by a call's `(`, `{` or string
         """,
         hit.repo,
         name,
         CANDIDATES,
+        rf"\m{re.escape(key)}\s*[({{\"']",
     )
     ranked: list[tuple[int, int, asyncpg.Record]] = []
     for r in rows:
