@@ -86,10 +86,12 @@ async def callees(conn: asyncpg.Connection, hit: SearchResult, limit: int) -> li
     if not calls:
         return []
     keys = list(dict.fromkeys(words.symbol_key(c) for c in calls))
+    # the definitions' names first (a common name may have hundreds), the chosen ones' code after
     rows = await conn.fetch(
-        _SELECT
-        + """
-        WHERE r.name = $1 AND c.symbol_keys && $2::text[] AND c.searchable
+        """
+        SELECT c.id, c.symbol, c.path, c.start_line FROM chunks c
+        WHERE c.repo_id = (SELECT id FROM repos WHERE name = $1)
+          AND c.symbol_keys && $2::text[] AND c.searchable
           AND c.kind IN ('function', 'method') AND c.part <= 1
         """,
         hit.repo,
@@ -98,10 +100,9 @@ async def callees(conn: asyncpg.Connection, hit: SearchResult, limit: int) -> li
     by_key: dict[str, list[asyncpg.Record]] = {}
     for r in rows:
         by_key.setdefault(words.symbol_key(r["symbol"]), []).append(r)
-    out: list[Neighbour] = []
-    seen: set[int] = set()
+    chosen: list[int] = []
     for call in calls:
-        found = [r for r in by_key.get(words.symbol_key(call), []) if r["id"] not in seen]
+        found = [r for r in by_key.get(words.symbol_key(call), []) if r["id"] not in chosen]
         found = [r for r in found if (r["path"], r["start_line"]) != (hit.path, hit.start_line)]
         if not found:
             continue
@@ -111,11 +112,17 @@ async def callees(conn: asyncpg.Connection, hit: SearchResult, limit: int) -> li
             len(found) > MAX_DEFINITIONS or is_test_path(best["path"])
         ):
             continue
-        seen.add(best["id"])
-        out.append(Neighbour(_result(best, hit.score), f"called by {hit.symbol}"))
-        if len(out) >= limit:
+        chosen.append(best["id"])
+        if len(chosen) >= limit:
             break
-    return out
+    if not chosen:
+        return []
+    code = {r["id"]: r for r in await conn.fetch(_SELECT + "WHERE c.id = ANY($1)", chosen)}
+    return [
+        Neighbour(_result(code[i], hit.score), f"called by {hit.symbol}")
+        for i in chosen
+        if i in code
+    ]
 
 
 async def callers(
