@@ -24,7 +24,7 @@ from indexer.indexing import run as indexing
 from indexer.indexing.run import IndexReport, Progress
 from indexer.indexing.sources import open_source
 from indexer.search import DEFAULT_TUNING, Found, Mode, Tuning
-from indexer.search.calls import CALL_SEEDS, CallContext, labelled
+from indexer.search.calls import CALL_FIRST, CALL_SEEDS, CallContext, labelled
 from indexer.search.calls import neighbours as call_neighbours
 from indexer.search.context import Context, build_context
 from indexer.sync import git, jobs, repo_sync
@@ -189,6 +189,7 @@ class Victor:
         min_score: float = 0.0,
         calls: CallContext | None = None,
         seeds: int = CALL_SEEDS,
+        first: str = CALL_FIRST,
     ) -> Context:
         """The context block of a search's results: those scoring `min_score` or more, then,
         while the budget has room, the code around the best (`calls`, default
@@ -198,7 +199,7 @@ class Victor:
         extra: list[search.SearchResult] = []
         if kept and mode != "off":
             async with self.pool.acquire() as conn:
-                found = await call_neighbours(conn, kept, mode, seeds=seeds)
+                found = await call_neighbours(conn, kept, mode, seeds=seeds, first=first)
             extra = [labelled(n) for n in found]
         return build_context(kept, budget=budget, extra=extra)
 

@@ -79,17 +79,19 @@ def evaluate(system: str, set_name: str, hits: list, queries: list) -> dict:
 
 def victor_contexts(system, queries: list, calls: list[str]) -> dict:
     """A Victor system's context figures from `Victor.assemble` itself (what the filter runs,
-    VICTOR_CALL_CONTEXT's default), and one set per `calls` variant (`MODE[:SEEDS]`, keys
-    suffixed ` calls=MODE:SEEDS`)."""
+    VICTOR_CALL_CONTEXT's default), and one set per `calls` variant (`MODE[/FIRST][:SEEDS]`,
+    keys suffixed ` calls=MODE[/FIRST]:SEEDS`; FIRST: the side tried first with both)."""
     out = contexts_score(system.contexts(), queries)
     for variant in calls:
         mode, _, seeds = variant.partition(":")
+        mode, _, first = mode.partition("/")  # both/callers: callers first
         n = int(seeds or 1)
         t0 = time.perf_counter()
-        blocks = system.contexts(mode, n)
+        blocks = system.contexts(mode, n, first or "callees")
         ms = (time.perf_counter() - t0) * 1000 / max(len(queries), 1)
-        out |= contexts_score(blocks, queries, f" calls={mode}:{n}")
-        out[f"ctx_ms calls={mode}:{n}"] = ms  # assembling one block (a busy, shared VM)
+        name = variant.partition(":")[0]
+        out |= contexts_score(blocks, queries, f" calls={name}:{n}")
+        out[f"ctx_ms calls={name}:{n}"] = ms  # assembling one block (a busy, shared VM)
     return out
 
 
@@ -340,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="MODE[:SEEDS]",
         help="Victor systems: also score the context with the code around the best SEEDS hits "
-        "(off, callees, callers, both; e.g. both:1 callees:3)",
+        "(off, callees, callers, both, both/callers = callers first; e.g. both:1 callees:3)",
     )
     ap.add_argument("--cache", type=Path, help="embedding cache folder ($VICTOR_BENCH_CACHE)")
     ap.add_argument("--no-cache", action="store_true", help="embed everything again")

@@ -31,7 +31,7 @@ from bench.retrieval.systems import Context, Hit, register
 from indexer.config import Settings
 from indexer.embedding.local import LocalEmbedder
 from indexer.search import DEFAULT_TUNING, SearchResult, Tuning
-from indexer.search.calls import CALL_SEEDS
+from indexer.search.calls import CALL_FIRST, CALL_SEEDS
 from indexer.search.context import Context as Block
 from indexer.search.context import budget_chars
 from indexer.service import Victor, open_victor
@@ -128,7 +128,11 @@ class VictorIndex:
         return [f.results for f in found]
 
     def contexts(
-        self, results: list[list[SearchResult]], calls: str | None = None, seeds: int = CALL_SEEDS
+        self,
+        results: list[list[SearchResult]],
+        calls: str | None = None,
+        seeds: int = CALL_SEEDS,
+        first: str = CALL_FIRST,
     ) -> list[Block]:
         """The block the chat filter would send for each query's results, built by Victor's
         own `Victor.assemble` with the filter's defaults (top 8, score >= 0.2, 2000 tokens);
@@ -144,6 +148,7 @@ class VictorIndex:
                     min_score=CONTEXT_MIN_SCORE,
                     calls=calls,
                     seeds=seeds,
+                    first=first,
                 )
                 for rs in results
             ]
@@ -193,9 +198,11 @@ class VictorSystem:
         self.results = shared_index(self.ctx).results(queries, self.mode, k)
         return [[_hit(r) for r in rs] for rs in self.results]
 
-    def contexts(self, calls: str | None = None, seeds: int = CALL_SEEDS) -> list[Block]:
+    def contexts(
+        self, calls: str | None = None, seeds: int = CALL_SEEDS, first: str = CALL_FIRST
+    ) -> list[Block]:
         """The filter's context block for each query of the last `search_batch`."""
-        return shared_index(self.ctx).contexts(self.results, calls, seeds)
+        return shared_index(self.ctx).contexts(self.results, calls, seeds, first)
 
 
 def _factory(mode: str):

@@ -28,6 +28,7 @@ CallContext = Literal["off", "callees", "callers", "both"]
 CALL_CONTEXTS: tuple[CallContext, ...] = ("off", "callees", "callers", "both")
 
 CALL_SEEDS = 1  # hits whose neighbours are added: the best one (bench/README.md)
+CALL_FIRST = "callees"  # with both: which side of a hit is tried first (bench/README.md)
 MAX_DEFINITIONS = 3  # a called name defined more often than this, with no closer match: skip
 MAX_CALLERS = 4  # callers shown per hit (the closest first)
 CANDIDATES = 200  # chunks read to find the callers of one function
@@ -181,19 +182,19 @@ async def neighbours(
     *,
     seeds: int = CALL_SEEDS,
     limit: int = 6,
+    first: str = CALL_FIRST,
 ) -> list[Neighbour]:
     """What the best `seeds` hits call and are called by (per `mode`), in the order the
-    context should try them; never a chunk that is one of `hits`."""
+    context should try them (for `both`: the `first` side of each hit, then the other);
+    never a chunk that is one of `hits`."""
     if mode == "off" or not hits:
         return []
     taken = {(h.repo, h.path, h.start_line) for h in hits}
     out: list[Neighbour] = []
     for hit in hits[:seeds]:
-        found: list[Neighbour] = []
-        if mode in ("callees", "both"):
-            found += await callees(conn, hit, limit)
-        if mode in ("callers", "both"):
-            found += await callers(conn, hit)
+        down = await callees(conn, hit, limit) if mode in ("callees", "both") else []
+        up = await callers(conn, hit) if mode in ("callers", "both") else []
+        found = up + down if first == "callers" else down + up
         for n in found:
             where = (n.result.repo, n.result.path, n.result.start_line)
             if where not in taken:
