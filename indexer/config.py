@@ -127,10 +127,11 @@ class Settings(BaseSettings):
     )
 
     call_context: Literal["off", "callees", "callers", "both"] = Field(
-        default="off",
+        default="both",
         description="When the context budget has room after the retrieved code, add the code "
-        "around the best hit: the functions it calls (callees), the code that calls it "
-        "(callers), both, or nothing (off). bench/README.md has the measurements.",
+        "around the best hit: the code that calls it and the functions it calls (both), one "
+        "side only (callers, callees), or nothing (off). Never displaces retrieved code. "
+        "bench/README.md has the measurements.",
     )
 
     sql_timeout: float = Field(default=300.0, gt=0, description="Seconds per SQL statement.")

@@ -97,11 +97,11 @@ class Pipeline:
             default=[], description="Search only these indexed repositories (empty: all)."
         )
         call_context: str = Field(
-            default="off",
+            default="both",
             pattern="^(off|callees|callers|both)$",
             description="When the code found leaves room in the budget, add the code around "
-            "the best match: the functions it calls (callees), the code calling it (callers), "
-            "both, or nothing (off).",
+            "the best match: the code calling it and the functions it calls (both), one side "
+            "(callers, callees), or nothing (off).",
         )
         database_url: str = Field(
             default="postgresql://victor@host.docker.internal:5433/victor",

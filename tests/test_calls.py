@@ -115,12 +115,12 @@ async def test_what_calls_a_function_leaves_tests_out(editor):
         ("off", []),
         ("callees", ["M.serialize; called by M.save", "fs.write_file; called by M.save"]),
         ("callers", ["keys.on_key; calls M.save"]),
-        (
+        (  # callers first: what leads to the hit, then what it does
             "both",
             [
+                "keys.on_key; calls M.save",
                 "M.serialize; called by M.save",
                 "fs.write_file; called by M.save",
-                "keys.on_key; calls M.save",
             ],
         ),
     ],
@@ -140,6 +140,7 @@ async def test_the_context_adds_the_code_around_the_best_hit(editor, mode, added
 
 async def test_the_setting_is_the_default_of_the_context(editor, settings):
     hit = await _hit(editor, "M.save")
+    assert settings.call_context == "both"  # the default
     editor.settings = settings.model_copy(update={"call_context": "callers"})
     context = await editor.assemble([hit], budget=4000)
     assert [s.symbol for s in context.sources] == ["M.save", "keys.on_key; calls M.save"]
