@@ -6,9 +6,10 @@ hits, the definitions the best hit calls (callees) and the chunks that call it (
 added after them, each labelled with why it is there. Calls are the names a chunk's code
 calls (`indexer.words.called_names`), resolved to definitions in the same repository by their
 last name (`symbol_keys`, as symbol lookup does), the closest match first: the same qualified
-name, then a method of the same file for `self:name()`, then the same file, then a name
-defined only once in the repository. A name defined in many places with none closer (`new`,
-`get`) is left out: guessing would fill the context with unrelated code.
+name, then a method of the same file for `self:name()`, then the same file, then any of at most
+MAX_DEFINITIONS definitions of the name. A name defined in more places with none closer
+(`new`, `get`) is left out: guessing would fill the context with unrelated code. Callers are
+ordered the same way (the closest call first, then the shortest chunk) and tests left out.
 """
 
 from __future__ import annotations
