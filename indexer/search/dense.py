@@ -76,21 +76,20 @@ async def embed_queries(
 async def dense_ids(
     conn: asyncpg.Connection, vector: np.ndarray, depth: int, repos: list[int] | None
 ) -> dict[int, float]:
-    """Chunk id -> cosine similarity of the `depth` nearest chunks (HNSW)."""
-    async with conn.transaction():
-        # with a repo filter, let HNSW keep scanning until enough rows pass it
-        await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        # the default ef_search (40) caps how many candidates one scan can return
-        await conn.execute("SELECT set_config('hnsw.ef_search', $1, true)", str(max(40, 2 * depth)))
-        rows = await conn.fetch(
-            """
-            SELECT id, 1 - (embedding <=> $1) AS cos FROM chunks
-            WHERE embedding IS NOT NULL AND ($3::int[] IS NULL OR repo_id = ANY($3))
-            ORDER BY embedding <=> $1
-            LIMIT $2
-            """,
-            vector,
-            depth,
-            repos,
-        )
+    """Chunk id -> cosine similarity of the `depth` nearest chunks (HNSW). The pool's
+    connections carry the HNSW settings (`store.HNSW_SETTINGS`); a depth beyond what they
+    allow raises ef_search for this one statement."""
+    sql = """
+        SELECT id, 1 - (embedding <=> $1) AS cos FROM chunks
+        WHERE embedding IS NOT NULL AND ($3::int[] IS NULL OR repo_id = ANY($3))
+        ORDER BY embedding <=> $1
+        LIMIT $2
+        """
+    if 2 * depth <= int(store.HNSW_SETTINGS["hnsw.ef_search"]):
+        rows = await conn.fetch(sql, vector, depth, repos)
+    else:
+        async with conn.transaction():
+            await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            await conn.execute("SELECT set_config('hnsw.ef_search', $1, true)", str(2 * depth))
+            rows = await conn.fetch(sql, vector, depth, repos)
     return {r["id"]: float(r["cos"]) for r in rows}

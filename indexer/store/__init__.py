@@ -18,6 +18,7 @@ from indexer.store.chunks import (
 )
 from indexer.store.connection import (
     CONNECTION_LOST,
+    HNSW_SETTINGS,
     connect_once,
     create_pool,
     database_url,
@@ -26,6 +27,7 @@ from indexer.store.connection import (
 )
 from indexer.store.locks import (
     repo_lock,
+    summary_lock,
     sync_lock,
     transaction,
 )
@@ -57,6 +59,7 @@ from indexer.store.space import (
 __all__ = [
     "CHUNK_COLUMNS",
     "CONNECTION_LOST",
+    "HNSW_SETTINGS",
     "ChunkRow",
     "EmbeddingSpace",
     "FileRecord",
@@ -88,6 +91,7 @@ __all__ = [
     "repo_lock",
     "repos_for_push",
     "set_vectors_from_cache",
+    "summary_lock",
     "sync_lock",
     "track_repo",
     "tracked_repos",
