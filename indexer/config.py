@@ -14,12 +14,24 @@ import platformdirs
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-# Query/document prefixes per embedding model family. nomic-embed-text is
-# trained with them and retrieves badly without; mxbai wants a query prefix.
+# The prompts each embedding model was trained with, by model family: (document prefix, query
+# prefix), from each model's card (docs/embedding-models.md has the sources). A model that reads
+# plain text on both sides is listed too, so only a model nobody checked gets the notice of
+# `prompt_notice`. A prompt belongs to the vector space: changing one needs `victor reembed`.
 MODEL_PREFIXES: dict[str, tuple[str, str]] = {
-    # model family: (document prefix, query prefix)
+    # Qwen3-Embedding: an instruction on the query side only; this is the code-search one
+    "qwen3-embedding": ("", "Instruct: Given a code search query, retrieve relevant code\nQuery: "),
+    # EmbeddingGemma: task prompts on both sides; "code retrieval" is its code-search task
+    "embeddinggemma": ("title: none | text: ", "task: code retrieval | query: "),
+    # nomic-embed-text v1/v1.5 (and v2): trained with these, retrieves badly without
     "nomic-embed-text": ("search_document: ", "search_query: "),
     "mxbai-embed-large": ("", "Represent this sentence for searching relevant passages: "),
+    # Arctic Embed 2.0 (l/m-v2.0): `query: ` on queries, documents plain
+    "snowflake-arctic-embed2": ("", "query: "),
+    # Arctic Embed v1/v1.5 (Ollama's snowflake-arctic-embed): the BGE-style query prompt
+    "snowflake-arctic-embed": ("", "Represent this sentence for searching relevant passages: "),
+    "bge-m3": ("", ""),  # dense retrieval needs no instruction
+    "all-minilm": ("", ""),  # all-MiniLM-L6-v2 (and L12): plain text
 }
 
 LOCAL_MODEL_NAME = "all-MiniLM-L6-v2"
@@ -28,6 +40,23 @@ LOCAL_MODEL_NAME = "all-MiniLM-L6-v2"
 def model_family(model: str) -> str:
     """`nomic-embed-text:latest` and `library/nomic-embed-text` -> `nomic-embed-text`."""
     return model.split(":", 1)[0].rsplit("/", 1)[-1].lower()
+
+
+def known_prompts(model: str) -> tuple[str, str] | None:
+    """(document prefix, query prefix) of a model by its name, None when no prompt is known.
+
+    Any tag or namespace (`qwen3-embedding:0.6b`, `library/bge-m3`) names the family; so does
+    a name that extends a family's with a size or format (`Qwen3-Embedding-0.6B-GGUF`,
+    `all-MiniLM-L6-v2`), the longest family first (`snowflake-arctic-embed2` before
+    `snowflake-arctic-embed`).
+    """
+    family = model_family(model)
+    if family in MODEL_PREFIXES:
+        return MODEL_PREFIXES[family]
+    for name in sorted(MODEL_PREFIXES, key=len, reverse=True):
+        if family.startswith(name) and family[len(name)] in "-_.":
+            return MODEL_PREFIXES[name]
+    return None
 
 
 class Settings(BaseSettings):
@@ -86,8 +115,24 @@ class Settings(BaseSettings):
         "(Ollama's keep_alive: 30m, 1h, seconds, -1 for always). Unset: Ollama's own "
         "default (5 minutes).",
     )
-    document_prefix: str | None = Field(default=None, description="Override the model's default.")
-    query_prefix: str | None = Field(default=None, description="Override the model's default.")
+    document_prefix: str | None = Field(
+        default=None,
+        description="Text put before every chunk that is embedded. Unset: the model's own "
+        "document prompt (indexer/config.py MODEL_PREFIXES; docs/embedding-models.md).",
+    )
+    query_prefix: str | None = Field(
+        default=None,
+        description="Text put before every query that is embedded. Unset: the model's own "
+        "query prompt (e.g. qwen3-embedding's code-search instruction).",
+    )
+
+    call_context: Literal["off", "callees", "callers", "both"] = Field(
+        default="both",
+        description="When the context budget has room after the retrieved code, add the code "
+        "around the best hit: the code that calls it and the functions it calls (both), one "
+        "side only (callers, callees), or nothing (off). Never displaces retrieved code. "
+        "bench/README.md has the measurements.",
+    )
 
     sql_timeout: float = Field(default=300.0, gt=0, description="Seconds per SQL statement.")
 
@@ -229,12 +274,34 @@ class Settings(BaseSettings):
     @property
     def prefixes(self) -> tuple[str, str]:
         """(document prefix, query prefix) for the configured model."""
-        doc, query = MODEL_PREFIXES.get(model_family(self.model), ("", ""))
+        doc, query = known_prompts(self.model) or ("", "")
         if self.document_prefix is not None:
             doc = self.document_prefix
         if self.query_prefix is not None:
             query = self.query_prefix
         return doc, query
+
+    @property
+    def prompt_notice(self) -> str:
+        """What to tell the operator when no prompt is known for the model and none is set
+        ("" otherwise): shown by `victor doctor` and once per index run."""
+        if known_prompts(self.model) is not None:
+            return ""
+        if self.document_prefix is not None and self.query_prefix is not None:
+            return ""
+        doc, query = self.prefixes
+        used = (
+            f"code with {doc!r} in front and queries with {query!r}"
+            if doc or query
+            else "code and queries as they are, with no prompt"
+        )
+        return (
+            f"No query/document prompt is known for the embedding model {self.model!r}: "
+            f"Victor embeds {used}. If the model's card asks for prompts, set "
+            "VICTOR_QUERY_PREFIX and VICTOR_DOCUMENT_PREFIX to them (then run `victor "
+            "reembed`); setting both, even to an empty value, silences this note. Models with "
+            "known prompts: " + ", ".join(MODEL_PREFIXES) + "."
+        )
 
     @property
     def embedding_space(self) -> str:

@@ -22,6 +22,8 @@ from indexer.config import Settings
 from indexer.embedding import Embedder, make_embedder
 from indexer.errors import ConfigError, NotFound, SourceError
 from indexer.search import DEFAULT_TUNING, Found, Mode, Tuning
+from indexer.search.calls import CALL_FIRST, CALL_SEEDS, CallContext, labelled
+from indexer.search.calls import neighbours as call_neighbours
 from indexer.search.context import Context, build_context
 from indexer.sync import git, jobs
 
@@ -182,10 +184,32 @@ class Victor:
         `Context.notice` says so in a short phrase any user may see, `Context.detail` says why.
         """
         (found,) = await self.search([query], top_k=top_k, repos=repos, timeout=timeout)
-        context = build_context([r for r in found.results if r.score >= min_score], budget=budget)
+        context = await self.assemble(found.results, budget=budget, min_score=min_score)
         if not found.notice:
             return context
         return replace(context, notice=found.summary, detail=found.notice)
+
+    async def assemble(
+        self,
+        results: Sequence[search.SearchResult],
+        *,
+        budget: int = 6000,
+        min_score: float = 0.0,
+        calls: CallContext | None = None,
+        seeds: int = CALL_SEEDS,
+        first: str = CALL_FIRST,
+    ) -> Context:
+        """The context block of a search's results: those scoring `min_score` or more, then,
+        while the budget has room, the code around the best (`calls`, default
+        VICTOR_CALL_CONTEXT: what it calls and what calls it; indexer/search/calls.py)."""
+        kept = [r for r in results if r.score >= min_score]
+        mode = self.settings.call_context if calls is None else calls
+        extra: list[search.SearchResult] = []
+        if kept and mode != "off":
+            async with self.pool.acquire() as conn:
+                found = await call_neighbours(conn, kept, mode, seeds=seeds, first=first)
+            extra = [labelled(n) for n in found]
+        return build_context(kept, budget=budget, extra=extra)
 
     async def repos(self) -> list[store.Repo]:
         return await store.list_repos(self.pool)

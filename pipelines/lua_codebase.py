@@ -96,6 +96,13 @@ class Pipeline:
         repos: list[str] = Field(
             default=[], description="Search only these indexed repositories (empty: all)."
         )
+        call_context: str = Field(
+            default="both",
+            pattern="^(off|callees|callers|both)$",
+            description="When the code found leaves room in the budget, add the code around "
+            "the best match: the code calling it and the functions it calls (both), one side "
+            "(callers, callees), or nothing (off).",
+        )
         database_url: str = Field(
             default="postgresql://victor@host.docker.internal:5433/victor",
             description="Victor's PostgreSQL. Leave the password out and set PGPASSWORD in the "
@@ -222,6 +229,7 @@ class Pipeline:
             v.timeout_seconds,
             v.pool_size,
             v.keep_alive,
+            v.call_context,
         )
 
     def _session(self) -> ChatSession:
@@ -237,6 +245,7 @@ class Pipeline:
                 embed_backend="ollama",
                 embed_model=v.embed_model,
                 ollama_keep_alive=v.keep_alive or None,
+                call_context=v.call_context,
             )
             self.session = ChatSession(
                 settings, timeout=v.timeout_seconds, pool_size=v.pool_size, log=log, name=NAME_ID

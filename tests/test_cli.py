@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 
 from tests.conftest import SAMPLE, VICTOR, victor_cli
+from tests.support import pg
 
 
 def test_index_search_status_remove(cli_env, ollama, tmp_path):
@@ -407,3 +408,46 @@ def test_search_shows_the_code_of_each_hit(cli_env, ollama, tmp_path):
         ), shown
     only = victor_cli("search", "-k", "1", "-l", "Cart:total", env=cli_env).stdout
     assert only.strip() == lines[0].strip()
+
+
+async def test_model_prompts_are_sent_and_an_unknown_model_is_noted_once(
+    cli_env, ollama, pg_admin_url, tmp_path
+):
+    """qwen3-embedding's code-search instruction goes before every query and nothing before
+    the code; a model with no known prompt is indexed as it is, with one note per run (not
+    one per embedding batch) and a `note` line in `victor doctor`."""
+    added = {"qwen3-embedding:0.6b", "acme-code-embed:latest"}
+    ollama.models |= added
+    try:
+        qwen = {**cli_env, "VICTOR_EMBED_MODEL": "qwen3-embedding:0.6b"}
+        done = victor_cli("index", str(SAMPLE), "--name", "shop", env=qwen)
+        assert "note:" not in done.stderr
+        assert ollama.inputs and not any(t.startswith("Instruct:") for t in ollama.inputs)
+        ollama.reset()
+        victor_cli("search", "--json", "selected entries of the picker", env=qwen)
+        assert ollama.inputs == [
+            "Instruct: Given a code search query, retrieve relevant code\n"
+            "Query: selected entries of the picker"
+        ]
+
+        acme = {
+            **cli_env,
+            "VICTOR_EMBED_MODEL": "acme-code-embed",
+            "VICTOR_DATABASE_URL": await pg.create_database(pg_admin_url),
+            "VICTOR_EMBED_BATCH_SIZE": "2",  # many batches, one note
+        }
+        ollama.reset()
+        done = victor_cli("index", str(SAMPLE), "--name", "shop", env=acme)
+        assert ollama.requests > 2
+        notes = [x for x in done.stderr.splitlines() if "No query/document prompt" in x]
+        assert len(notes) == 1, done.stderr
+        assert "'acme-code-embed'" in notes[0] and "VICTOR_QUERY_PREFIX" in notes[0]
+        doctor = victor_cli("doctor", env=acme)
+        (line,) = [x for x in doctor.stdout.splitlines() if " prompts:" in x]
+        assert "note" in line and "with no prompt" in line, line
+        assert "FAIL" not in doctor.stdout
+        doctor = victor_cli("doctor", env=qwen).stdout
+        (line,) = [x for x in doctor.splitlines() if " prompts:" in x]
+        assert "ok" in line and "Instruct: Given a code search query" in line, line
+    finally:
+        ollama.models -= added

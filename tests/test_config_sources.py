@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from indexer.config import Settings
+from indexer.config import Settings, known_prompts
 from indexer.errors import SourceError
 from indexer.indexing.sources import FolderSource, GitSource, blob_id, decode_lua, open_source
 from tests.conftest import git, make_git_repo
@@ -162,3 +162,59 @@ def test_git_url_is_cloned(tmp_path):
     )
     assert [f.path for f in source.scan()[0]] == ["m.lua"]
     assert (tmp_path / "clones" / "up" / "HEAD").is_file()
+
+
+QWEN3_QUERY = "Instruct: Given a code search query, retrieve relevant code\nQuery: "
+
+
+@pytest.mark.parametrize(
+    ("model", "document", "query"),
+    [
+        ("qwen3-embedding", "", QWEN3_QUERY),
+        ("qwen3-embedding:0.6b", "", QWEN3_QUERY),
+        ("library/qwen3-embedding:8b", "", QWEN3_QUERY),
+        ("hf.co/Qwen/Qwen3-Embedding-0.6B-GGUF:Q8_0", "", QWEN3_QUERY),
+        ("embeddinggemma:300m", "title: none | text: ", "task: code retrieval | query: "),
+        ("nomic-embed-text:v1.5", "search_document: ", "search_query: "),
+        ("mxbai-embed-large", "", "Represent this sentence for searching relevant passages: "),
+        ("snowflake-arctic-embed2:568m", "", "query: "),
+        (
+            "snowflake-arctic-embed:335m",
+            "",
+            "Represent this sentence for searching relevant passages: ",
+        ),
+        ("bge-m3:latest", "", ""),
+        ("all-minilm:l6-v2", "", ""),
+    ],
+)
+def test_each_known_model_gets_its_own_prompts(model, document, query):
+    settings = Settings(embed_model=model)
+    assert settings.prefixes == (document, query)
+    assert settings.prompt_notice == ""
+    assert known_prompts(model) == (document, query)
+
+
+def test_the_local_backend_needs_no_prompt():
+    assert Settings(embed_backend="local", embed_model="qwen3-embedding").prefixes == ("", "")
+    assert Settings(embed_backend="local").prompt_notice == ""
+
+
+@pytest.mark.parametrize("model", ["acme-code-embed", "bge-m3x", "my/qwen3:4b", "embeddinggem"])
+def test_an_unknown_model_gets_no_prompt_and_a_notice_saying_how_to_set_one(model):
+    assert known_prompts(model) is None
+    settings = Settings(embed_model=model)
+    assert settings.prefixes == ("", "")
+    notice = settings.prompt_notice
+    assert f"No query/document prompt is known for the embedding model {model!r}" in notice
+    assert "with no prompt" in notice
+    assert "VICTOR_QUERY_PREFIX" in notice and "VICTOR_DOCUMENT_PREFIX" in notice
+    assert "qwen3-embedding" in notice  # the models it does know
+
+
+def test_prompts_set_by_hand_win_and_silence_the_notice():
+    half = Settings(embed_model="acme-code-embed", query_prefix="find: ")
+    assert half.prefixes == ("", "find: ")
+    assert "queries with 'find: '" in half.prompt_notice
+    both = Settings(embed_model="acme-code-embed", query_prefix="find: ", document_prefix="")
+    assert both.prompt_notice == ""
+    assert Settings(embed_model="qwen3-embedding", query_prefix="").prefixes == ("", "")

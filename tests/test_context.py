@@ -150,3 +150,51 @@ def test_budget_is_never_exceeded(items, budget):
     for path in {p for p, _, _ in labels}:  # snippets of a file never overlap
         ranges = sorted((a, b) for p, a, b in labels if p == path)
         assert all(prev[1] < nxt[0] for prev, nxt in itertools.pairwise(ranges))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(spans, min_size=1, max_size=12), st.lists(spans, max_size=8), st.integers(0, 8000))
+def test_code_around_the_hits_only_fills_the_room_they_leave(items, around, budget):
+    """Extra chunks (callees, callers) come after every result, never push one out, never
+    overlap one, and keep the budget and the file's lines."""
+    results = [result(p, s, s + n, f"S{i}", score) for i, (p, s, n, score) in enumerate(items)]
+    extra = [
+        result(p, s, s + n, f"E{i}; called by S0", 0.0) for i, (p, s, n, _) in enumerate(around)
+    ]
+    alone = build_context(results, budget=budget)
+    ctx = build_context(results, budget=budget, extra=extra)
+    assert len(ctx.text) <= budget
+    assert ctx.sources[: len(alone.sources)] == alone.sources  # every result still there, first
+    if not alone.sources:
+        assert ctx.text == ""  # never a context of neighbours alone
+    for source in ctx.sources[len(alone.sources) :]:
+        assert source.symbol.startswith("E") and "; called by S0" in source.symbol
+        assert f"`{source.path}:{source.start_line}-{source.end_line} (E" in ctx.text
+    for source in ctx.sources:
+        lines = source.text.split("\n")
+        if lines[-1] == "-- ... (truncated)":
+            lines.pop()
+        assert lines == [
+            f"line {n} of {source.path}" for n in range(source.start_line, source.end_line + 1)
+        ]
+    labels = [(s.path, s.start_line, s.end_line) for s in ctx.sources]
+    for path in {p for p, _, _ in labels}:  # snippets of a file never overlap
+        ranges = sorted((a, b) for p, a, b in labels if p == path)
+        assert all(prev[1] < nxt[0] for prev, nxt in itertools.pairwise(ranges))
+
+
+def test_code_around_the_hits_is_labelled_and_skipped_where_the_hits_show_it():
+    hits = [result("src/save.lua", 10, 20, "M.save", 0.6)]
+    extra = [
+        result("src/save.lua", 15, 18, "M.inner; called by M.save"),  # inside the hit: shown
+        result("src/io.lua", 1, 5, "write_file; called by M.save"),
+        result("src/keys.lua", 30, 31, "keys.setup; calls M.save"),
+    ]
+    ctx = build_context(hits, budget=3000, extra=extra)
+    assert [s.label for s in ctx.sources] == [
+        "src/save.lua:10-20",
+        "src/io.lua:1-5",
+        "src/keys.lua:30-31",
+    ]
+    assert "`src/io.lua:1-5 (write_file; called by M.save)`" in ctx.text
+    assert "`src/keys.lua:30-31 (keys.setup; calls M.save)`" in ctx.text

@@ -56,23 +56,29 @@ async def test_every_line_in_a_labelled_range_is_the_files_line(penlight):
         queries = QUESTIONS + symbols[::7]
         assert len(queries) > 40
         found = await victor.search(queries, top_k=16)
-    checked = merged = 0
-    for f in found:
-        for budget in (20_000, 1_500):  # whole snippets, and snippets cut to fit
-            context = build_context(f.results, budget=budget)
-            for source in context.sources:
-                shown = source.text.split("\n")
-                if shown[-1] == "-- ... (truncated)":
-                    shown.pop()
-                expected = file_lines(project, source.path)[source.start_line - 1 : source.end_line]
-                assert shown == expected, source.label
-                checked += len(shown)
-                merged += (
-                    sum(
-                        r.path == source.path
-                        and source.start_line <= r.start_line <= source.end_line
-                        for r in f.results
-                    )
-                    > 1
+        contexts = []
+        for f in found:
+            for budget in (20_000, 1_500):  # whole snippets, and snippets cut to fit
+                contexts.append((f, build_context(f.results, budget=budget)))
+            # with the code around the best hits (calls.py) in the room the hits leave
+            around = await victor.assemble(f.results[:4], budget=20_000, calls="both", seeds=2)
+            contexts.append((f, around))
+    checked = merged = added = 0
+    for f, context in contexts:
+        for source in context.sources:
+            shown = source.text.split("\n")
+            if shown[-1] == "-- ... (truncated)":
+                shown.pop()
+            expected = file_lines(project, source.path)[source.start_line - 1 : source.end_line]
+            assert shown == expected, source.label
+            checked += len(shown)
+            added += "; call" in source.symbol
+            merged += (
+                sum(
+                    r.path == source.path and source.start_line <= r.start_line <= source.end_line
+                    for r in f.results
                 )
-    assert checked > 5_000 and merged > 0  # many lines, and merged snippets among them
+                > 1
+            )
+    # many lines, merged snippets among them, and code added around the hits
+    assert checked > 5_000 and merged > 0 and added > 20

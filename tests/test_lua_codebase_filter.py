@@ -465,3 +465,20 @@ async def test_function_never_raises():
 def test_the_filter_and_the_function_agree_on_the_handover_key():
     assert lc.HANDOVER_KEY == fn.HANDOVER_KEY == "lua_codebase"
     assert lc.Pipeline().valves.toggle_function_id == "lua_codebase"
+
+
+async def test_the_call_context_valve_adds_what_the_best_match_calls(shop_settings, ollama):
+    question = request_body("Where is Cart:total defined?")
+    shown = {}
+    for mode in ("off", "callees"):
+        pipeline = make_pipeline(shop_settings, top_k=1, call_context=mode)
+        await pipeline.on_startup()
+        try:
+            body = await pipeline.inlet(copy.deepcopy(question), None)
+        finally:
+            await pipeline.on_shutdown()
+        (system,) = [m["content"] for m in body["messages"] if m["role"] == "system"]
+        shown[mode] = system
+    assert "function Cart:total()" in shown["off"] and "called by" not in shown["off"]
+    assert "function Cart:total()" in shown["callees"]
+    assert "called by Cart:total" in shown["callees"]

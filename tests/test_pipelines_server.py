@@ -135,6 +135,7 @@ def test_valves_spec_shows_every_setting(server):
         "context_tokens",
         "min_score",
         "repos",
+        "call_context",
         "database_url",
         "ollama_host",
         "embed_model",
@@ -194,12 +195,12 @@ def test_task_and_toggle_off_bodies_come_back_unchanged(server):
 
 
 def test_top_k_valve_persists_and_changes_the_snippets(server):
-    update_valves(server, {"top_k": 1})
+    update_valves(server, {"top_k": 1, "call_context": "off"})  # no code around the hit
     assert json.loads(server.valves_file(ID).read_text())["top_k"] == 1
     one, _ = inlet(server, inlet_request())
     assert len(labels(one)) == 1
 
-    update_valves(server, {"top_k": 8})
+    update_valves(server, {"top_k": 8, "call_context": "both"})
     assert json.loads(server.valves_file(ID).read_text())["top_k"] == 8
     more, _ = inlet(server, inlet_request())
     assert len(labels(more)) > 1

@@ -283,6 +283,8 @@ async def index(ctx, target: str, name: str | None, ref: str | None, as_json: bo
             "nothing was kept in the index.",
             err=True,
         )
+    for notice in report.notices:
+        click.echo(f"victor: note: {notice}", err=True)
     if as_json:
         out.print_json(json.dumps(report.summary()))
         return
@@ -771,7 +773,13 @@ async def doctor(ctx) -> None:
     ok = True
     async for check in run_checks(settings):
         mark = (
-            "[yellow]skip[/]" if check.skipped else "[green]ok[/]" if check.ok else "[red]FAIL[/]"
+            "[yellow]skip[/]"
+            if check.skipped
+            else "[yellow]note[/]"
+            if check.note
+            else "[green]ok[/]"
+            if check.ok
+            else "[red]FAIL[/]"
         )
         out.print(f"{mark:>12}  {check.name}: {check.detail}", highlight=False)
         ok = ok and check.ok
@@ -860,6 +868,8 @@ async def sync(ctx, name: str, full: bool, as_json: bool) -> None:
     """Fetch a tracked repository and index what changed (what a push does)."""
     async with opened(ctx) as victor:
         report = await victor.sync(name, full=full)
+    for notice in (report.index or {}).get("notices", []):
+        click.echo(f"victor: note: {notice}", err=True)
     if as_json:
         out.print_json(json.dumps(report.summary()))
         return

@@ -21,6 +21,7 @@ class Check:
     ok: bool
     detail: str
     skipped: bool = False  # not run: a check it depends on failed
+    note: bool = False  # passed, with something the operator should read
 
 
 def skipped(name: str, because: str) -> Check:
@@ -81,6 +82,7 @@ async def run_checks(settings: Settings) -> AsyncIterator[Check]:
         finally:
             await conn.close()
 
+    yield prompts_check(settings)
     embedder = make_embedder(settings, timeout=10.0, retries=0)
     try:
         if isinstance(embedder, OllamaEmbedder):
@@ -103,6 +105,16 @@ async def run_checks(settings: Settings) -> AsyncIterator[Check]:
     else:
         message = store.mismatch_message(recorded, embedder.space, embedder.model)
         yield Check("model match", False, f"{message} {await _ollama_note(settings, recorded)}")
+
+
+def prompts_check(settings: Settings) -> Check:
+    """The query/document prompts the model gets (indexer/config.py MODEL_PREFIXES)."""
+    if settings.prompt_notice:
+        return Check("prompts", True, settings.prompt_notice, note=True)
+    doc, query = settings.prefixes
+    if not doc and not query:
+        return Check("prompts", True, f"{settings.model} reads code and queries without a prompt")
+    return Check("prompts", True, f"code {doc!r}, queries {query!r} ({settings.model})")
 
 
 async def _ollama_note(settings: Settings, recorded: store.EmbeddingSpace) -> str:

@@ -95,20 +95,29 @@ def context_score(rankings: list[list[Hit]], queries: list, min_score: float | N
     """What the chat filter sends: Victor's context assembly over the top 8 results with
     score >= `min_score` (None: no floor, for systems whose scores are not on Victor's 0-1
     scale) under a 2000-token budget. ctx@answer / ctx@any: the answer / any gold function
-    overlaps a snippet that made it into the block; ctx_chars: the block's length."""
+    overlaps a snippet that made it into the block; ctx_chars: the block's length.
+    (Victor's own systems are scored on `Victor.assemble` itself: `contexts_score`.)"""
     budget_chars, build_context, SearchResult = _build_context()
     budget = budget_chars(tokens=CONTEXT_TOKENS)
-    n = len(queries)
-    if n == 0:
-        return {}
-    answer = anyg = chars = 0
-    for hits, q in zip(rankings, queries, strict=True):
+    contexts = []
+    for hits in rankings:
         top = [h for h in hits[:CONTEXT_TOP_K] if min_score is None or h.score >= min_score]
         results = [
             SearchResult("bench", h.path, h.start_line, h.end_line, h.symbol, "", h.score, h.text)
             for h in top
         ]
-        ctx = build_context(results, budget=budget)
+        contexts.append(build_context(results, budget=budget))
+    return contexts_score(contexts, queries)
+
+
+def contexts_score(contexts: list, queries: list, suffix: str = "") -> dict:
+    """ctx@answer, ctx@any and ctx_chars of the context blocks (indexer.search.context.Context)
+    built for `queries`, one each; `suffix` is appended to every key."""
+    n = len(queries)
+    if n == 0:
+        return {}
+    answer = anyg = chars = 0
+    for ctx, q in zip(contexts, queries, strict=True):
         chars += len(ctx.text)
         inside = [
             any(_overlaps(s.path, s.start_line, s.end_line, g) for s in ctx.sources)
@@ -116,4 +125,8 @@ def context_score(rankings: list[list[Hit]], queries: list, min_score: float | N
         ]
         answer += inside[0]
         anyg += any(inside)
-    return {"ctx@answer": answer / n, "ctx@any": anyg / n, "ctx_chars": chars / n}
+    return {
+        f"ctx@answer{suffix}": answer / n,
+        f"ctx@any{suffix}": anyg / n,
+        f"ctx_chars{suffix}": chars / n,
+    }

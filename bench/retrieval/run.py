@@ -36,6 +36,7 @@ from bench.retrieval.heldout import write_heldout
 from bench.retrieval.metrics import (
     CONTEXT_MIN_SCORE,
     context_score,
+    contexts_score,
     gold_ranks,
     question_score,
     score,
@@ -76,6 +77,24 @@ def evaluate(system: str, set_name: str, hits: list, queries: list) -> dict:
     return base | context_score(hits, queries, floor_of(system))
 
 
+def victor_contexts(system, queries: list, calls: list[str]) -> dict:
+    """A Victor system's context figures from `Victor.assemble` itself (what the filter runs,
+    VICTOR_CALL_CONTEXT's default), and one set per `calls` variant (`MODE[/FIRST][:SEEDS]`,
+    keys suffixed ` calls=MODE[/FIRST]:SEEDS`; FIRST: the side tried first with both)."""
+    out = contexts_score(system.contexts(), queries)
+    for variant in calls:
+        mode, _, seeds = variant.partition(":")
+        mode, _, first = mode.partition("/")  # both/callers: callers first
+        n = int(seeds or 1)
+        t0 = time.perf_counter()
+        blocks = system.contexts(mode, n, first or "callees")
+        ms = (time.perf_counter() - t0) * 1000 / max(len(queries), 1)
+        name = variant.partition(":")[0]
+        out |= contexts_score(blocks, queries, f" calls={name}:{n}")
+        out[f"ctx_ms calls={name}:{n}"] = ms  # assembling one block (a busy, shared VM)
+    return out
+
+
 def run_corpus(
     corpus: Path,
     systems: list[str],
@@ -84,6 +103,7 @@ def run_corpus(
     make_context,
     questions_dir: Path | None = None,
     only_sets: tuple[str, ...] = SETS,
+    calls: list[str] = (),
 ) -> dict:
     """Build the query sets and the held-out copy, index and query every system, score.
     Sets not in `only_sets` are neither built into copies nor searched."""
@@ -132,6 +152,8 @@ def run_corpus(
                             hits = system.search_batch([q.text for q in queries], K)
                             entry[f"{set_name}_search_seconds"] = time.perf_counter() - t0
                             entry[set_name] = evaluate(name, set_name, hits, queries)
+                            if set_name != "symbol" and hasattr(system, "contexts"):
+                                entry[set_name] |= victor_contexts(system, queries, calls)
                             ranks[set_name][name] = [
                                 gold_ranks(h, q) for h, q in zip(hits, queries, strict=True)
                             ]
@@ -314,6 +336,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--questions", type=Path, help="question files (default: questions/)")
     ap.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS, help="query sets")
+    ap.add_argument(
+        "--calls",
+        nargs="+",
+        default=[],
+        metavar="MODE[:SEEDS]",
+        help="Victor systems: also score the context with the code around the best SEEDS hits "
+        "(off, callees, callers, both, both/callers = callers first; e.g. both:1 callees:3)",
+    )
     ap.add_argument("--cache", type=Path, help="embedding cache folder ($VICTOR_BENCH_CACHE)")
     ap.add_argument("--no-cache", action="store_true", help="embed everything again")
     ap.add_argument("--out", type=Path, help="write the summary (per corpus and means) as JSON")
@@ -352,7 +382,14 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {}
     for corpus in corpora:
         r = run_corpus(
-            corpus, args.systems, args.max_queries, args.seed, make_context, qdir, args.sets
+            corpus,
+            args.systems,
+            args.max_queries,
+            args.seed,
+            make_context,
+            qdir,
+            args.sets,
+            args.calls,
         )
         queries = r.pop("queries")
         per_corpus[corpus.name] = r

@@ -26,10 +26,14 @@ from pathlib import Path
 import numpy as np
 
 from bench.retrieval.cache import VectorCache
+from bench.retrieval.metrics import CONTEXT_MIN_SCORE, CONTEXT_TOKENS, CONTEXT_TOP_K
 from bench.retrieval.systems import Context, Hit, register
 from indexer.config import Settings
 from indexer.embedding.local import LocalEmbedder
 from indexer.search import DEFAULT_TUNING, SearchResult, Tuning
+from indexer.search.calls import CALL_FIRST, CALL_SEEDS
+from indexer.search.context import Context as Block
+from indexer.search.context import budget_chars
 from indexer.service import Victor, open_victor
 
 MODES = ("dense", "lexical", "hybrid")
@@ -127,6 +131,34 @@ class VictorIndex:
             raise RuntimeError(f"{len(degraded)} queries degraded: {degraded[0]}")
         return [f.results for f in found]
 
+    def contexts(
+        self,
+        results: list[list[SearchResult]],
+        calls: str | None = None,
+        seeds: int = CALL_SEEDS,
+        first: str = CALL_FIRST,
+    ) -> list[Block]:
+        """The block the chat filter would send for each query's results, built by Victor's
+        own `Victor.assemble` with the filter's defaults (top 8, score >= 0.2, 2000 tokens);
+        `calls`: the code around the best hit (None: VICTOR_CALL_CONTEXT's default)."""
+        budget = budget_chars(tokens=CONTEXT_TOKENS)
+        victor = self._victor()
+
+        async def build() -> list[Block]:
+            return [
+                await victor.assemble(
+                    rs[:CONTEXT_TOP_K],
+                    budget=budget,
+                    min_score=CONTEXT_MIN_SCORE,
+                    calls=calls,
+                    seeds=seeds,
+                    first=first,
+                )
+                for rs in results
+            ]
+
+        return self.loop.run_until_complete(build())
+
     def close(self) -> None:
         if self.victor is not None:
             self.loop.run_until_complete(self._open.__aexit__(None, None, None))
@@ -167,7 +199,14 @@ class VictorSystem:
         self.embed_seconds = shared_index(self.ctx).index(corpus_dir)
 
     def search_batch(self, queries: list[str], k: int) -> list[list[Hit]]:
-        return shared_index(self.ctx).search(queries, self.mode, k)
+        self.results = shared_index(self.ctx).results(queries, self.mode, k)
+        return [[_hit(r) for r in rs] for rs in self.results]
+
+    def contexts(
+        self, calls: str | None = None, seeds: int = CALL_SEEDS, first: str = CALL_FIRST
+    ) -> list[Block]:
+        """The filter's context block for each query of the last `search_batch`."""
+        return shared_index(self.ctx).contexts(self.results, calls, seeds, first)
 
 
 def _factory(mode: str):

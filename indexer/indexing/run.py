@@ -77,6 +77,7 @@ class IndexReport:
     parse_modes: Counter = field(default_factory=Counter)
     parse_errors: list[tuple[str, str]] = field(default_factory=list)
     scope: str = "all files"  # or "N changed paths since <commit>" for an incremental sync
+    notices: list[str] = field(default_factory=list)  # for the operator: once per run
     incremental: bool = False  # only the paths of a Changes were compared
     seconds: float = 0.0
 
@@ -152,6 +153,9 @@ async def index_source(
     dims = await ensure_space(pool, embedder)
     repo = await store.upsert_repo(pool, name, source.description, ref, source.github_url)
     report = IndexReport(repo=name, commit=source.commit)
+    if settings.prompt_notice:  # once per run, not per embedding batch
+        report.notices.append(settings.prompt_notice)
+        log.info("%s", settings.prompt_notice)  # the CLI shows it; the worker logs it
     async with store.repo_lock(pool, repo.id):
         files, skipped = await asyncio.to_thread(source.scan)
         known = await store.file_states(pool, repo.id)

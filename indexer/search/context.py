@@ -176,18 +176,31 @@ def _truncate(span: _Span, room: int, multi_repo: bool) -> tuple[str, Source] | 
 
 
 def build_context(
-    results: Sequence[SearchResult], *, budget: int = 6000, title: str = "Relevant Lua code"
+    results: Sequence[SearchResult],
+    *,
+    budget: int = 6000,
+    title: str = "Relevant Lua code",
+    extra: Sequence[SearchResult] = (),
 ) -> Context:
     """Assemble results into a context block of at most `budget` characters, best-scored
-    snippet first."""
+    snippet first.
+
+    `extra` (the code around the hits, `indexer.search.calls`) only fills what room the
+    results left, in its order, after every result: it never displaces one. An extra chunk
+    that overlaps a result's snippet is left out (its lines are there already); the others
+    stay snippets of their own, so every labelled line is still the file's line.
+    """
     if not results or budget <= 0:
         return Context("")
-    multi_repo = len({r.repo for r in results}) > 1
+    multi_repo = len({r.repo for r in [*results, *extra]}) > 1
     heading = f"## {title}\n\n"
     used = len(heading)
     blocks: list[str] = []
     sources: list[Source] = []
-    for span in _merge(results):
+    spans = _merge(results)
+    for n, span in enumerate(spans + _extra_spans(extra, spans)):
+        if n == len(spans) and not blocks:
+            break  # no result fitted: no context of neighbours alone
         block, source = _snippet(span, span.text(), span.end, multi_repo)
         room = budget - used - 1  # each block is followed by a blank line
         if len(block) > room:
@@ -204,6 +217,22 @@ def build_context(
         return Context("")
     text = (heading + "\n".join(blocks)).rstrip("\n") + "\n"
     return Context(text, sources)
+
+
+def _extra_spans(extra: Sequence[SearchResult], spans: list[_Span]) -> list[_Span]:
+    """One span per extra chunk, in order, leaving out any that overlaps a result's span."""
+    out: list[_Span] = []
+    for r in extra:
+        if any(
+            s.repo == r.repo
+            and s.path == r.path
+            and r.start_line <= s.end
+            and r.end_line >= s.start
+            for s in spans + out
+        ):
+            continue
+        out.append(_Span(r.repo, r.path, _lines(r), [r.symbol], r.score, r.commit, r.github_url))
+    return out
 
 
 def estimate_tokens(text: str) -> int:

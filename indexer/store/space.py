@@ -42,6 +42,16 @@ def describe_space(space: str) -> str:
 
 def mismatch_message(recorded: EmbeddingSpace, space: str, model: str) -> str:
     backend = recorded.space.partition(":")[0]
+    was, _, prompts = recorded.space.partition("|")
+    if was == space.partition("|")[0] and recorded.space != space:
+        # same model, other prompts: e.g. an index built before Victor knew the model's prompts
+        doc, _, query = prompts.partition("|")
+        return (
+            f"The index was built with {describe_space(recorded.space)}, but Victor now "
+            f"embeds with {describe_space(space)}. Either keep the index's prompts with "
+            f"VICTOR_DOCUMENT_PREFIX={doc!r} VICTOR_QUERY_PREFIX={query!r}, or run "
+            f"`victor reembed` to re-embed the whole index with the new ones."
+        )
     return (
         f"The index was built with {describe_space(recorded.space)}, {recorded.dims} dims, "
         f"but Victor is configured for {describe_space(space)}. Either set "

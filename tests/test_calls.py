@@ -1,0 +1,148 @@
+"""The code around a hit (indexer/search/calls.py) on a real PostgreSQL and the Ollama
+stand-in: calls resolved to definitions of the same repository, callers found, ambiguous
+names and tests left out, and the context it adds labelled and within the budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from indexer.search.calls import callees, callers
+from indexer.service import open_victor
+
+FILES = {
+    "src/editor/save.lua": """\
+local fs = require("editor.fs")
+local M = {}
+
+--- Save the buffer to its file.
+function M.save(buf)
+  local text = M.serialize(buf)
+  fs.write_file(buf.path, text)
+  notify("saved")
+end
+
+--- The buffer's lines as one string.
+function M.serialize(buf)
+  return table.concat(buf.lines, "\\n")
+end
+
+return M
+""",
+    "src/editor/fs.lua": """\
+local fs = {}
+
+--- Write text to a file, replacing it.
+function fs.write_file(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+end
+
+return fs
+""",
+    "src/editor/keys.lua": """\
+local save = require("editor.save")
+local keys = {}
+
+--- Run the action bound to a key.
+function keys.on_key(key, buf)
+  if key == "<C-s>" then
+    save.save(buf)
+  end
+end
+
+return keys
+""",
+    "spec/save_spec.lua": """\
+local save = require("editor.save")
+describe("save", function()
+  it("writes", function()
+    save.save({ path = "x", lines = {} })
+  end)
+end)
+""",
+}
+# `notify` is defined in four plugins: which one M.save means cannot be told by its name
+for n in range(4):
+    FILES[f"src/plugins/p{n}.lua"] = (
+        f"local P = {{}}\n\nfunction P.notify(msg)\n  print('p{n}', msg)\nend\n\nreturn P\n"
+    )
+
+
+@pytest.fixture
+async def editor(settings, tmp_path):
+    root = tmp_path / "editor"
+    for path, text in FILES.items():
+        (root / Path(path)).parent.mkdir(parents=True, exist_ok=True)
+        (root / Path(path)).write_text(text)
+    async with open_victor(settings) as victor:
+        await victor.index(str(root), name="editor")
+        yield victor
+
+
+async def _hit(victor, symbol):
+    (found,) = await victor.search([symbol], top_k=3)
+    hit = found.results[0]
+    assert hit.symbol == symbol
+    return hit
+
+
+async def test_what_a_function_calls_resolves_by_name_in_call_order(editor):
+    hit = await _hit(editor, "M.save")
+    async with editor.pool.acquire() as conn:
+        found = await callees(conn, hit, limit=6)
+    assert [(n.result.symbol, n.why) for n in found] == [
+        ("M.serialize", "called by M.save"),
+        ("fs.write_file", "called by M.save"),
+    ]  # not one of the four `notify`s: the name alone does not say which
+
+
+async def test_what_calls_a_function_leaves_tests_out(editor):
+    hit = await _hit(editor, "M.save")
+    async with editor.pool.acquire() as conn:
+        found = await callers(conn, hit)
+    assert [(n.result.symbol, n.why) for n in found] == [("keys.on_key", "calls M.save")]
+    write = await _hit(editor, "fs.write_file")
+    async with editor.pool.acquire() as conn:
+        assert [n.result.symbol for n in await callers(conn, write)] == ["M.save"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "added"),
+    [
+        ("off", []),
+        ("callees", ["M.serialize; called by M.save", "fs.write_file; called by M.save"]),
+        ("callers", ["keys.on_key; calls M.save"]),
+        (  # callers first: what leads to the hit, then what it does
+            "both",
+            [
+                "keys.on_key; calls M.save",
+                "M.serialize; called by M.save",
+                "fs.write_file; called by M.save",
+            ],
+        ),
+    ],
+)
+async def test_the_context_adds_the_code_around_the_best_hit(editor, mode, added):
+    hit = await _hit(editor, "M.save")
+    context = await editor.assemble([hit], budget=4000, calls=mode)
+    assert [s.symbol for s in context.sources] == ["M.save", *added]
+    for source in context.sources:  # labelled, and every line the file's
+        assert f"`{source.path}:{source.start_line}-{source.end_line} ({source.symbol})`" in (
+            context.text
+        )
+    # with room for the hit alone, nothing is added and the hit stays whole
+    tight = await editor.assemble([hit], budget=len(context.sources[0].text) + 120, calls=mode)
+    assert [s.symbol for s in tight.sources] == ["M.save"]
+
+
+async def test_the_setting_is_the_default_of_the_context(editor, settings):
+    hit = await _hit(editor, "M.save")
+    assert settings.call_context == "both"  # the default
+    editor.settings = settings.model_copy(update={"call_context": "callers"})
+    context = await editor.assemble([hit], budget=4000)
+    assert [s.symbol for s in context.sources] == ["M.save", "keys.on_key; calls M.save"]
+    retrieved = await editor.retrieve("M.save", top_k=1, budget=4000)
+    assert [s.symbol for s in retrieved.sources] == ["M.save", "keys.on_key; calls M.save"]
