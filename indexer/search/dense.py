@@ -1,5 +1,13 @@
 """The dense side: the query's embedding (bounded in time, lexical fallback when the embedder is
-down or slow) and the nearest chunks by cosine similarity (HNSW)."""
+down or slow) and the nearest chunks by cosine similarity: HNSW, or an exact scan of the
+vectors of the repositories searched when they are few.
+
+HNSW with a repository filter walks the graph of the whole index and throws away what the
+filter rejects (pgvector's iterative scan): searching one repository of 5% of the chunks costs
+several times an unfiltered search. Below `EXACT_SCOPE` chunks in scope, reading the scope's
+vectors and computing every distance is cheaper than that, and exact (bench/README.md,
+"The dense side of a one-repository search").
+"""
 
 from __future__ import annotations
 
@@ -73,10 +81,55 @@ async def embed_queries(
     return [np.asarray(v, dtype=np.float32) for v in vectors], None
 
 
+# A search restricted to repositories holding at most this many searchable chunks computes
+# every distance instead of asking HNSW (measured: bench/dense_scope.py).
+EXACT_SCOPE = 20_000
+
+
 async def dense_ids(
     conn: asyncpg.Connection, vector: np.ndarray, depth: int, repos: list[int] | None
 ) -> dict[int, float]:
-    """Chunk id -> cosine similarity of the `depth` nearest chunks (HNSW)."""
+    """Chunk id -> cosine similarity of the `depth` nearest chunks: exact when the search is
+    restricted to repositories holding at most EXACT_SCOPE chunks, else HNSW."""
+    if repos is not None and await scope_size(conn, repos) <= EXACT_SCOPE:
+        return await exact_ids(conn, vector, depth, repos)
+    return await hnsw_ids(conn, vector, depth, repos)
+
+
+async def scope_size(conn: asyncpg.Connection, repos: list[int]) -> int:
+    """Searchable chunks in these repositories (kept by the lexical index: no count)."""
+    return await conn.fetchval(
+        "SELECT coalesce(sum(chunks), 0) FROM lex_stats WHERE repo_id = ANY($1)", repos
+    )
+
+
+async def exact_ids(
+    conn: asyncpg.Connection, vector: np.ndarray, depth: int, repos: list[int]
+) -> dict[int, float]:
+    """The `depth` nearest chunks of these repositories, every distance computed."""
+    # OFFSET 0 keeps the inner query whole, so the planner cannot hand the ORDER BY to the
+    # HNSW index (a filtered HNSW scan without iterative scan returns too few rows)
+    rows = await conn.fetch(
+        """
+        SELECT id, cos FROM (
+            SELECT id, 1 - (embedding <=> $1) AS cos FROM chunks
+            WHERE repo_id = ANY($3) AND embedding IS NOT NULL
+            OFFSET 0
+        ) s
+        ORDER BY cos DESC, id
+        LIMIT $2
+        """,
+        vector,
+        depth,
+        repos,
+    )
+    return {r["id"]: float(r["cos"]) for r in rows}
+
+
+async def hnsw_ids(
+    conn: asyncpg.Connection, vector: np.ndarray, depth: int, repos: list[int] | None
+) -> dict[int, float]:
+    """The `depth` nearest chunks by the HNSW index (approximate)."""
     async with conn.transaction():
         # with a repo filter, let HNSW keep scanning until enough rows pass it
         await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
