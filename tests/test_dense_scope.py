@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
+from indexer import store
 from indexer.search import dense
 from indexer.service import open_victor
 from tests.conftest import SAMPLE
@@ -76,3 +77,22 @@ async def test_a_large_scope_is_searched_with_hnsw(indexed, monkeypatch):
         exact = await dense.exact_ids(conn, np.asarray(vector), DEPTH, [store_id])
         # a few dozen vectors: HNSW finds the same nearest chunks
         assert set(found) == set(exact)
+
+
+async def storage(conn) -> bytes:
+    return await conn.fetchval(
+        "SELECT attstorage FROM pg_attribute WHERE attrelid = 'chunks'::regclass "
+        "AND attname = 'embedding'"
+    )
+
+
+async def test_vectors_stay_in_their_rows_through_a_change_of_model(indexed):
+    """Changing the column's type (binding a model, `victor reembed`) resets its storage to
+    the type's default (TOAST): Victor sets it back in the same statement."""
+    async with indexed.pool.acquire() as conn:
+        assert await storage(conn) == b"m"  # bound when the first model was recorded
+        async with conn.transaction():
+            await store.unbind_space(conn)
+            assert await storage(conn) == b"m"
+            await store.bind_space(conn, "test:other||", "other", 384)
+            assert await storage(conn) == b"m"
