@@ -295,3 +295,19 @@ async def test_a_v1_database_upgrades_in_place(settings, ollama, tmp_path):
         assert named > 0
         results = await search_one(victor, "apply the loyalty discount for members", top_k=1)
         assert results[0].symbol == "M.apply_discount"
+
+
+async def test_every_pool_connection_carries_the_hnsw_settings(settings):
+    """A dense search is one statement: the pool's connections hold the HNSW settings it
+    needs (a repository filter keeps the scan going; enough candidates for the fusion)."""
+    pool = await store.create_pool(settings, min_size=2, max_size=2)
+    try:
+        for _ in range(2):  # and still after a release (the pool resets connections)
+            async with pool.acquire() as a, pool.acquire() as b:
+                for conn in (a, b):
+                    await conn.execute("SELECT NULL::vector")  # loads pgvector here
+                    assert await conn.fetchval("SHOW hnsw.iterative_scan") == "relaxed_order"
+                    assert await conn.fetchval("SHOW hnsw.ef_search") == "100"
+                    await conn.execute("SET hnsw.ef_search = 7")
+    finally:
+        await pool.close()

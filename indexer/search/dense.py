@@ -89,61 +89,62 @@ EXACT_SCOPE = 20_000
 async def dense_ids(
     conn: asyncpg.Connection, vector: np.ndarray, depth: int, repos: list[int] | None
 ) -> dict[int, float]:
-    """Chunk id -> cosine similarity of the `depth` nearest chunks: exact when the search is
-    restricted to repositories holding at most EXACT_SCOPE chunks, else HNSW."""
-    if repos is not None and await scope_size(conn, repos) <= EXACT_SCOPE:
-        return await exact_ids(conn, vector, depth, repos)
+    """Chunk id -> cosine similarity of the `depth` nearest chunks: every distance computed
+    when the search is restricted to repositories holding at most EXACT_SCOPE chunks (one
+    statement), else HNSW."""
+    if repos is not None:
+        rows = await conn.fetch(_SMALL_SCOPE, vector, depth, repos, EXACT_SCOPE)
+        if not rows or rows[0]["id"] is not None:
+            return {r["id"]: float(r["cos"]) for r in rows}
     return await hnsw_ids(conn, vector, depth, repos)
+
+
+# The exact nearest chunks of the repositories $3 when they hold at most $4 searchable
+# chunks (lex_stats counts them: no scan), else one row of NULLs. OFFSET 0 keeps the inner
+# query whole, so the planner cannot hand the ORDER BY to the HNSW index; the scope test is a
+# one-time filter, evaluated before any row is read.
+_SMALL_SCOPE = """
+WITH scope AS MATERIALIZED (
+    SELECT coalesce(sum(chunks), 0) <= $4 AS small FROM lex_stats WHERE repo_id = ANY($3)
+)
+(SELECT id, cos FROM (
+    SELECT id, 1 - (embedding <=> $1) AS cos FROM chunks
+    WHERE repo_id = ANY($3) AND embedding IS NOT NULL AND (SELECT small FROM scope)
+    OFFSET 0
+ ) s
+ ORDER BY cos DESC, id
+ LIMIT $2)
+UNION ALL
+SELECT NULL, NULL FROM scope WHERE NOT small
+"""
 
 
 async def scope_size(conn: asyncpg.Connection, repos: list[int]) -> int:
     """Searchable chunks in these repositories (kept by the lexical index: no count)."""
-    return await conn.fetchval(
-        "SELECT coalesce(sum(chunks), 0) FROM lex_stats WHERE repo_id = ANY($1)", repos
+    return int(
+        await conn.fetchval(
+            "SELECT coalesce(sum(chunks), 0) FROM lex_stats WHERE repo_id = ANY($1)", repos
+        )
     )
-
-
-async def exact_ids(
-    conn: asyncpg.Connection, vector: np.ndarray, depth: int, repos: list[int]
-) -> dict[int, float]:
-    """The `depth` nearest chunks of these repositories, every distance computed."""
-    # OFFSET 0 keeps the inner query whole, so the planner cannot hand the ORDER BY to the
-    # HNSW index (a filtered HNSW scan without iterative scan returns too few rows)
-    rows = await conn.fetch(
-        """
-        SELECT id, cos FROM (
-            SELECT id, 1 - (embedding <=> $1) AS cos FROM chunks
-            WHERE repo_id = ANY($3) AND embedding IS NOT NULL
-            OFFSET 0
-        ) s
-        ORDER BY cos DESC, id
-        LIMIT $2
-        """,
-        vector,
-        depth,
-        repos,
-    )
-    return {r["id"]: float(r["cos"]) for r in rows}
 
 
 async def hnsw_ids(
     conn: asyncpg.Connection, vector: np.ndarray, depth: int, repos: list[int] | None
 ) -> dict[int, float]:
-    """The `depth` nearest chunks by the HNSW index (approximate)."""
-    async with conn.transaction():
-        # with a repo filter, let HNSW keep scanning until enough rows pass it
-        await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        # the default ef_search (40) caps how many candidates one scan can return
-        await conn.execute("SELECT set_config('hnsw.ef_search', $1, true)", str(max(40, 2 * depth)))
-        rows = await conn.fetch(
-            """
-            SELECT id, 1 - (embedding <=> $1) AS cos FROM chunks
-            WHERE embedding IS NOT NULL AND ($3::int[] IS NULL OR repo_id = ANY($3))
-            ORDER BY embedding <=> $1
-            LIMIT $2
-            """,
-            vector,
-            depth,
-            repos,
-        )
+    """The `depth` nearest chunks by the HNSW index (approximate). The pool's connections
+    carry the HNSW settings (`store.HNSW_SETTINGS`); a depth beyond what they allow raises
+    ef_search for this one statement."""
+    sql = """
+        SELECT id, 1 - (embedding <=> $1) AS cos FROM chunks
+        WHERE embedding IS NOT NULL AND ($3::int[] IS NULL OR repo_id = ANY($3))
+        ORDER BY embedding <=> $1
+        LIMIT $2
+        """
+    if 2 * depth <= int(store.HNSW_SETTINGS["hnsw.ef_search"]):
+        rows = await conn.fetch(sql, vector, depth, repos)
+    else:
+        async with conn.transaction():
+            await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            await conn.execute("SELECT set_config('hnsw.ef_search', $1, true)", str(2 * depth))
+            rows = await conn.fetch(sql, vector, depth, repos)
     return {r["id"]: float(r["cos"]) for r in rows}

@@ -104,7 +104,6 @@ SELECT chunk_id, score FROM scored ORDER BY score DESC, chunk_id LIMIT :depth::i
 """
 
 
-
 async def lexical_ids(
     conn: asyncpg.Connection,
     *,

@@ -18,6 +18,7 @@ from indexer.store.chunks import (
 )
 from indexer.store.connection import (
     CONNECTION_LOST,
+    HNSW_SETTINGS,
     connect_once,
     create_pool,
     database_url,
@@ -57,6 +58,7 @@ from indexer.store.space import (
 __all__ = [
     "CHUNK_COLUMNS",
     "CONNECTION_LOST",
+    "HNSW_SETTINGS",
     "ChunkRow",
     "EmbeddingSpace",
     "FileRecord",

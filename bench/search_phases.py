@@ -1,0 +1,125 @@
+"""Where one search's time goes, phase by phase, on the synthetic index of `bench.scale`.
+
+    python -m bench.search_phases --data-dir DIR [--chunks 100000] [--queries 100] [--out FILE]
+
+Each phase of `indexer.search.search` is timed on its own, one query at a time, on one
+connection, for prose questions and symbol lookups, over all repositories and over the
+smallest one (5% of the chunks): the vector-space check, the dense side (HNSW), the lexical
+side (Victor's lexical index), the symbol lookup, fetching the candidates' rows, and fusing
+in Python. The query embedding is excluded (it is Ollama's time, not the index's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from pathlib import Path
+
+from bench import synthetic
+from bench.inlet_latency import emit, machine
+from bench.scale import database, load_average, log, stats
+from indexer import store
+from indexer.config import Settings
+from indexer.search import DEFAULT_TUNING, fetch_results
+from indexer.search.dense import check_space, dense_ids
+from indexer.search.fusion import fuse
+from indexer.search.lexical import lexical_ids
+from indexer.search.symbols import symbol_hits
+
+PHASES = ("check_space", "dense", "lexical", "symbols", "fetch", "fuse", "total")
+
+
+async def phases(conn, embedder, query: str, repos) -> dict[str, float]:
+    """Milliseconds per phase of one hybrid search, in the order `search` runs them."""
+    times: dict[str, float] = {}
+    started = last = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        times[name] = (now - last) * 1000
+        last = now
+
+    vector = (await embedder.embed_queries([query]))[0]
+    last = started = time.perf_counter()  # the embedding is not the index's time
+    await check_space(conn, embedder)
+    lap("check_space")
+    dense = await dense_ids(conn, vector, DEFAULT_TUNING.depth, repos)
+    lap("dense")
+    lex = await lexical_ids(
+        conn, query=query, depth=DEFAULT_TUNING.depth, repos=repos, tuning=DEFAULT_TUNING
+    )
+    lap("lexical")
+    symbols = await symbol_hits(conn, query, repos)
+    lap("symbols")
+    ids = dense.keys() | lex.keys() | {h.id for h in symbols}
+    rows = await fetch_results(conn, list(ids), vector)
+    lap("fetch")
+    fuse(rows, dense, lex, "hybrid", DEFAULT_TUNING)
+    lap("fuse")
+    times["total"] = (time.perf_counter() - started) * 1000
+    return times
+
+
+async def measure(url: str, n_queries: int) -> dict:
+    settings = Settings(database_url=url, embed_model=synthetic.MODEL)
+    codebase = synthetic.Codebase()
+    embedder = synthetic.InProcessEmbedder(
+        synthetic.WordVectors(codebase, 384), settings.embedding_space
+    )
+    pool = await store.create_pool(settings, max_size=2, apply=False)
+    result: dict = {}
+    try:
+        async with pool.acquire() as conn:
+            symbols = await synthetic.sample_symbols(conn, n_queries)
+            plugins = [await conn.fetchval("SELECT id FROM repos WHERE name = 'plugins'")]
+            queries = {"prose": synthetic.questions(codebase, n_queries), "symbol": symbols}
+            for scope, repos in (("all_repositories", None), ("one_repository", plugins)):
+                for kind, texts in queries.items():
+                    for q in texts[:5]:  # warm up: plans, caches
+                        await phases(conn, embedder, q, repos)
+                    laps: dict[str, list[float]] = {p: [] for p in PHASES}
+                    for q in texts:
+                        for name, ms in (await phases(conn, embedder, q, repos)).items():
+                            laps[name].append(ms)
+                    result[f"{scope}/{kind}"] = {p: stats(v) for p, v in laps.items()}
+                    log(f"{scope}, {kind}: {result[f'{scope}/{kind}']}")
+    finally:
+        await pool.close()
+    return result
+
+
+async def run(args, admin_url: str) -> dict:
+    url, loaded = await database(admin_url, args.chunks)
+    if not loaded:
+        raise SystemExit(f"No {args.chunks}-chunk index in {args.data_dir}: run bench.scale first")
+    started_load = load_average()
+    result = await measure(url, args.queries)
+    return {
+        "machine": machine(),
+        "chunks": args.chunks,
+        "load_average_at_start": started_load,
+        "load_average_at_end": load_average(),
+        **result,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chunks", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    import pgserver
+
+    server = pgserver.get_server(args.data_dir / "pgdata", cleanup_mode="stop")
+    try:
+        emit(asyncio.run(run(args, server.get_uri())), args.out)
+    finally:
+        server.cleanup()
+
+
+if __name__ == "__main__":
+    main()
