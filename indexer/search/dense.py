@@ -90,20 +90,32 @@ async def dense_ids(
     conn: asyncpg.Connection, vector: np.ndarray, depth: int, repos: list[int] | None
 ) -> dict[int, float]:
     """Chunk id -> cosine similarity of the `depth` nearest chunks: every distance computed
-    when the search is restricted to repositories holding at most EXACT_SCOPE chunks (one
-    statement), else HNSW."""
-    if repos is not None:
-        rows = await conn.fetch(_SMALL_SCOPE, vector, depth, repos, EXACT_SCOPE)
-        if not rows or rows[0]["id"] is not None:
-            return {r["id"]: float(r["cos"]) for r in rows}
-    return await hnsw_ids(conn, vector, depth, repos)
+    when the search is restricted to repositories holding at most EXACT_SCOPE chunks, else
+    HNSW; one statement either way."""
+    if repos is None:
+        return await hnsw_ids(conn, vector, depth, None)
+    return await _nearest(conn, _SCOPED, depth, vector, depth, repos, EXACT_SCOPE)
 
 
-# The exact nearest chunks of the repositories $3 when they hold at most $4 searchable
-# chunks (lex_stats counts them: no scan), else one row of NULLs. OFFSET 0 keeps the inner
-# query whole, so the planner cannot hand the ORDER BY to the HNSW index; the scope test is a
-# one-time filter, evaluated before any row is read.
-_SMALL_SCOPE = """
+async def hnsw_ids(
+    conn: asyncpg.Connection, vector: np.ndarray, depth: int, repos: list[int] | None
+) -> dict[int, float]:
+    """The `depth` nearest chunks by the HNSW index (approximate)."""
+    return await _nearest(conn, _HNSW, depth, vector, depth, repos)
+
+
+_HNSW = """
+SELECT id, 1 - (embedding <=> $1) AS cos FROM chunks
+WHERE embedding IS NOT NULL AND ($3::int[] IS NULL OR repo_id = ANY($3))
+ORDER BY embedding <=> $1
+LIMIT $2
+"""
+
+# The repositories $3 hold at most $4 searchable chunks (lex_stats counts them: no scan):
+# every distance computed, else HNSW. The test is a one-time filter on each branch, evaluated
+# before any row is read, so only one branch runs. OFFSET 0 keeps the exact branch's inner
+# query whole, so that the planner cannot hand its ORDER BY to the HNSW index.
+_SCOPED = """
 WITH scope AS MATERIALIZED (
     SELECT coalesce(sum(chunks), 0) <= $4 AS small FROM lex_stats WHERE repo_id = ANY($3)
 )
@@ -115,8 +127,25 @@ WITH scope AS MATERIALIZED (
  ORDER BY cos DESC, id
  LIMIT $2)
 UNION ALL
-SELECT NULL, NULL FROM scope WHERE NOT small
+(SELECT id, 1 - (embedding <=> $1) AS cos FROM chunks
+ WHERE repo_id = ANY($3) AND embedding IS NOT NULL AND NOT (SELECT small FROM scope)
+ ORDER BY embedding <=> $1
+ LIMIT $2)
 """
+
+
+async def _nearest(conn: asyncpg.Connection, sql: str, depth: int, *args) -> dict[int, float]:
+    """Run a nearest-chunks statement. The pool's connections carry the HNSW settings
+    (`store.HNSW_SETTINGS`); a depth beyond what they allow raises ef_search for this one
+    statement."""
+    if 2 * depth <= int(store.HNSW_SETTINGS["hnsw.ef_search"]):
+        rows = await conn.fetch(sql, *args)
+    else:
+        async with conn.transaction():
+            await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            await conn.execute("SELECT set_config('hnsw.ef_search', $1, true)", str(2 * depth))
+            rows = await conn.fetch(sql, *args)
+    return {r["id"]: float(r["cos"]) for r in rows}
 
 
 async def scope_size(conn: asyncpg.Connection, repos: list[int]) -> int:
@@ -126,25 +155,3 @@ async def scope_size(conn: asyncpg.Connection, repos: list[int]) -> int:
             "SELECT coalesce(sum(chunks), 0) FROM lex_stats WHERE repo_id = ANY($1)", repos
         )
     )
-
-
-async def hnsw_ids(
-    conn: asyncpg.Connection, vector: np.ndarray, depth: int, repos: list[int] | None
-) -> dict[int, float]:
-    """The `depth` nearest chunks by the HNSW index (approximate). The pool's connections
-    carry the HNSW settings (`store.HNSW_SETTINGS`); a depth beyond what they allow raises
-    ef_search for this one statement."""
-    sql = """
-        SELECT id, 1 - (embedding <=> $1) AS cos FROM chunks
-        WHERE embedding IS NOT NULL AND ($3::int[] IS NULL OR repo_id = ANY($3))
-        ORDER BY embedding <=> $1
-        LIMIT $2
-        """
-    if 2 * depth <= int(store.HNSW_SETTINGS["hnsw.ef_search"]):
-        rows = await conn.fetch(sql, vector, depth, repos)
-    else:
-        async with conn.transaction():
-            await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            await conn.execute("SELECT set_config('hnsw.ef_search', $1, true)", str(2 * depth))
-            rows = await conn.fetch(sql, vector, depth, repos)
-    return {r["id"]: float(r["cos"]) for r in rows}
