@@ -21,12 +21,6 @@ from indexer.parsing.scanner import load_lines
 
 # Below this much source, starting worker processes costs more than it saves.
 MIN_PARALLEL_CHARS = 100_000
-# A worker gets its next file while it parses one when that file is at most this long: the
-# worker finds it waiting instead of idling until this process is scheduled to answer (most
-# of a codebase's files are small, and on a busy machine that wait was a large share of the
-# time spent on one). Small enough for its bytes to sit in the socket's buffer, so sending
-# it never blocks while the worker is busy.
-PREFETCH_CHARS = 32_000
 _STARTUP_TIMEOUT = 60.0  # seconds for a worker to import and say hello
 
 
@@ -78,7 +72,7 @@ class _Worker:
         self.conn = Connection(mine.detach())
         with contextlib.suppress(OSError):
             self.conn.send(opts)
-        self.items: list[tuple[str, str]] = []  # sent, not answered yet; [0] is being parsed
+        self.item: tuple[str, str] | None = None
         self.deadline: float | None = None
         self.fresh = True  # nothing parsed yet
 
@@ -115,11 +109,11 @@ class _Pool:
             for w in workers:
                 if startable and todo:
                     self.assign(w, _next(w, todo))
-            while any(w.items for w in workers):
-                done = self.collect(workers, todo)
+            while any(w.item is not None for w in workers):
+                done = self.collect(workers)
                 # Hand out new work before yielding, so workers keep busy while the caller runs.
                 for i, w in enumerate(workers):
-                    if not w.items and todo and startable:
+                    if w.item is None and todo and startable:
                         if not w.alive():
                             _stop(w)
                             w = workers[i] = _Worker(self.opts)
@@ -127,8 +121,6 @@ class _Pool:
                             if not startable:
                                 continue
                         self.assign(w, _next(w, todo))
-                    if len(w.items) == 1 and todo and len(todo[-1][1]) <= PREFETCH_CHARS:
-                        self.assign(w, todo.pop())
                 yield from done
             # Workers cannot be started here: chunk what is left in this process.
             while todo:
@@ -139,27 +131,21 @@ class _Pool:
                 _stop(w)
 
     def assign(self, w: _Worker, item: tuple[str, str]) -> None:
-        w.items.append(item)
-        if len(w.items) == 1:
-            self.restart_clock(w)
+        w.item = item
+        w.deadline = None if self.watchdog is None else time.monotonic() + self.watchdog
         with contextlib.suppress(OSError):  # a dead worker: collect() notices and falls back
             w.conn.send(item)
 
-    def restart_clock(self, w: _Worker) -> None:
-        """The watchdog times the file the worker is on."""
-        w.deadline = None if self.watchdog is None else time.monotonic() + self.watchdog
-
-    def collect(self, workers: list[_Worker], todo: list[tuple[str, str]]) -> list[FileChunks]:
-        """Wait for at least one busy worker to finish or die; return what finished. The file
-        a dead or stuck worker was on falls back to line windows; the one waiting behind it
-        goes back to `todo`."""
-        busy = [w for w in workers if w.items]
+    def collect(self, workers: list[_Worker]) -> list[FileChunks]:
+        """Wait for at least one busy worker to finish or die; return what finished."""
+        busy = [w for w in workers if w.item is not None]
         deadlines = [w.deadline for w in busy if w.deadline is not None]
         timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
         ready = wait([w.conn for w in busy], timeout)  # a dead worker's end reads as EOF
         done: list[FileChunks] = []
         for w in busy:
-            path, source = w.items[0]
+            assert w.item is not None
+            path, source = w.item
             if w.conn in ready:
                 try:
                     done.append(w.conn.recv())
@@ -169,18 +155,12 @@ class _Pool:
                     reason = f"worker died (exit code {w.process.returncode})"
                     done.append(_lines_result(path, source, reason, self.opts["max_chars"]))
                     _stop(w)
-                    todo.extend(w.items[1:])
-                    w.items.clear()
-                    continue
-                w.items.pop(0)
-                if w.items:
-                    self.restart_clock(w)
+                w.item = None
             elif w.deadline is not None and time.monotonic() >= w.deadline:
                 reason = f"worker stuck for {self.watchdog:g}s; stopped"
                 done.append(_lines_result(path, source, reason, self.opts["max_chars"]))
                 _stop(w)
-                todo.extend(w.items[1:])
-                w.items.clear()
+                w.item = None
         return done
 
 
@@ -194,7 +174,7 @@ def _next(w: _Worker, todo: list[tuple[str, str]]) -> tuple[str, str]:
 
 
 def _stop(w: _Worker) -> None:
-    if w.alive() and not w.items:
+    if w.alive() and w.item is None:
         with contextlib.suppress(OSError):
             w.conn.send(None)
         with contextlib.suppress(subprocess.TimeoutExpired):
