@@ -88,6 +88,7 @@ CREATE TABLE chunks (
     symbol_keys text[] NOT NULL DEFAULT '{}',
     searchable  boolean NOT NULL DEFAULT true,  -- false for `end`, `}`: stored, never returned
     name_hash   bytea,                  -- hash of the short name text (indexer/embedding/texts.py)
+    summary     text NOT NULL DEFAULT '',   -- LLM-written summary searched in field C, '' when off
     FOREIGN KEY (repo_id, path) REFERENCES files (repo_id, path) ON DELETE CASCADE
 );
 CREATE INDEX chunks_file_idx ON chunks (repo_id, path);
@@ -134,6 +135,18 @@ CREATE TABLE embedding_cache (
     embedding  vector NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (space, text_hash)
+);
+
+-- LLM-written summaries of functions (indexer/summaries, docs/summaries.md) by summariser and
+-- hash of the chunk summarised (chunks.embed_hash): unchanged code is never summarised twice.
+CREATE TABLE chunk_summaries (
+    summariser    text NOT NULL,       -- backend:model|p<prompt version> that wrote it
+    text_hash     bytea NOT NULL,      -- chunks.embed_hash of the chunk it summarises
+    summary       text NOT NULL,
+    input_tokens  int,                 -- as the model reported them (NULL when it did not)
+    output_tokens int,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (summariser, text_hash)
 );
 
 -- Durable sync jobs, claimed with FOR UPDATE SKIP LOCKED (indexer/sync/jobs.py). At most one

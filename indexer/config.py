@@ -112,6 +112,50 @@ class Settings(BaseSettings):
         description="Processes that parse Lua while indexing. Unset: one per CPU core.",
     )
 
+    # LLM-written summaries of functions (indexer/summaries, docs/summaries.md): off by default
+    summary_backend: Literal["off", "openai", "ollama"] = Field(
+        default="off",
+        description="Who writes the one- or two-sentence summaries `victor summarize` adds to "
+        "each function's lexical field: off (nothing is summarised or changed); openai: an "
+        "OpenAI-compatible chat endpoint such as LiteLLM (POST /v1/chat/completions); ollama: "
+        "an Ollama chat model (POST /api/chat). See [summaries](summaries.md).",
+    )
+    summary_model: str | None = Field(
+        default=None,
+        description="The chat model that writes summaries (e.g. claude-haiku on LiteLLM, "
+        "qwen2.5-coder:7b on Ollama); required when VICTOR_SUMMARY_BACKEND is not off.",
+    )
+    summary_url: str | None = Field(
+        default=None,
+        description="The summary model's base URL. Unset: http://localhost:4000/v1 (LiteLLM) "
+        "for openai, VICTOR_OLLAMA_HOST for ollama.",
+    )
+    summary_api_key: SecretStr | None = Field(
+        default=None,
+        description="Bearer key for the openai backend (a LiteLLM key); never logged or shown.",
+    )
+    summary_timeout: float = Field(
+        default=60.0, gt=0, le=600, description="Seconds per summary request."
+    )
+    summary_concurrency: int = Field(
+        default=2, ge=1, le=16, description="Summary requests in flight at once."
+    )
+    summary_max_tokens: int = Field(
+        default=120, ge=16, le=1000, description="Most tokens a summary may take (its answer)."
+    )
+    summary_on_sync: bool = Field(
+        default=False,
+        description="After each sync of a followed repository (the webhook's worker, `victor "
+        "sync`), summarise its functions that have no summary yet: after a push, only what "
+        "changed. A failing summary model is logged and never fails the sync.",
+    )
+    summary_sync_limit: int = Field(
+        default=200,
+        ge=0,
+        description="Most functions a sync summarises by itself; more (a first run, another "
+        "model) is left to `victor summarize`, which shows the cost first.",
+    )
+
     # GitHub webhook and sync worker (webhook/, indexer/worker.py)
     webhook_secret: SecretStr | None = Field(
         default=None, description="The secret set on the GitHub webhook (required)."
@@ -200,6 +244,10 @@ class Settings(BaseSettings):
             model += ":latest"
         doc, query = self.prefixes
         return f"{self.embed_backend}:{model}|{doc}|{query}"
+
+    @property
+    def summaries_on(self) -> bool:
+        return self.summary_backend != "off"
 
     @property
     def pgdata(self) -> Path:

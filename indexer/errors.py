@@ -43,3 +43,11 @@ class SourceError(VictorError):
 
 class NotFound(VictorError):
     """A named repository (or job) does not exist."""
+
+
+class SummariserUnavailable(VictorError):
+    """The summary model (LiteLLM, Ollama) cannot be reached, timed out or refused the key."""
+
+
+class SummariserError(VictorError):
+    """The summary model answered, but not with a summary (not a chat answer, or empty)."""

@@ -42,7 +42,7 @@ def url_password(url: str | None) -> str | None:
 def settings_secrets(settings: Settings) -> list[str]:
     """Every secret a Victor process may hold: the database passwords (in the URLs or in
     PGPASSWORD), a password in Ollama's URL (a proxy in front of it), the GitHub token, the
-    webhook secret, the jobs and MCP tokens."""
+    webhook secret, the jobs and MCP tokens, the summary model's key."""
     values: list[str | SecretStr | None] = [
         os.environ.get("PGPASSWORD"),
         url_password(settings.ollama_host),
@@ -50,6 +50,8 @@ def settings_secrets(settings: Settings) -> list[str]:
         settings.webhook_secret,
         settings.jobs_token,
         settings.mcp_token,
+        settings.summary_api_key,
+        url_password(settings.summary_url),
     ]
     for url in (settings.database_url, settings.mcp_database_url):
         if url is not None:

@@ -119,9 +119,13 @@ def _count(text: str) -> int:
     return text.count(" ") + 1 if text else 0
 
 
-def chunk_fields(path: str, symbol: str, kind: str, signature: str, doc: str, text: str) -> Fields:
+def chunk_fields(
+    path: str, symbol: str, kind: str, signature: str, doc: str, text: str, summary: str = ""
+) -> Fields:
     """The lexical fields of a stored chunk. Module and window chunks carry the module's
-    name as their symbol, which names no code of theirs: they get no name field."""
+    name as their symbol, which names no code of theirs: they get no name field. An
+    LLM-written summary (indexer/summaries) is prose about the code, like a doc comment: its
+    words join field C; without one the fields are exactly the code's."""
     named = kind in ("function", "method")
     body = text
     if doc:  # the chunk's text starts with its doc comment: count those words once, in C
@@ -130,7 +134,7 @@ def chunk_fields(path: str, symbol: str, kind: str, signature: str, doc: str, te
     return Fields(
         name=" ".join(words(symbol)) if named else "",
         context=" ".join(module_words(path) + words(params(signature))),
-        doc=" ".join(words(doc) + [w for c in calls for w in words(c)]),
+        doc=" ".join(words(doc) + words(summary) + [w for c in calls for w in words(c)]),
         body=" ".join(words(body, drop_keywords=True)),
     )
 

@@ -567,6 +567,97 @@ async def reembed(ctx, yes: bool) -> None:
     err.print(f"{chunks} chunks now use {victor.settings.model} ({embedded} texts embedded)")
 
 
+# --- victor summarize (indexer/summaries, docs/summaries.md) --------------------------------
+
+
+class SummaryProgress:
+    """Functions summarised, rate and ETA on stderr."""
+
+    def __init__(self):
+        self.bar = Progress(
+            TextColumn("[bold]summarising"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("functions"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=err,
+        )
+        self.task = None
+
+    def start(self, files: int) -> None:
+        self.bar.start()
+        self.task = self.bar.add_task("summarising", total=files)
+
+    def advance(self, files: int, chunks: int) -> None:
+        self.bar.update(self.task, advance=files)
+
+    def stop(self) -> None:
+        self.bar.stop()
+
+
+@cli.command()
+@click.argument("repos", nargs=-1)
+@click.option("--estimate", is_flag=True, help="Only say what a run would send; ask nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--clear", is_flag=True, help="Search without summaries again (they stay kept).")
+@click.option("--json", "as_json", is_flag=True, help="Print the estimate or report as JSON.")
+@click.pass_context
+@run_async
+async def summarize(
+    ctx, repos: tuple[str, ...], estimate: bool, yes: bool, clear: bool, as_json: bool
+) -> None:
+    """Add LLM-written summaries to functions without one (REPOS, or all): an extra searched
+    field, off unless VICTOR_SUMMARY_BACKEND is set (docs/summaries.md)."""
+    from indexer.summaries import run as summaries
+
+    async with opened(ctx) as victor:
+        ids = [(await store.get_repo(victor.pool, n)).id for n in repos] or None
+        if clear:
+            changed = await summaries.clear(victor.pool, ids)
+            err.print(f"{changed} functions are searched without their summary now")
+            return
+        if not victor.settings.summaries_on:
+            _fail(
+                "summaries are off: set VICTOR_SUMMARY_BACKEND and VICTOR_SUMMARY_MODEL "
+                "(docs/summaries.md)"
+            )
+        cost = await summaries.estimate(victor.pool, victor.settings, ids)
+        if as_json and estimate:
+            click.echo(json.dumps(cost.as_dict()))
+            return
+        if cost.to_summarise:
+            err.print(
+                f"{cost.to_summarise} functions to summarise with {cost.summariser} "
+                f"({cost.already} already are): one request each, about {cost.input_tokens:,} "
+                f"input tokens and {cost.output_tokens:,} output tokens "
+                f"(at most {cost.output_tokens_max:,})"
+            )
+        else:
+            err.print(
+                f"nothing to summarise: {cost.already} functions have a summary from "
+                f"{cost.summariser}"
+            )
+        if estimate:
+            return
+        # with nothing to ask, a run still sets summaries kept but not searched yet (--clear)
+        if cost.to_summarise and not yes and not click.confirm("Summarise them now?", err=True):
+            return
+        progress = SummaryProgress()
+        try:
+            report = await summaries.summarize(victor.pool, victor.settings, ids, progress=progress)
+        finally:
+            progress.stop()
+    if as_json:
+        click.echo(json.dumps(report.as_dict()))
+    err.print(
+        f"{report.summarised} summaries written, {report.applied} functions searched with a "
+        f"new summary ({report.input_tokens:,} input / {report.output_tokens:,} output tokens "
+        f"reported, {report.seconds:.1f} s)"
+    )
+
+
 @cli.command("init-db")
 @click.pass_context
 @run_async

@@ -103,6 +103,10 @@ class VictorIndex:
         """Index `corpus_dir` (incremental: a second call changes nothing); embedding seconds."""
         before = self.embedder.seconds
         self.loop.run_until_complete(self._victor().index(str(corpus_dir), name="bench"))
+        if self.settings.summaries_on:  # VICTOR_SUMMARY_* set: measure them (docs/summaries.md)
+            from indexer.summaries.run import summarize
+
+            self.loop.run_until_complete(summarize(self.victor.pool, self.settings, None))
         self.indexed = corpus_dir
         return self.embedder.seconds - before
 

@@ -29,9 +29,11 @@ from indexer.embedding import Embedder, check_dimensions
 from indexer.embedding.texts import EMBED_TEXT_VERSION, embedding_text, name_text, text_hash
 from indexer.errors import ModelMismatch
 from indexer.indexing.sources import Skipped, Source, SourceFile, binary_reason, decode_lua
-from indexer.models import Chunk, FileChunks, ParseMode
+from indexer.models import Chunk, ChunkKind, FileChunks, ParseMode
 from indexer.parsing.chunker import CHUNKER_VERSION
 from indexer.parsing.pool import chunk_files
+from indexer.store import summaries as stored_summaries
+from indexer.summaries.prompt import summariser_key
 from indexer.words import is_trivial
 
 log = logging.getLogger(__name__)
@@ -317,6 +319,20 @@ def combine(vectors: Sequence[np.ndarray]) -> np.ndarray:
     return total / norm if norm else total
 
 
+async def _kept_summaries(run: IndexRun, batch: Sequence[FileChunks]) -> dict[bytes, str]:
+    """The summaries already written for these functions' texts (indexer/summaries): the
+    unchanged functions of a changed file keep theirs. None at all while summaries are off."""
+    if not run.settings.summaries_on:
+        return {}
+    hashes = [
+        text_hash(embedding_text(fc.path, c))
+        for fc in batch
+        for c in fc.chunks
+        if c.kind in (ChunkKind.FUNCTION, ChunkKind.METHOD)
+    ]
+    return await stored_summaries.for_hashes(run.pool, summariser_key(run.settings), hashes)
+
+
 async def _flush(
     run: IndexRun, batch: Sequence[FileChunks], by_path: dict[str, SourceFile]
 ) -> None:
@@ -338,6 +354,7 @@ async def _flush(
         await store.cache_embeddings(pool, embedder.space, new.items())
         vectors.update(new)
     fresh = set(missing)
+    summaries = await _kept_summaries(run, batch)
     files: list[store.FileRecord] = []
     rows: list[store.ChunkRow] = []
     for fc in batch:
@@ -358,6 +375,7 @@ async def _flush(
                 report.chunks_embedded += 1
             else:
                 report.chunks_reused += 1
+            embed_hash = text_hash(embedding_text(fc.path, c))
             rows.append(
                 store.ChunkRow(
                     fc.path,
@@ -369,9 +387,10 @@ async def _flush(
                     c.end_line,
                     c.part,
                     c.text,
-                    text_hash(embedding_text(fc.path, c)),
+                    embed_hash,
                     combine([vectors[h] for h in hashes]) if hashes else None,
                     hashes[1] if len(hashes) > 1 else None,
+                    summaries.get(embed_hash, ""),
                 )
             )
     await store.replace_files(pool, run.repo_id, files, rows)

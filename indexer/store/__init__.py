@@ -27,6 +27,7 @@ from indexer.store.connection import (
 )
 from indexer.store.locks import (
     repo_lock,
+    summary_lock,
     sync_lock,
     transaction,
 )
@@ -90,6 +91,7 @@ __all__ = [
     "repo_lock",
     "repos_for_push",
     "set_vectors_from_cache",
+    "summary_lock",
     "sync_lock",
     "track_repo",
     "tracked_repos",

@@ -38,6 +38,7 @@ class ChunkRow:
     embed_hash: bytes
     embedding: np.ndarray | None  # None for chunks that are not searchable
     name_hash: bytes | None = None  # the short name text's hash, when it was embedded too
+    summary: str = ""  # an LLM-written summary (indexer/summaries), searched in field C
 
 
 async def file_states(
@@ -111,10 +112,11 @@ CHUNK_COLUMNS = (
 
 
 def lexical_values(
-    path: str, symbol: str, kind: str, signature: str, doc: str, text: str
+    path: str, symbol: str, kind: str, signature: str, doc: str, text: str, summary: str = ""
 ) -> tuple[str, str, str, str, int, int, list[str], list[str], bool]:
-    """The lexical columns of a chunk, in CHUNK_COLUMNS order (derived from the chunk alone)."""
-    f = words.chunk_fields(path, symbol, kind, signature, doc, text)
+    """The lexical columns of a chunk, in CHUNK_COLUMNS order (derived from the chunk and its
+    summary alone)."""
+    f = words.chunk_fields(path, symbol, kind, signature, doc, text, summary)
     names = words.defined_names(text)
     if kind in ("function", "method"):
         names = [symbol, *(n for n in names if n != symbol)]
@@ -172,7 +174,7 @@ async def replace_files(
         )
         await conn.copy_records_to_table(
             "chunks",
-            columns=CHUNK_COLUMNS,
+            columns=(*CHUNK_COLUMNS, "summary"),
             records=[
                 (
                     repo_id,
@@ -188,7 +190,10 @@ async def replace_files(
                     c.embed_hash,
                     c.embedding,
                     c.name_hash,
-                    *lexical_values(c.path, c.symbol, c.kind, c.signature, c.doc, c.text),
+                    *lexical_values(
+                        c.path, c.symbol, c.kind, c.signature, c.doc, c.text, c.summary
+                    ),
+                    c.summary,
                 )
                 for c in chunks
             ],
@@ -237,7 +242,7 @@ async def refresh_lexical(conn: asyncpg.Connection, batch: int = 2000) -> int:
     while True:
         rows = await conn.fetch(
             """
-            SELECT id, path, symbol, kind, signature, doc, text FROM chunks
+            SELECT id, path, symbol, kind, signature, doc, text, summary FROM chunks
             WHERE id > $1 ORDER BY id LIMIT $2
             """,
             last_id,
@@ -256,7 +261,13 @@ async def refresh_lexical(conn: asyncpg.Connection, batch: int = 2000) -> int:
                 (
                     r["id"],
                     *lexical_values(
-                        r["path"], r["symbol"], r["kind"], r["signature"], r["doc"], r["text"]
+                        r["path"],
+                        r["symbol"],
+                        r["kind"],
+                        r["signature"],
+                        r["doc"],
+                        r["text"],
+                        r["summary"],
                     ),
                 )
                 for r in rows

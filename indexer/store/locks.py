@@ -9,6 +9,7 @@ import asyncpg
 
 _REPO_LOCK_SPACE = 7_401_002  # pg_advisory_lock(space, repo_id): one index run per repo
 _SYNC_LOCK_SPACE = 7_401_003  # pg_advisory_lock(space, repo_id): one fetch + sync per repo
+_SUMMARY_LOCK = 7_401_004  # pg_try_advisory_lock(key): one `victor summarize` run at a time
 
 
 @asynccontextmanager
@@ -39,6 +40,20 @@ def sync_lock(pool: asyncpg.Pool, repo_id: int):
     leaves it behind.
     """
     return _session_lock(pool, _SYNC_LOCK_SPACE, repo_id)
+
+
+@asynccontextmanager
+async def summary_lock(pool: asyncpg.Pool):
+    """Yields whether this process holds the one summary run's lock (two runs would pay twice
+    for the same summaries); released when the block ends or the connection closes."""
+    async with pool.acquire() as conn:
+        held = await conn.fetchval("SELECT pg_try_advisory_lock($1)", _SUMMARY_LOCK)
+        try:
+            yield held
+        finally:
+            if held:
+                with suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                    await conn.execute("SELECT pg_advisory_unlock($1)", _SUMMARY_LOCK)
 
 
 @asynccontextmanager

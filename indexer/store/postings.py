@@ -141,6 +141,19 @@ async def remove_files(conn: asyncpg.Connection, repo_id: int, paths: Sequence[s
     return await conn.fetchval(_REMOVE.format(where=_FILES), repo_id, list(paths))
 
 
+_CHUNKS = "c.id = ANY($1::bigint[])"
+
+
+async def add_chunks(conn: asyncpg.Connection, ids: Sequence[int]) -> int:
+    """Index these chunks again after their lexical fields changed (a summary was set)."""
+    return await conn.fetchval(_ADD.format(where=_CHUNKS), list(ids))
+
+
+async def remove_chunks(conn: asyncpg.Connection, ids: Sequence[int]) -> int:
+    """Take these chunks out of the index (before their lexical fields change)."""
+    return await conn.fetchval(_REMOVE.format(where=_CHUNKS), list(ids))
+
+
 async def remove_repo(conn: asyncpg.Connection, repo_id: int) -> None:
     for table in ("lex_postings", "lex_terms", "lex_stats"):
         await conn.execute(f"DELETE FROM {table} WHERE repo_id = $1", repo_id)

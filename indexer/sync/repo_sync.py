@@ -22,6 +22,7 @@ from indexer.embedding import Embedder
 from indexer.errors import ConfigError, SourceError
 from indexer.indexing.run import Changes, IndexReport, index_source
 from indexer.indexing.sources import GitSource, display_path, matches
+from indexer.summaries.run import after_sync
 from indexer.sync import git
 
 
@@ -37,6 +38,7 @@ class SyncReport:
     note: str | None = None
     fetch_seconds: float = 0.0
     index: dict = field(default_factory=dict)  # IndexReport.summary()
+    summaries: dict = field(default_factory=dict)  # VICTOR_SUMMARY_ON_SYNC's run, if any
 
     def summary(self) -> dict:
         return asdict(self)
@@ -133,6 +135,7 @@ async def sync_repo(
         except SourceError as exc:
             await asyncio.to_thread(_discard_if_damaged, clone, exc)
             raise
+        summaries = await after_sync(pool, settings, repo.id)
         return SyncReport(
             repo=repo.name,
             branch=repo.ref or "",
@@ -144,6 +147,7 @@ async def sync_repo(
             note=await asyncio.to_thread(_note, clone, after, head),
             fetch_seconds=round(fetched, 3),
             index=report.summary(),
+            summaries=summaries,
         )
 
 
