@@ -90,7 +90,17 @@ def parse_rounds(items: list[tuple[str, str]], workers: int, rounds: int) -> dic
         order = (1, workers) if n % 2 == 0 else (workers, 1)
         runs = {w: bench_parse(items, w)[0] for w in order}
         speedup = runs[1]["seconds"] / runs[workers]["seconds"]
-        pairs.append({"one": runs[1], "many": runs[workers], "speedup": round(speedup, 2)})
+        # what the CPU time allows with `workers` idle cores and the work evenly shared: on a
+        # shared machine the wall-clock ratio says as much about the other processes
+        cpu_bound = runs[1]["cpu_s_parent"] / (runs[workers]["cpu_s_workers"] / workers)
+        pairs.append(
+            {
+                "one": runs[1],
+                "many": runs[workers],
+                "speedup": round(speedup, 2),
+                "cpu_bound_speedup": round(cpu_bound, 2),
+            }
+        )
         print(
             f"round {n + 1}: 1 worker {runs[1]['seconds']} s, {workers} workers "
             f"{runs[workers]['seconds']} s: {speedup:.2f}x (load {runs[1]['load_average_1m']}, "
