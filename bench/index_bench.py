@@ -2,6 +2,7 @@
 
     python -m bench.index_bench ../shared/corpora/penlight [--out bench/results/index-penlight.json]
     python -m bench.index_bench /work/corpora/kong --fast-embed [--out FILE]
+    python -m bench.index_bench /work/corpora/kong --parse-only --rounds 3 [--out FILE]
 
 Reports
 - parse+chunk throughput (KB/s of Lua source) with 1 worker and with N workers;
@@ -11,6 +12,10 @@ Reports
 - a full `victor index` (a real subprocess, embedded PostgreSQL, Ollama
   backend), its peak RSS (the process tree, parse workers included), and the
   time of a second run with nothing changed.
+
+With --parse-only only the parse figures are measured: 1 worker and N workers alternate for
+--rounds rounds (so the drift of a shared machine hits both alike), each with the load average
+and the CPU seconds of this process and of its workers.
 
 With --fast-embed the embedding benchmark is skipped and the index runs embed with a stand-in
 answering at once with random vectors (`bench.synthetic.VectorOllama`): for a codebase too
@@ -47,11 +52,20 @@ def load_corpus(root: Path) -> list[tuple[str, str]]:
     return [(str(p.relative_to(root)), decode_lua(p.read_bytes())) for p in files]
 
 
+def _cpu() -> tuple[float, float]:
+    """CPU seconds (user + system) of this process and of its finished children."""
+    own, kids = os.times(), os.times()
+    return own.user + own.system, kids.children_user + kids.children_system
+
+
 def bench_parse(items: list[tuple[str, str]], workers: int) -> dict:
     size = sum(len(text.encode()) for _, text in items)
+    load = os.getloadavg()[0]
+    cpu = _cpu()
     started = time.perf_counter()
     results = list(chunk_files(iter(items), workers=workers))
     seconds = time.perf_counter() - started
+    own, kids = (after - before for after, before in zip(_cpu(), cpu, strict=True))
     modes: dict[str, int] = {}
     for r in results:
         modes[r.mode.value] = modes.get(r.mode.value, 0) + 1
@@ -63,7 +77,38 @@ def bench_parse(items: list[tuple[str, str]], workers: int) -> dict:
         "kb_per_s": round(size / 1024 / seconds, 1),
         "chunks": sum(len(r.chunks) for r in results),
         "modes": modes,
+        "cpu_s_parent": round(own, 2),
+        "cpu_s_workers": round(kids, 2),
+        "load_average_1m": round(load, 2),
     }, results
+
+
+def parse_rounds(items: list[tuple[str, str]], workers: int, rounds: int) -> dict:
+    """1 worker and `workers` workers, alternating; the speed-up of each pair and their median."""
+    pairs = []
+    for n in range(rounds):
+        order = (1, workers) if n % 2 == 0 else (workers, 1)
+        runs = {w: bench_parse(items, w)[0] for w in order}
+        speedup = runs[1]["seconds"] / runs[workers]["seconds"]
+        # what the CPU time allows with `workers` idle cores and the work evenly shared: on a
+        # shared machine the wall-clock ratio says as much about the other processes
+        cpu_bound = runs[1]["cpu_s_parent"] / (runs[workers]["cpu_s_workers"] / workers)
+        pairs.append(
+            {
+                "one": runs[1],
+                "many": runs[workers],
+                "speedup": round(speedup, 2),
+                "cpu_bound_speedup": round(cpu_bound, 2),
+            }
+        )
+        print(
+            f"round {n + 1}: 1 worker {runs[1]['seconds']} s, {workers} workers "
+            f"{runs[workers]['seconds']} s: {speedup:.2f}x (load {runs[1]['load_average_1m']}, "
+            f"{runs[workers]['load_average_1m']})",
+            flush=True,
+        )
+    speedups = sorted(p["speedup"] for p in pairs)
+    return {"workers": workers, "rounds": pairs, "median_speedup": speedups[len(speedups) // 2]}
 
 
 async def bench_embed(texts: list[str], batch: int, ollama_url: str) -> dict:
@@ -174,8 +219,20 @@ def main() -> None:
     )
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--fast-embed", action="store_true", help="instant stand-in embedder")
+    parser.add_argument("--parse-only", action="store_true", help="parse figures only")
+    parser.add_argument("--rounds", type=int, default=3, help="--parse-only: 1-vs-N pairs")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.parse_only:
+        report = {
+            "corpus": str(args.corpus),
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+            "parse": parse_rounds(load_corpus(args.corpus), args.workers, args.rounds),
+        }
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(report, indent=2))
+        return
 
     from tests.support.ollama_server import FakeOllama
 

@@ -66,7 +66,9 @@ CREATE TABLE chunks (
     part        int NOT NULL DEFAULT 0, -- 1, 2, ... for the windows of a large function
     text        text NOT NULL,
     embed_hash  bytea NOT NULL,         -- sha256 of the text that was embedded
-    embedding   vector,                 -- NULL for chunks that are not searchable
+    -- NULL for chunks that are not searchable. Kept in the row, not in TOAST: a search of a few
+    -- repositories reads all of their vectors (indexer/search/dense.py)
+    embedding   vector STORAGE MAIN,
     -- lexical fields (indexer/words.py): identifier-split words by field
     lex_name    text NOT NULL DEFAULT '',   -- A: the qualified name
     lex_context text NOT NULL DEFAULT '',   -- B: module path, parameters
@@ -92,10 +94,6 @@ CREATE TABLE chunks (
 CREATE INDEX chunks_file_idx ON chunks (repo_id, path);
 CREATE INDEX chunks_lex_idx ON chunks USING gin (lex);
 CREATE INDEX chunks_symbol_keys_idx ON chunks USING gin (symbol_keys);
--- BM25 needs the count and mean field lengths of the searchable chunks in scope: an
--- index-only scan instead of reading the whole table
-CREATE INDEX chunks_lex_stats_idx ON chunks (repo_id) INCLUDE (lex_len, lex_doc_len)
-    WHERE searchable;
 
 -- The lexical index Victor keeps itself (indexer/store/postings.py), in step with chunks:
 -- postings ordered per (repository, word) by impact, document frequencies, and per repository

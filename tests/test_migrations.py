@@ -28,6 +28,15 @@ async def catalog(url: str) -> dict[str, set]:
             FROM information_schema.columns WHERE table_schema = 'public'
             """
         )
+        # how each column is stored (the vectors in their rows: migration 8)
+        storage = await conn.fetch(
+            """
+            SELECT a.attrelid::regclass::text, a.attname, a.attstorage FROM pg_attribute a
+            JOIN pg_class c ON c.oid = a.attrelid
+            WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r'
+              AND a.attnum > 0 AND NOT a.attisdropped
+            """
+        )
         indexes = await conn.fetch(
             "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"
         )
@@ -46,6 +55,7 @@ async def catalog(url: str) -> dict[str, set]:
         await conn.close()
     return {
         "columns": {tuple(r) for r in columns},
+        "storage": {tuple(r) for r in storage},
         "indexes": {tuple(r) for r in indexes},
         "constraints": {tuple(r) for r in constraints},
         "extensions": {r["extname"] for r in extensions},

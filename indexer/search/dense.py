@@ -1,5 +1,13 @@
 """The dense side: the query's embedding (bounded in time, lexical fallback when the embedder is
-down or slow) and the nearest chunks by cosine similarity (HNSW)."""
+down or slow) and the nearest chunks by cosine similarity: HNSW, or an exact scan of the
+vectors of the repositories searched when they are few.
+
+HNSW with a repository filter walks the graph of the whole index and throws away what the
+filter rejects (pgvector's iterative scan): searching one repository of 5% of the chunks costs
+several times an unfiltered search. Below `EXACT_SCOPE` chunks in scope, reading the scope's
+vectors and computing every distance is cheaper than that, and exact (bench/README.md,
+"The dense side of a one-repository search").
+"""
 
 from __future__ import annotations
 
@@ -73,23 +81,77 @@ async def embed_queries(
     return [np.asarray(v, dtype=np.float32) for v in vectors], None
 
 
+# A search restricted to repositories holding at most this many searchable chunks computes
+# every distance instead of asking HNSW (measured: bench/dense_scope.py).
+EXACT_SCOPE = 20_000
+
+
 async def dense_ids(
     conn: asyncpg.Connection, vector: np.ndarray, depth: int, repos: list[int] | None
 ) -> dict[int, float]:
-    """Chunk id -> cosine similarity of the `depth` nearest chunks (HNSW). The pool's
-    connections carry the HNSW settings (`store.HNSW_SETTINGS`); a depth beyond what they
-    allow raises ef_search for this one statement."""
-    sql = """
-        SELECT id, 1 - (embedding <=> $1) AS cos FROM chunks
-        WHERE embedding IS NOT NULL AND ($3::int[] IS NULL OR repo_id = ANY($3))
-        ORDER BY embedding <=> $1
-        LIMIT $2
-        """
+    """Chunk id -> cosine similarity of the `depth` nearest chunks: every distance computed
+    when the search is restricted to repositories holding at most EXACT_SCOPE chunks, else
+    HNSW; one statement either way."""
+    if repos is None:
+        return await hnsw_ids(conn, vector, depth, None)
+    return await _nearest(conn, _SCOPED, depth, vector, depth, repos, EXACT_SCOPE)
+
+
+async def hnsw_ids(
+    conn: asyncpg.Connection, vector: np.ndarray, depth: int, repos: list[int] | None
+) -> dict[int, float]:
+    """The `depth` nearest chunks by the HNSW index (approximate)."""
+    return await _nearest(conn, _HNSW, depth, vector, depth, repos)
+
+
+_HNSW = """
+SELECT id, 1 - (embedding <=> $1) AS cos FROM chunks
+WHERE embedding IS NOT NULL AND ($3::int[] IS NULL OR repo_id = ANY($3))
+ORDER BY embedding <=> $1
+LIMIT $2
+"""
+
+# The repositories $3 hold at most $4 searchable chunks (lex_stats counts them: no scan):
+# every distance computed, else HNSW. The test is a one-time filter on each branch, evaluated
+# before any row is read, so only one branch runs. OFFSET 0 keeps the exact branch's inner
+# query whole, so that the planner cannot hand its ORDER BY to the HNSW index.
+_SCOPED = """
+WITH scope AS MATERIALIZED (
+    SELECT coalesce(sum(chunks), 0) <= $4 AS small FROM lex_stats WHERE repo_id = ANY($3)
+)
+(SELECT id, cos FROM (
+    SELECT id, 1 - (embedding <=> $1) AS cos FROM chunks
+    WHERE repo_id = ANY($3) AND embedding IS NOT NULL AND (SELECT small FROM scope)
+    OFFSET 0
+ ) s
+ ORDER BY cos DESC, id
+ LIMIT $2)
+UNION ALL
+(SELECT id, 1 - (embedding <=> $1) AS cos FROM chunks
+ WHERE repo_id = ANY($3) AND embedding IS NOT NULL AND NOT (SELECT small FROM scope)
+ ORDER BY embedding <=> $1
+ LIMIT $2)
+"""
+
+
+async def _nearest(conn: asyncpg.Connection, sql: str, depth: int, *args) -> dict[int, float]:
+    """Run a nearest-chunks statement. The pool's connections carry the HNSW settings
+    (`store.HNSW_SETTINGS`); a depth beyond what they allow raises ef_search for this one
+    statement."""
     if 2 * depth <= int(store.HNSW_SETTINGS["hnsw.ef_search"]):
-        rows = await conn.fetch(sql, vector, depth, repos)
+        rows = await conn.fetch(sql, *args)
     else:
         async with conn.transaction():
             await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             await conn.execute("SELECT set_config('hnsw.ef_search', $1, true)", str(2 * depth))
-            rows = await conn.fetch(sql, vector, depth, repos)
+            rows = await conn.fetch(sql, *args)
     return {r["id"]: float(r["cos"]) for r in rows}
+
+
+async def scope_size(conn: asyncpg.Connection, repos: list[int]) -> int:
+    """Searchable chunks in these repositories (kept by the lexical index: no count)."""
+    return int(
+        await conn.fetchval(
+            "SELECT coalesce(sum(chunks), 0) FROM lex_stats WHERE repo_id = ANY($1)", repos
+        )
+    )

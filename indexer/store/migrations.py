@@ -21,7 +21,7 @@ from pathlib import Path
 import asyncpg
 
 from indexer.errors import SchemaError
-from indexer.store import chunks, postings
+from indexer.store import chunks, postings, space
 from indexer.words import LEXICAL_VERSION
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,10 @@ LOCK = 7_401_001  # pg_advisory_xact_lock key: one migrating process at a time
 
 # Data a migration's new tables need, computed in Python right after its SQL: migration id ->
 # a function of the connection (inside the same transaction).
-FILL = {5: postings.rebuild}  # the lexical index of the chunks already there
+FILL = {
+    5: postings.rebuild,  # the lexical index of the chunks already there
+    8: space.keep_vectors_in_rows,  # their vectors out of TOAST
+}
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 

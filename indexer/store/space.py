@@ -60,6 +60,22 @@ def mismatch_message(recorded: EmbeddingSpace, space: str, model: str) -> str:
     )
 
 
+# Vectors live in the row, not in TOAST: a search restricted to a few repositories reads all
+# of theirs (indexer/search/dense.py). A change of type resets a column's storage to the
+# type's default, so every ALTER ... TYPE of the column says it again, in the same statement
+# (the table is rewritten once, with the vectors in the rows).
+_IN_ROW = "ALTER COLUMN embedding SET STORAGE MAIN"
+
+
+async def keep_vectors_in_rows(conn: asyncpg.Connection) -> None:
+    """Move the vectors stored before migration 8 out of TOAST into their rows: SET STORAGE
+    applies to rows written after it, so the table is rewritten (CLUSTER: in file order,
+    which also keeps each repository's rows together)."""
+    if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM chunks WHERE embedding IS NOT NULL)"):
+        await conn.execute("CLUSTER chunks USING chunks_file_idx")
+        await conn.execute("ALTER TABLE chunks SET WITHOUT CLUSTER")
+
+
 async def use_embedding_space(
     db: asyncpg.Pool | asyncpg.Connection, space: str, model: str, dims: int
 ) -> None:
@@ -95,7 +111,9 @@ async def use_embedding_space(
 async def bind_space(conn: asyncpg.Connection, space: str, model: str, dims: int) -> None:
     """Fix the column to vector(dims), build the HNSW index, record the model."""
     await conn.execute("DROP INDEX IF EXISTS chunks_embedding_hnsw")
-    await conn.execute(f"ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({int(dims)})")
+    await conn.execute(
+        f"ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({int(dims)}), {_IN_ROW}"
+    )
     await conn.execute(
         "CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw ON chunks "
         "USING hnsw (embedding vector_cosine_ops)"
@@ -112,7 +130,7 @@ async def bind_space(conn: asyncpg.Connection, space: str, model: str, dims: int
 async def unbind_space(conn: asyncpg.Connection) -> None:
     """For `victor reembed`: free the column from its dimension, inside its transaction."""
     await conn.execute("DROP INDEX IF EXISTS chunks_embedding_hnsw")
-    await conn.execute("ALTER TABLE chunks ALTER COLUMN embedding TYPE vector")
+    await conn.execute(f"ALTER TABLE chunks ALTER COLUMN embedding TYPE vector, {_IN_ROW}")
 
 
 async def set_vectors_from_cache(conn: asyncpg.Connection, space: str) -> None:
