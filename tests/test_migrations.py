@@ -28,7 +28,7 @@ async def catalog(url: str) -> dict[str, set]:
             FROM information_schema.columns WHERE table_schema = 'public'
             """
         )
-        # how each column is stored (the vectors in their rows: migration 8)
+        # how each column is stored (the vectors in their rows: migration 7)
         storage = await conn.fetch(
             """
             SELECT a.attrelid::regclass::text, a.attname, a.attstorage FROM pg_attribute a
@@ -105,6 +105,8 @@ def test_migrations_are_numbered_one_to_n():
     assert sorted(p.name for p in folder.glob("*.sql")) == [
         f"{m.id:04d}_{m.name}.sql" for m in every
     ]
+    # a data step belongs to a migration that exists (renumbering one must carry its step)
+    assert set(migrations.FILL) <= {m.id for m in every}
 
 
 # --- every released schema, with data, up to head -----------------------------------------

@@ -32,7 +32,7 @@ LOCK = 7_401_001  # pg_advisory_xact_lock key: one migrating process at a time
 # a function of the connection (inside the same transaction).
 FILL = {
     5: postings.rebuild,  # the lexical index of the chunks already there
-    8: space.keep_vectors_in_rows,  # their vectors out of TOAST
+    7: space.keep_vectors_in_rows,  # their vectors out of TOAST
 }
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 

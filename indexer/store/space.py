@@ -68,7 +68,7 @@ _IN_ROW = "ALTER COLUMN embedding SET STORAGE MAIN"
 
 
 async def keep_vectors_in_rows(conn: asyncpg.Connection) -> None:
-    """Move the vectors stored before migration 8 out of TOAST into their rows: SET STORAGE
+    """Move the vectors stored before migration 7 out of TOAST into their rows: SET STORAGE
     applies to rows written after it, so the table is rewritten (CLUSTER: in file order,
     which also keeps each repository's rows together)."""
     if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM chunks WHERE embedding IS NOT NULL)"):
