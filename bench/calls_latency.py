@@ -11,16 +11,20 @@ also by `bench.scale` with the same --chunks.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import shutil
-import tempfile
 import time
-from pathlib import Path
 
 from bench import synthetic
-from bench.inlet_latency import emit, machine
-from bench.scale import database, dims_of, load_average, log, mark_loaded, stats
+from bench.inlet_latency import machine
+from bench.scale import (
+    database,
+    dims_of,
+    index_parser,
+    load_average,
+    log,
+    mark_loaded,
+    on_server,
+    stats,
+)
 from indexer import search, store
 from indexer.config import Settings
 from indexer.search.calls import CALL_CONTEXTS, neighbours
@@ -65,25 +69,8 @@ async def run(args, admin_url: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--chunks", type=int, default=100_000)
-    parser.add_argument("--queries", type=int, default=100)
-    parser.add_argument("--data-dir", type=Path, help="keep the database here (reused later)")
-    parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
-
-    import pgserver
-
-    folder = args.data_dir or Path(tempfile.mkdtemp(prefix="victor-calls-"))
-    folder.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(folder / "pgdata", cleanup_mode="stop")
-    try:
-        result = asyncio.run(run(args, server.get_uri()))
-    finally:
-        server.cleanup()
-        if args.data_dir is None:
-            shutil.rmtree(folder, ignore_errors=True)
-    emit(result, args.out)
+    parser = index_parser(queries=100)
+    on_server(run, parser.parse_args())
 
 
 if __name__ == "__main__":

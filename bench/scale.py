@@ -295,21 +295,23 @@ async def run(args, admin_url: str) -> dict:
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--chunks", type=int, default=1_000_000)
-    parser.add_argument("--dims", type=int, default=384, help="384: all-MiniLM-L6-v2")
-    parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--maintenance-work-mem", default="4GB")
-    parser.add_argument("--parallel-workers", type=int, default=1)
+def index_parser(queries: int, chunks: int = 100_000) -> argparse.ArgumentParser:
+    """The options every bench on this synthetic index takes (`--data-dir`: keep the database
+    there and reuse it; without, a temporary one)."""
+    parser = argparse.ArgumentParser(description=sys.modules["__main__"].__doc__.splitlines()[0])
+    parser.add_argument("--chunks", type=int, default=chunks)
+    parser.add_argument("--queries", type=int, default=queries)
     parser.add_argument("--data-dir", type=Path, help="keep the database here (reused later)")
-    parser.add_argument("--load-only", action="store_true", help="load and build, no searches")
     parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
+    return parser
 
+
+def on_server(run, args: argparse.Namespace) -> None:
+    """`run(args, admin_url)` against an embedded PostgreSQL in `args.data_dir` (a temporary
+    one without, removed after), then print or write its result."""
     import pgserver
 
-    folder = args.data_dir or Path(tempfile.mkdtemp(prefix="victor-scale-"))
+    folder = args.data_dir or Path(tempfile.mkdtemp(prefix="victor-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(folder / "pgdata", cleanup_mode="stop")
     try:
@@ -319,6 +321,15 @@ def main() -> None:
         if args.data_dir is None:
             shutil.rmtree(folder, ignore_errors=True)
     emit(result, args.out)
+
+
+def main() -> None:
+    parser = index_parser(queries=200, chunks=1_000_000)
+    parser.add_argument("--dims", type=int, default=384, help="384: all-MiniLM-L6-v2")
+    parser.add_argument("--maintenance-work-mem", default="4GB")
+    parser.add_argument("--parallel-workers", type=int, default=1)
+    parser.add_argument("--load-only", action="store_true", help="load and build, no searches")
+    on_server(run, parser.parse_args())
 
 
 if __name__ == "__main__":

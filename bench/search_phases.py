@@ -11,14 +11,11 @@ in Python. The query embedding is excluded (it is Ollama's time, not the index's
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import time
-from pathlib import Path
 
 from bench import synthetic
-from bench.inlet_latency import emit, machine
-from bench.scale import database, load_average, log, stats
+from bench.inlet_latency import machine
+from bench.scale import database, index_parser, load_average, log, on_server, stats
 from indexer import store
 from indexer.config import Settings
 from indexer.search import DEFAULT_TUNING, fetch_results
@@ -106,19 +103,8 @@ async def run(args, admin_url: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--chunks", type=int, default=100_000)
-    parser.add_argument("--queries", type=int, default=100)
-    parser.add_argument("--data-dir", type=Path, required=True)
-    parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
-    import pgserver
-
-    server = pgserver.get_server(args.data_dir / "pgdata", cleanup_mode="stop")
-    try:
-        emit(asyncio.run(run(args, server.get_uri())), args.out)
-    finally:
-        server.cleanup()
+    parser = index_parser(queries=100)
+    on_server(run, parser.parse_args())
 
 
 if __name__ == "__main__":
