@@ -24,12 +24,10 @@ import time
 import numpy as np
 
 from bench import synthetic
-from bench.inlet_latency import machine
-from bench.scale import database, index_parser, load_average, log, on_server, stats
+from bench.scale import index_parser, load_average, log, on_loaded_index, on_server, stats
 from indexer import search, store
 from indexer.config import Settings
 from indexer.search import DEFAULT_TUNING, dense
-from indexer.store import migrations
 
 DEPTH = DEFAULT_TUNING.depth
 K = 10
@@ -127,24 +125,7 @@ async def measure(url: str, n_queries: int) -> dict:
 
 
 async def run(args, admin_url: str) -> dict:
-    url, loaded = await database(admin_url, args.chunks)
-    if not loaded:
-        raise SystemExit(f"no loaded database for {args.chunks} chunks: run bench.scale first")
-    conn = await store.connect_once(url)
-    try:  # an older database gets the current schema
-        started = time.perf_counter()
-        upgraded = bool(await migrations.migrate(conn))
-        upgrade_s = round(time.perf_counter() - started, 1)
-    finally:
-        await conn.close()
-    result = {
-        "machine": machine(),
-        "load_average_at_start": load_average(),
-        "schema_upgrade_s": upgrade_s if upgraded else None,
-    }
-    result.update(await measure(url, args.queries))
-    result["load_average_at_end"] = load_average()
-    return result
+    return await on_loaded_index(args, admin_url, lambda url: measure(url, args.queries))
 
 
 def main() -> None:

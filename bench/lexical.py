@@ -23,12 +23,10 @@ from __future__ import annotations
 import time
 
 from bench import lexical_before, synthetic
-from bench.inlet_latency import machine
-from bench.scale import database, index_parser, load_average, log, on_server, stats
+from bench.scale import index_parser, log, on_loaded_index, on_server, stats
 from indexer import search, store
 from indexer.config import Settings
 from indexer.search import DEFAULT_TUNING, lexical
-from indexer.store import migrations
 
 DEPTH = DEFAULT_TUNING.depth
 
@@ -153,26 +151,13 @@ async def measure(url: str, n_queries: int, n_exact: int) -> dict:
 
 
 async def run(args, admin_url: str) -> dict:
-    url, loaded = await database(admin_url, args.chunks)
-    if not loaded:
-        raise SystemExit(f"no loaded database for {args.chunks} chunks: run bench.scale first")
-    conn = await store.connect_once(url)
-    try:  # an older database gets the current schema, and so the lexical index
-        started = time.perf_counter()
-        upgraded = bool(await migrations.migrate(conn))
-        upgrade_s = round(time.perf_counter() - started, 1)
-    finally:
-        await conn.close()
-    result = {
-        "machine": machine(),
-        "load_average_at_start": load_average(),
-        "schema_upgrade_s": upgrade_s if upgraded else None,
-        "reach": lexical.REACH,
-        "rescore": lexical.RESCORE,
-    }
-    result.update(await measure(url, args.queries, args.exact))
-    result["load_average_at_end"] = load_average()
-    return result
+    return await on_loaded_index(
+        args,
+        admin_url,
+        lambda url: measure(url, args.queries, args.exact),
+        reach=lexical.REACH,
+        rescore=lexical.RESCORE,
+    )
 
 
 def main() -> None:

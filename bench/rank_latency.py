@@ -17,9 +17,8 @@ the caches warmed by the first run of a query hit both alike:
 from __future__ import annotations
 
 from bench import synthetic
-from bench.inlet_latency import machine
 from bench.lexical import timed
-from bench.scale import database, index_parser, load_average, log, on_server, stats
+from bench.scale import index_parser, log, on_loaded_index, on_server, stats
 from indexer import search, store
 from indexer.config import Settings
 from indexer.search import DEFAULT_TUNING, dense, lexical
@@ -108,13 +107,9 @@ async def measure(url: str, n_queries: int) -> dict:
 
 
 async def run(args, admin_url: str) -> dict:
-    url, loaded = await database(admin_url, args.chunks)
-    if not loaded:
-        raise SystemExit(f"no loaded database for {args.chunks} chunks: run bench.scale first")
-    result = {"machine": machine(), "load_average_at_start": load_average(), "depth": DEPTH}
-    result.update(await measure(url, args.queries))
-    result["load_average_at_end"] = load_average()
-    return result
+    return await on_loaded_index(
+        args, admin_url, lambda url: measure(url, args.queries), depth=DEPTH
+    )
 
 
 def main() -> None:

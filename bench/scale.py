@@ -295,6 +295,31 @@ async def run(args, admin_url: str) -> dict:
     return result
 
 
+async def on_loaded_index(args: argparse.Namespace, admin_url: str, measure, **extra) -> dict:
+    """`measure(url)` on the index `bench.scale` loaded for `args.chunks` chunks, brought to the
+    current schema first (an older database gets, e.g., the lexical index), framed by the
+    machine and its load."""
+    url, loaded = await database(admin_url, args.chunks)
+    if not loaded:
+        raise SystemExit(f"No {args.chunks}-chunk index in {args.data_dir}: run bench.scale first")
+    conn = await store.connect_once(url)
+    try:
+        started = time.perf_counter()
+        upgraded = bool(await migrations.migrate(conn))
+    finally:
+        await conn.close()
+    result = {
+        "machine": machine(),
+        "chunks": args.chunks,
+        "schema_upgrade_s": round(time.perf_counter() - started, 1) if upgraded else None,
+        "load_average_at_start": load_average(),
+        **extra,
+    }
+    result.update(await measure(url))
+    result["load_average_at_end"] = load_average()
+    return result
+
+
 def index_parser(queries: int, chunks: int = 100_000) -> argparse.ArgumentParser:
     """The options every bench on this synthetic index takes (`--data-dir`: keep the database
     there and reuse it; without, a temporary one)."""

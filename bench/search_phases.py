@@ -14,8 +14,7 @@ from __future__ import annotations
 import time
 
 from bench import synthetic
-from bench.inlet_latency import machine
-from bench.scale import database, index_parser, load_average, log, on_server, stats
+from bench.scale import index_parser, log, on_loaded_index, on_server, stats
 from indexer import store
 from indexer.config import Settings
 from indexer.search import DEFAULT_TUNING, fetch_results
@@ -88,18 +87,7 @@ async def measure(url: str, n_queries: int) -> dict:
 
 
 async def run(args, admin_url: str) -> dict:
-    url, loaded = await database(admin_url, args.chunks)
-    if not loaded:
-        raise SystemExit(f"No {args.chunks}-chunk index in {args.data_dir}: run bench.scale first")
-    started_load = load_average()
-    result = await measure(url, args.queries)
-    return {
-        "machine": machine(),
-        "chunks": args.chunks,
-        "load_average_at_start": started_load,
-        "load_average_at_end": load_average(),
-        **result,
-    }
+    return await on_loaded_index(args, admin_url, lambda url: measure(url, args.queries))
 
 
 def main() -> None:
