@@ -176,8 +176,11 @@ def test_inlet_adds_code_context_and_hands_sources_to_the_function(server):
     assert "function Cart:add" in cart["text"]
     assert cart["label"] == f"src/shop/cart.lua:{cart['start_line']}-{cart['end_line']}"
     assert f"`{cart['label']}" in context["content"]  # the label the model is told to cite
-    files = len({s["path"] for s in info["sources"]})
-    assert info["message"] == f"Lua Codebase: {len(info['sources'])} snippets from {files} files"
+    snippets, files = len(info["sources"]), len({s["path"] for s in info["sources"]})
+    assert info["message"] == (
+        f"Lua Codebase: {snippets} snippet{'s' * (snippets != 1)} "
+        f"from {files} file{'s' * (files != 1)}"
+    )
 
     # The body sent again (a re-run) comes back unchanged: context is never added twice.
     again, _ = inlet(server, {"user": request["user"], "body": body})
@@ -200,7 +203,7 @@ def test_top_k_valve_persists_and_changes_the_snippets(server):
     one, _ = inlet(server, inlet_request())
     assert len(labels(one)) == 1
 
-    update_valves(server, {"top_k": 8, "call_context": "both"})
+    update_valves(server, {"top_k": 8, "min_score": 0.0, "call_context": "both"})
     assert json.loads(server.valves_file(ID).read_text())["top_k"] == 8
     more, _ = inlet(server, inlet_request())
     assert len(labels(more)) > 1
@@ -292,9 +295,7 @@ def test_unreachable_database_fails_open_and_keeps_the_password_out(server):
     assert secret not in log  # ...without the password
 
 
-def test_the_embedded_postgresql_does_not_outlive_the_pipelines_server(
-    ollama_server, tmp_path
-):
+def test_the_embedded_postgresql_does_not_outlive_the_pipelines_server(ollama_server, tmp_path):
     """With database_url empty the filter starts Victor's embedded PostgreSQL.
     uvicorn re-raises SIGTERM after its shutdown, so atexit hooks never run: the filter stops
     the server in on_shutdown. SIGTERM goes to the server's main process only, as `docker
