@@ -49,6 +49,17 @@ ALLOWED = {
     ("indexer/store/postings.py", "remove_files"): (
         "a module constant with the constant WHERE clause _FILES; values are $n parameters"
     ),
+    ("indexer/store/postings.py", "add_chunks"): (
+        "the same module constant as add_files, joined with the constant WHERE clause "
+        "_CHUNKS; chunk ids travel as $n parameters"
+    ),
+    ("indexer/store/postings.py", "remove_chunks"): (
+        "a module constant with the constant WHERE clause _CHUNKS; ids are $n parameters"
+    ),
+    ("indexer/search/dense.py", "_nearest"): (
+        "runs the statement it is given, which is always one of the module constants _HNSW "
+        "and _SCOPED (hnsw_ids, dense_ids); the vector, depth and ids are $n parameters"
+    ),
     ("indexer/store/postings.py", "remove_repo"): (
         "the table name comes from a constant tuple of the lexical index's own tables"
     ),
@@ -203,7 +214,10 @@ def test_no_sql_is_built_from_values():
 def test_identifier_case_passes_only_digits():
     """bind_space's vector(N) is the one value in statement text: int() makes it digits."""
     source = (ROOT / "indexer" / "store" / "space.py").read_text(encoding="utf-8")
-    assert 'f"ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({int(dims)})"' in source
+    assert (
+        'f"ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({int(dims)}), {_IN_ROW}"' in source
+    )
+    assert '_IN_ROW = "ALTER COLUMN embedding SET STORAGE MAIN"' in source
 
 
 # --- behaviour -------------------------------------------------------------------------------
