@@ -262,6 +262,7 @@ async def test_pipelines_container_start(container_env, settings, ollama, tmp_pa
         "ollama_host": ollama.url,
         "embed_model": "all-minilm",
         "top_k": 3,
+        "call_context": "off",  # so the sources are exactly the top_k hits
     }
     (folder / "lua_codebase" / "valves.json").write_text(json.dumps(saved))
 
