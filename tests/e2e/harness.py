@@ -53,7 +53,9 @@ PRESET_NAME = "Claude · Lua"
 PRESET_ID = "claude-lua"
 EMBED_MODEL = "all-minilm"  # served by the Ollama stand-in
 # A few chips; a generous timeout, so a busy machine is no failure.
-FILTER_VALVES = {"top_k": 4, "context_tokens": 2000, "timeout_seconds": 10}
+# min_score 0: every retrieved snippet is shown, so the test sees several sources (the
+# default floor, 0.25, leaves one for a question that names a function)
+FILTER_VALVES = {"top_k": 4, "context_tokens": 2000, "timeout_seconds": 10, "min_score": 0.0}
 
 
 def _env_list(name: str, default: list[str]) -> list[str]:
@@ -206,6 +208,7 @@ class Index:
                     question,
                     top_k=FILTER_VALVES["top_k"],
                     budget=budget_chars(tokens=FILTER_VALVES["context_tokens"]),
+                    min_score=FILTER_VALVES["min_score"],
                 )
 
         return asyncio.run(run())
