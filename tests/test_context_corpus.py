@@ -11,6 +11,9 @@ import pytest
 from indexer.search.context import build_context
 from indexer.service import open_victor
 
+# Indexing a real corpus takes most of two minutes here: the long tier (CI runs it too).
+pytestmark = pytest.mark.hardening
+
 QUESTIONS = [
     "split a string into a list of substrings",
     "deep comparison of two tables",
