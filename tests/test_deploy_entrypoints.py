@@ -263,6 +263,7 @@ async def test_pipelines_container_start(container_env, settings, ollama, tmp_pa
         "embed_model": "all-minilm",
         "top_k": 3,
         "call_context": "off",  # so the sources are exactly the top_k hits
+        "min_score": 0.0,  # ... and none of them is held back by the score floor
     }
     (folder / "lua_codebase" / "valves.json").write_text(json.dumps(saved))
 
@@ -284,7 +285,7 @@ async def test_pipelines_container_start(container_env, settings, ollama, tmp_pa
         ).json()
         handover = body["metadata"]["lua_codebase"]
         assert handover["status"] == "ok", handover
-        assert 1 <= len(handover["sources"]) <= 3  # the saved top_k
+        assert len(handover["sources"]) == 3  # the saved top_k, not the default 8
         assert handover["sources"][0]["path"] == "src/shop/cart.lua"
 
         valves = httpx.get(f"{url}/lua_codebase/valves", timeout=10).json()
