@@ -25,8 +25,7 @@ import numpy as np
 
 from bench import synthetic
 from bench.scale import index_parser, load_average, log, on_loaded_index, on_server, stats
-from indexer import search, store
-from indexer.config import Settings
+from indexer import search
 from indexer.search import DEFAULT_TUNING, dense
 
 DEPTH = DEFAULT_TUNING.depth
@@ -100,13 +99,10 @@ async def hybrid(pool, embedder, texts: list[str], repos: list[str]) -> dict:
 
 
 async def measure(url: str, n_queries: int) -> dict:
-    settings = Settings(database_url=url, embed_model=synthetic.MODEL)
-    codebase = synthetic.Codebase()
-    words = synthetic.WordVectors(codebase, 384)
-    embedder = synthetic.InProcessEmbedder(words, settings.embedding_space)
+    bench = await synthetic.open_bench(url)
+    codebase, embedder, pool = bench.codebase, bench.embedder, bench.pool
     prose = synthetic.questions(codebase, n_queries)
-    vectors = [np.asarray(words.embed(q), dtype=np.float32) for q in prose]
-    pool = await store.create_pool(settings, max_size=2, apply=False)
+    vectors = [np.asarray(bench.words.embed(q), dtype=np.float32) for q in prose]
     result: dict = {"exact_scope": dense.EXACT_SCOPE, "depth": DEPTH}
     try:
         async with pool.acquire() as conn:

@@ -24,8 +24,7 @@ import time
 
 from bench import lexical_before, synthetic
 from bench.scale import index_parser, log, on_loaded_index, on_server, stats
-from indexer import search, store
-from indexer.config import Settings
+from indexer import search
 from indexer.search import DEFAULT_TUNING, lexical
 
 DEPTH = DEFAULT_TUNING.depth
@@ -118,11 +117,8 @@ async def agreement(pool, texts: list[str]) -> dict:
 
 
 async def measure(url: str, n_queries: int, n_exact: int) -> dict:
-    settings = Settings(database_url=url, embed_model=synthetic.MODEL)
-    codebase = synthetic.Codebase()
-    words = synthetic.WordVectors(codebase, 384)
-    embedder = synthetic.InProcessEmbedder(words, settings.embedding_space)
-    pool = await store.create_pool(settings, max_size=2, apply=False)
+    bench = await synthetic.open_bench(url)
+    codebase, embedder, pool = bench.codebase, bench.embedder, bench.pool
     try:
         async with pool.acquire() as conn:
             symbols = await synthetic.sample_symbols(conn, n_queries)

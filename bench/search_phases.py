@@ -15,8 +15,6 @@ import time
 
 from bench import synthetic
 from bench.scale import index_parser, log, on_loaded_index, on_server, stats
-from indexer import store
-from indexer.config import Settings
 from indexer.search import DEFAULT_TUNING, fetch_results
 from indexer.search.dense import check_space, dense_ids
 from indexer.search.fusion import fuse
@@ -59,12 +57,8 @@ async def phases(conn, embedder, query: str, repos) -> dict[str, float]:
 
 
 async def measure(url: str, n_queries: int) -> dict:
-    settings = Settings(database_url=url, embed_model=synthetic.MODEL)
-    codebase = synthetic.Codebase()
-    embedder = synthetic.InProcessEmbedder(
-        synthetic.WordVectors(codebase, 384), settings.embedding_space
-    )
-    pool = await store.create_pool(settings, max_size=2, apply=False)
+    bench = await synthetic.open_bench(url)
+    codebase, embedder, pool = bench.codebase, bench.embedder, bench.pool
     result: dict = {}
     try:
         async with pool.acquire() as conn:

@@ -601,3 +601,23 @@ async def load_index(
         await pool.close()
     timings["total_s"] = time.perf_counter() - started
     return {k: round(v, 1) for k, v in timings.items()}
+
+
+@dataclass
+class Bench:
+    """What a bench on the loaded synthetic index works with: its codebase, the word vectors
+    its queries are embedded with, that embedder, and a small pool on the index."""
+
+    codebase: Codebase
+    words: WordVectors
+    embedder: InProcessEmbedder
+    pool: object  # asyncpg.Pool
+
+
+async def open_bench(url: str, dims: int = 384) -> Bench:
+    settings = Settings(database_url=url, embed_model=MODEL)
+    codebase = Codebase()
+    words = WordVectors(codebase, dims)
+    embedder = InProcessEmbedder(words, settings.embedding_space)
+    pool = await store.create_pool(settings, max_size=2, apply=False)
+    return Bench(codebase, words, embedder, pool)
