@@ -119,8 +119,7 @@ class Filter:
 
         show_sources: bool = Field(
             default=True,
-            description="List the code sent to the model under the answer, one source per "
-            "snippet.",
+            description="List the code sent to the model under the answer, one source per snippet.",
         )
         show_status: bool = Field(
             default=True,

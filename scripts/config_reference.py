@@ -96,18 +96,35 @@ MODELS: tuple[Model, ...] = (
 
 # Variables read by something other than the models above: these rows are written here.
 OTHER_VARIABLES: tuple[tuple[str, str, str], ...] = (
-    ("PGPASSWORD", "every process that connects to PostgreSQL (the PostgreSQL client's own "
-     "variable)", "The database password, kept out of `VICTOR_DATABASE_URL` and the valves."),
-    ("PIPELINES_API_KEY", "the Pipelines server", "The key of Open WebUI's Pipelines "
-     "connection; the container refuses to start without it."),
-    ("OPEN_WEBUI_URL, OPEN_WEBUI_TOKEN", "`victor openwebui install-function`", "Open WebUI's "
-     "address (default `http://localhost:3000`) and an admin's API key or JWT."),
-    ("VICTOR_PIPELINES_PORT", "Docker Compose (`docker-compose.pipelines.yml`)", "The port "
-     "published on the Mac's 127.0.0.1 for the Pipelines server (default `9099`). From the "
-     "shell or a `.env` next to the compose file, not from `victor.env`."),
-    ("VICTOR_WEBHOOK_BIND", "Docker Compose (`docker-compose.pipelines.yml`)", "The address "
-     "the webhook's port 8088 is published on (default `0.0.0.0`). As above: not "
-     "`victor.env`."),
+    (
+        "PGPASSWORD",
+        "every process that connects to PostgreSQL (the PostgreSQL client's own variable)",
+        "The database password, kept out of `VICTOR_DATABASE_URL` and the valves.",
+    ),
+    (
+        "PIPELINES_API_KEY",
+        "the Pipelines server",
+        "The key of Open WebUI's Pipelines connection; the container refuses to start without it.",
+    ),
+    (
+        "OPEN_WEBUI_URL, OPEN_WEBUI_TOKEN",
+        "`victor openwebui install-function`",
+        "Open WebUI's address (default `http://localhost:3000`) and an admin's API key or JWT.",
+    ),
+    (
+        "VICTOR_PIPELINES_PORT",
+        "Docker Compose (`docker-compose.pipelines.yml`)",
+        "The port "
+        "published on the Mac's 127.0.0.1 for the Pipelines server (default `9099`). From the "
+        "shell or a `.env` next to the compose file, not from `victor.env`.",
+    ),
+    (
+        "VICTOR_WEBHOOK_BIND",
+        "Docker Compose (`docker-compose.pipelines.yml`)",
+        "The address "
+        "the webhook's port 8088 is published on (default `0.0.0.0`). As above: not "
+        "`victor.env`.",
+    ),
     ("VICTOR_DEBUG", "the `victor` command", "Set: print the traceback of an error."),
 )
 
@@ -252,8 +269,10 @@ def _refuse_machine_paths(where: str, text: str) -> None:
     """A default that names this machine's folders would make the page differ per machine."""
     for folder in {str(Path.home()), tempfile.gettempdir(), str(ROOT)}:
         if folder not in ("", "/") and folder in text:
-            raise ValueError(f"{where}: its default {text!r} depends on this machine: "
-                             "describe it in DEFAULT_NOTES")
+            raise ValueError(
+                f"{where}: its default {text!r} depends on this machine: "
+                "describe it in DEFAULT_NOTES"
+            )
 
 
 def _wrap(text: str) -> str:
@@ -270,12 +289,16 @@ def _cell(text: str) -> str:
 # --- the page -------------------------------------------------------------------------------
 
 
-HEADER = "# Configuration reference\n\n" + _wrap(
-    "Every environment variable and valve Victor reads, with its type, its default and what it "
-    f"does. This page is generated from the settings and valve models in the code by `{COMMAND}`, "
-    "and `tests/test_config_reference.py` fails when it is stale: to change a description or a "
-    "default, change the code and run the command again."
-) + "\n"
+HEADER = (
+    "# Configuration reference\n\n"
+    + _wrap(
+        "Every environment variable and valve Victor reads, with its type, its default and what it "
+        f"does. This page is generated from the settings and valve models in the code by `{COMMAND}`, "
+        "and `tests/test_config_reference.py` fails when it is stale: to change a description or a "
+        "default, change the code and run the command again."
+    )
+    + "\n"
+)
 
 
 def section(model: Model, cls: type[BaseModel] | None, missing: list[str]) -> str:
@@ -346,8 +369,10 @@ def main(argv: list[str] | None = None) -> int:
         if committed == text:
             return 0
         diff = difflib.unified_diff(
-            committed.splitlines(keepends=True), text.splitlines(keepends=True),
-            "docs/configuration.md (committed)", "docs/configuration.md (from the code)",
+            committed.splitlines(keepends=True),
+            text.splitlines(keepends=True),
+            "docs/configuration.md (committed)",
+            "docs/configuration.md (from the code)",
         )
         sys.stdout.writelines(diff)
         print(f"\ndocs/configuration.md is stale: run `{COMMAND}` and commit it.")

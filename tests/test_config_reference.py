@@ -15,7 +15,11 @@ COMMAND = [sys.executable, "-m", "scripts.config_reference"]
 def check(output: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*COMMAND, "--check", "--output", str(output)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 

@@ -18,8 +18,12 @@ from markdown_it import MarkdownIt
 ROOT = Path(__file__).resolve().parent.parent
 README_LIMIT = 12_000  # bytes: the README is the first screen, the rest lives in docs/
 PAGES = sorted(
-    [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), ROOT / "bench" / "README.md",
-     ROOT / "tests" / "e2e" / "README.md"]
+    [
+        ROOT / "README.md",
+        *(ROOT / "docs").glob("*.md"),
+        ROOT / "bench" / "README.md",
+        ROOT / "tests" / "e2e" / "README.md",
+    ]
 )
 EDITING_MARKS = re.compile(r"<!--\s*(BEGIN|END)\s*:|<!--\s*=+|\bissues? #?\d+", re.IGNORECASE)
 
@@ -44,9 +48,7 @@ def links(text: str) -> list[str]:
 def slug(heading: str) -> str:
     """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces to hyphens."""
     text = heading.strip().lower()
-    kept = "".join(
-        c for c in text if c in " -_" or unicodedata.category(c)[0] in ("L", "N")
-    )
+    kept = "".join(c for c in text if c in " -_" or unicodedata.category(c)[0] in ("L", "N"))
     return kept.replace(" ", "-")
 
 
@@ -57,7 +59,8 @@ def anchors(text: str) -> set[str]:
         if opening.type != "heading_open":
             continue
         text = "".join(
-            child.content for child in inline.children or ()
+            child.content
+            for child in inline.children or ()
             if child.type in ("text", "code_inline")
         )
         base, n = slug(text), 0
@@ -123,5 +126,8 @@ def test_the_checks_catch_broken_links() -> None:
     )
     found = broken_links(ROOT / "docs" / "page.md", text)
     assert [b.split(":")[0] for b in found] == [
-        "nowhere.md", "testing.md#no-such-heading", "#three", "../../etc/passwd"
+        "nowhere.md",
+        "testing.md#no-such-heading",
+        "#three",
+        "../../etc/passwd",
     ]

@@ -396,14 +396,14 @@ def test_function_shows_code_verbatim_as_a_fenced_block():
         "-- @param s string\n"
         "---\n"
         "function M.trim(s)\n"
-        "    return (s:gsub(\"^%s*(.-)%s*$\", \"%1\"))  -- $x$ is not maths\n"
+        '    return (s:gsub("^%s*(.-)%s*$", "%1"))  -- $x$ is not maths\n'
         "end"
     )
     shown = fn.as_code(code)
     assert shown == f"```lua\n{code}\n```"
     assert shown.split("\n")[1:-1] == code.split("\n")  # every line as in the file
     # code holding a fence of its own gets a longer one, so it cannot close the block early
-    tricky = 'local md = [[\n```lua\nx = 1\n```\n]]'
+    tricky = "local md = [[\n```lua\nx = 1\n```\n]]"
     fenced = fn.as_code(tricky)
     assert fenced.startswith("````lua\n") and fenced.endswith("\n````")
 

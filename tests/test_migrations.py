@@ -159,8 +159,9 @@ async def test_a_released_database_migrates_to_head_with_its_data(pg_admin_url, 
             assert await conn.fetchval("SELECT reason FROM sync_jobs") == "push"
         recorded = await conn.fetch("SELECT id FROM victor_migrations ORDER BY id")
         assert [r["id"] for r in recorded] == every
-        assert await conn.fetchval(
-            "SELECT count(*) FROM victor_meta WHERE key = 'schema_version'"
-        ) == 0
+        assert (
+            await conn.fetchval("SELECT count(*) FROM victor_meta WHERE key = 'schema_version'")
+            == 0
+        )
     finally:
         await conn.close()
