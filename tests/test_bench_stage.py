@@ -1,0 +1,71 @@
+"""Tests of the ranking-stage study's features and model file (bench/retrieval/rankfeatures.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bench.retrieval.rankfeatures import FEATURES, Candidates, Model, features
+
+
+def _candidates() -> Candidates:
+    """Four candidates: two of lua/save.lua (one calls the other), a test, a module chunk."""
+    return Candidates(
+        fused=np.array([0.5, 0.4, 0.3, 0.2], np.float32),
+        cos=np.array([0.6, 0.7, 0.2, 0.1], np.float32),
+        parts=np.array([[1, 0, 0, 2], [0, 0, 0, 1], [0, 0, 0, 0], [0, 1, 0, 0]], np.float32),
+        cover=np.array([[0.5, 1.0], [0, 0.5], [0, 0], [0, 0.2]], np.float32),
+        module=np.array([False, False, False, True]),
+        test=np.array([False, False, True, False]),
+        lines=np.array([10, 3, 20, 40], np.float32),
+        paths=["lua/save.lua", "lua/save.lua", "spec/save_spec.lua", "lua/util.lua"],
+        symbols=["M.save_buffer", "write_file", "it", "util"],
+        calls=[["write_file", "vim.notify"], [], ["M.save_buffer"], []],
+        query_words=3,
+        query="what happens when I save the buffer",
+    )
+
+
+def test_features_read_ranks_agreement_and_names():
+    c = _candidates()
+    x = features(c)
+    assert x.shape == (4, len(FEATURES)) and x.dtype == np.float32
+    col = {n: x[:, i] for i, n in enumerate(FEATURES)}
+    assert col["fused_gap"].tolist() == pytest.approx([0.0, -0.1, -0.2, -0.3])
+    assert col["cos_rank"][1] == 0.0  # the best cosine ranks first: log(1)
+    # same file: save_buffer and write_file see each other; the others see no one
+    assert (col["file_others"] > 0).tolist() == [True, True, False, False]
+    assert col["file_best_gap"][1] == pytest.approx(0.0)  # its neighbour is the best
+    assert col["file_best_gap"][0] == pytest.approx(-0.1)
+    # save_buffer calls write_file (a top candidate); write_file is called by save_buffer;
+    # the spec's call counts for save_buffer's called_by
+    assert col["calls_top"][0] > 0 and col["calls_top"][1] == 0
+    assert col["called_by_top"][1] > 0 and col["called_by_top"][0] > 0
+    assert col["name_in_query"].tolist() == pytest.approx([1.0, 0.0, 0.0, 0.0])
+    assert col["test"].tolist() == [0, 0, 1, 0] and col["module"].tolist() == [0, 0, 0, 1]
+
+
+def test_no_candidates_no_rows():
+    c = _candidates()
+    empty = Candidates(
+        *(v[:0] for v in (c.fused, c.cos, c.parts, c.cover, c.module, c.test, c.lines)),
+        [], [], [], 0,
+    )  # fmt: skip
+    assert features(empty).shape == (0, len(FEATURES))
+
+
+def test_model_file_round_trip_and_mismatch(tmp_path):
+    w = np.arange(len(FEATURES), dtype=np.float64) / 10
+    path = tmp_path / "model.json"
+    Model(list(FEATURES), w, -0.5).save(path, "test model")
+    loaded = Model.load(path)
+    assert loaded.about == "test model" and loaded.bias == -0.5
+    x = features(_candidates())
+    assert loaded.score(x) == pytest.approx(x @ w - 0.5, rel=1e-5)
+    data = json.loads(path.read_text())
+    data["weights"]["not_a_feature"] = data["weights"].pop("fused")
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"missing \['fused'\].*unknown \['not_a_feature'\]"):
+        Model.load(path)
