@@ -6,8 +6,9 @@ is) this stores Victor's hybrid top 50 (`Victor.find`, as `victor search --batch
 for every candidate, what Victor computes but does not return: the dense cosine (from the
 stored vector), and each query word's frequency per lexical field (A name, B module/params,
 C doc/calls, D body, read from the chunk's weighted tsvector) with the words' document
-frequencies. From these, `study.py` re-scores the same candidates offline: other fusion
-weights, other field weights, or a learned ranker, without indexing again.
+frequencies; and the stored vectors (the candidates' and the query's, float16). From these,
+`study.py` and `stage.py` re-score the same candidates offline: other fusion weights, other
+field weights, a learned ranker, a moved query vector, without indexing again.
 
 The core exposes none of these per-side scores today, so this module reads Victor's tables
 directly (read-only SQL on the benchmark's own throw-away database). The API the core would
@@ -72,6 +73,10 @@ class Pool:
     cos: np.ndarray  # cosine of query and stored vector (0 when the chunk has none)
     idf: np.ndarray  # (L,) Victor's idf of each query lexeme
     tf: np.ndarray  # (n, L, 4) occurrences of each lexeme per field A-D
+    # (n, dims) float16 stored vector per candidate (zeros without one), and the query's
+    # vector: for dense-side levers (pools collected before these were kept have None)
+    vecs: np.ndarray | None = None
+    qvec: np.ndarray | None = None
 
 
 @dataclass
@@ -171,6 +176,7 @@ def _pools(
             tf[row_of[r["id"]], col_of[r["lexeme"]], FIELDS.index(r["w"])] = r["n"]
         qv = np.asarray(qv, dtype=np.float32)
         cos = np.array([float(vectors[c] @ qv) if c in vectors else 0.0 for c in ids], np.float32)
+        vecs = np.stack([vectors.get(c, np.zeros_like(qv)) for c in ids]).astype(np.float16)
         out.append(
             Pool(
                 set_name,
@@ -184,6 +190,8 @@ def _pools(
                 cos,
                 np.array(idf, np.float32),
                 tf,
+                vecs,
+                qv.astype(np.float16),
             )
         )
     return out, chunks, body_avg, doc_avg

@@ -31,6 +31,7 @@ from bench.retrieval.study import (
     SETS,
     Fusion,
     _prep,
+    bm25f,
     by_score,
     eligible,
     fused,
@@ -232,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         for cp in cps
     }
     report["tuned-fusion"] = {"per_corpus": base, "mean": table(base, sets_in)}
-    for kind in [m for m in args.models if m != "boost"]:
+    for kind in [m for m in args.models if m not in ("boost", "prf")]:
         held = {}
         for cp in cps:
             others = [o for o in cps if o is not cp]
@@ -247,6 +248,10 @@ def main(argv: list[str] | None = None) -> int:
                 {s: {k: round(v, 3) for k, v in held[cp.corpus][s].items()
                      if k in ("R@5", "MRR@10", "answer@5")} for s in SETS}))  # fmt: skip
         report[f"stage-{kind}"] = {"per_corpus": held, "mean": table(held, sets_in)}
+    if "prf" in args.models:
+        report["prf-loco"] = loco_prf(cps, sets_in, fused_of)
+        log(f"prf chosen: {report['prf-loco']['chosen_per_fold']}")
+        log(f"prf objective on all: {report['prf-loco']['mrr_on_all']}")
     if "boost" in args.models:
         report["boost-loco"] = loco_boosts(cps, feats, sets_in, fused_of)
         log(f"boosts chosen: {report['boost-loco']['chosen_per_fold']}")
@@ -327,6 +332,65 @@ def loco_boosts(cps, feats, sets_in, fused_of) -> dict:
         "mean": table(held, sets_in),
         "chosen_per_fold": chosen,
         "best_on_all": everywhere,
+    }
+
+
+# ---------------------------------------------------------------- dense pseudo-relevance, LOCO
+
+PRF = [(0.0, 0)] + [(b, k) for b in (0.1, 0.25, 0.5, 1.0) for k in (1, 3, 5)]
+
+
+def prf_fused(cp: levers.CorpusPools, p: levers.Pool, setting: tuple[float, int]) -> np.ndarray:
+    """The tuned fusion with the query's vector moved towards its top-k fused candidates
+    (Rocchio: q + beta x their mean, normalised), the same candidates re-scored."""
+    base = fused(cp, p, TUNED)
+    beta, k = setting
+    if not beta or p.vecs is None:
+        return base
+    vecs = p.vecs.astype(np.float32)
+    q = p.qvec.astype(np.float32) + beta * vecs[np.argsort(-base, kind="stable")[:k]].mean(axis=0)
+    cos = vecs @ (q / (np.linalg.norm(q) + 1e-9))
+    pr = _prep(cp, p)
+    cos = np.maximum(0.0, np.where(pr["module"], cos * 0.8, cos))
+    lex = bm25f(cp, p, TUNED)
+    score = (cos + TUNED.alpha * lex / (lex + TUNED.half)) / (1 + TUNED.alpha)
+    return np.where(pr["test"], score * 0.8, score).astype(np.float32)
+
+
+def loco_prf(cps, sets_in, fused_of) -> dict:
+    from bench.retrieval.study import fast_mrr, objective
+
+    gold = {id(p): labels(cp, p) for cp in cps for p in cp.pools}
+    mrr = {
+        st: {
+            cp.corpus: {
+                s: {
+                    "MRR@10": fast_mrr(
+                        [(p, gold[id(p)], prf_fused(cp, p, st)) for p in cp.pools if p.set == s]
+                    )
+                }
+                for s in SETS
+            }
+            for cp in cps
+        }
+        for st in PRF
+    }
+    held, chosen = {}, {}
+    names = [cp.corpus for cp in cps]
+    for cp in cps:
+        train = sorted(n for n in names if n != cp.corpus)
+        best = max(PRF, key=lambda st: objective(mrr[st], train))
+        held[cp.corpus] = {
+            s: run_eval(cp, s, lambda p, b=best, cp=cp: by_score(prf_fused(cp, p, b)), fused_of)
+            for s in SETS
+        }
+        chosen[cp.corpus] = best
+    return {
+        "per_corpus": held,
+        "mean": table(held, sets_in),
+        "chosen_per_fold": chosen,
+        "best_on_all": max(PRF, key=lambda st: objective(mrr[st], names)),
+        "mrr_on_all": {str(st): objective(mrr[st], names) for st in PRF},
     }
 
 
