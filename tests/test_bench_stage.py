@@ -69,3 +69,34 @@ def test_model_file_round_trip_and_mismatch(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match=r"missing \['fused'\].*unknown \['not_a_feature'\]"):
         Model.load(path)
+
+
+def test_stage_reads_a_pool_as_the_core_would_and_prf_moves_the_query():
+    from dataclasses import replace
+
+    from bench.retrieval.stage import TUNED, candidates, hits_with_scores, prf_fused
+    from bench.retrieval.study import fused
+    from tests.test_bench_retrieval import _pools
+
+    cp, pool = _pools()
+    c = candidates(cp, pool)
+    assert c.fused.tolist() == pytest.approx(fused(cp, pool, TUNED).tolist())
+    # one query word (idf 2): in the name of the third candidate, 3 times in the second's body
+    assert c.parts[2].tolist() == pytest.approx([2.0 * 2.2 / 2.2, 0, 0, 0])
+    assert c.parts[1, 3] == pytest.approx(2.0 * 3 * 2.2 / 4.2)
+    assert c.cover.tolist() == [[0, 0], [0, 1], [1, 1]]
+    # re-ordered hits keep the fused values, best first
+    hits = hits_with_scores(cp, pool, np.array([2, 0, 1]), c.fused)
+    assert [h.symbol for h in hits] == ["M.open_file", "t", "M.close"]
+    assert [h.score for h in hits] == pytest.approx(sorted(c.fused.tolist(), reverse=True))
+    # without vectors, or with beta 0, PRF is the fusion; with them, the query moves towards
+    # the best fused candidate, which gains cosine over one pointing elsewhere
+    assert prf_fused(cp, pool, (0.5, 1)).tolist() == pytest.approx(c.fused.tolist())
+    vecs = np.array([[1, 0, 0], [0, 1, 0], [0.6, 0.8, 0]], np.float16)
+    q = np.array([0.8, 0.6, 0], np.float16)
+    cos = (vecs.astype(np.float32) @ q.astype(np.float32)).astype(np.float32)  # .8 .6 .96
+    moved = replace(pool, vecs=vecs, qvec=q, cos=cos)
+    base, prf = fused(cp, moved, TUNED), prf_fused(cp, moved, (1.0, 1))
+    assert int(np.argmax(base)) == 2
+    assert prf[2] > base[2] and prf[0] < base[0]  # towards the best, away from the other
+    assert prf_fused(cp, moved, (0.0, 1)).tolist() == pytest.approx(base.tolist())
