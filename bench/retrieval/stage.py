@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         for cp in cps
     }
     report["tuned-fusion"] = {"per_corpus": base, "mean": table(base, sets_in)}
-    for kind in [m for m in args.models if m not in ("boost", "prf")]:
+    for kind in [m for m in args.models if m not in ("boost", "prf", "expand")]:
         held = {}
         for cp in cps:
             others = [o for o in cps if o is not cp]
@@ -249,9 +249,13 @@ def main(argv: list[str] | None = None) -> int:
                      if k in ("R@5", "MRR@10", "answer@5")} for s in SETS}))  # fmt: skip
         report[f"stage-{kind}"] = {"per_corpus": held, "mean": table(held, sets_in)}
     if "prf" in args.models:
-        report["prf-loco"] = loco_prf(cps, sets_in, fused_of)
+        report["prf-loco"] = loco_settings(cps, sets_in, fused_of, PRF, prf_fused)
         log(f"prf chosen: {report['prf-loco']['chosen_per_fold']}")
         log(f"prf objective on all: {report['prf-loco']['mrr_on_all']}")
+    if "expand" in args.models:
+        report["expand-loco"] = loco_settings(cps, sets_in, fused_of, EXPANSION, expanded_fused)
+        log(f"expansion chosen: {report['expand-loco']['chosen_per_fold']}")
+        log(f"expansion objective on all: {report['expand-loco']['mrr_on_all']}")
     if "boost" in args.models:
         report["boost-loco"] = loco_boosts(cps, feats, sets_in, fused_of)
         log(f"boosts chosen: {report['boost-loco']['chosen_per_fold']}")
@@ -340,6 +344,14 @@ def loco_boosts(cps, feats, sets_in, fused_of) -> dict:
 PRF = [(0.0, 0)] + [(b, k) for b in (0.1, 0.25, 0.5, 1.0) for k in (1, 3, 5)]
 
 
+def _fuse(cp: levers.CorpusPools, p: levers.Pool, cos: np.ndarray, lex: np.ndarray) -> np.ndarray:
+    """The tuned fusion of a cosine and a BM25F score per candidate (`fusion.fuse`)."""
+    pr = _prep(cp, p)
+    cos = np.maximum(0.0, np.where(pr["module"], cos * 0.8, cos))
+    score = (cos + TUNED.alpha * lex / (lex + TUNED.half)) / (1 + TUNED.alpha)
+    return np.where(pr["test"], score * 0.8, score).astype(np.float32)
+
+
 def prf_fused(cp: levers.CorpusPools, p: levers.Pool, setting: tuple[float, int]) -> np.ndarray:
     """The tuned fusion with the query's vector moved towards its top-k fused candidates
     (Rocchio: q + beta x their mean, normalised), the same candidates re-scored."""
@@ -349,15 +361,37 @@ def prf_fused(cp: levers.CorpusPools, p: levers.Pool, setting: tuple[float, int]
         return base
     vecs = p.vecs.astype(np.float32)
     q = p.qvec.astype(np.float32) + beta * vecs[np.argsort(-base, kind="stable")[:k]].mean(axis=0)
-    cos = vecs @ (q / (np.linalg.norm(q) + 1e-9))
+    return _fuse(cp, p, vecs @ (q / (np.linalg.norm(q) + 1e-9)), bm25f(cp, p, TUNED))
+
+
+def expanded_fused(cp: levers.CorpusPools, p: levers.Pool, setting: tuple[float, int]):
+    """The tuned fusion with the lexical query expanded by the words of the names of its top
+    k results (as the core ranked them) that it lacks, each word's idf x gamma."""
+    gamma, k = setting
+    x = getattr(p, "expansion", None)
+    if not gamma or x is None or not x.source.shape[1]:
+        return fused(cp, p, TUNED)
+    keep = x.source[:k].any(axis=0)
+    tf = np.concatenate([p.tf, x.tf[:, keep]], axis=1)
+    idf = np.concatenate([p.idf, gamma * x.idf[keep]])
     pr = _prep(cp, p)
-    cos = np.maximum(0.0, np.where(pr["module"], cos * 0.8, cos))
-    lex = bm25f(cp, p, TUNED)
-    score = (cos + TUNED.alpha * lex / (lex + TUNED.half)) / (1 + TUNED.alpha)
-    return np.where(pr["test"], score * 0.8, score).astype(np.float32)
+    doc = np.maximum(1 - TUNED.b_doc + TUNED.b_doc * pr["doc_len"] / cp.doc_avg, 0.05)
+    body = np.maximum(1 - TUNED.b_body + TUNED.b_body * pr["body_len"] / cp.body_avg, 0.05)
+    tf[:, :, 2] /= doc[:, None]
+    tf[:, :, 3] /= body[:, None]
+    w = tf @ np.asarray(TUNED.weights, np.float32)
+    lex = (idf[None, :] * w * (TUNED.k1 + 1) / (w + TUNED.k1)).sum(axis=1)
+    lex = np.where(pr["module"], lex * TUNED.module, lex)
+    return _fuse(cp, p, p.cos, lex)
 
 
-def loco_prf(cps, sets_in, fused_of) -> dict:
+PRF = [(0.0, 0)] + [(b, k) for b in (0.1, 0.25, 0.5, 1.0) for k in (1, 3, 5)]
+EXPANSION = [(0.0, 0)] + [(g, k) for g in (0.1, 0.25, 0.5, 1.0) for k in (1, 2, 3)]
+
+
+def loco_settings(cps, sets_in, fused_of, grid, scorer) -> dict:
+    """For every corpus, the setting of `grid` best on the others (MRR@10, each set half),
+    `scorer(cp, pool, setting)` scored on it."""
     from bench.retrieval.study import fast_mrr, objective
 
     gold = {id(p): labels(cp, p) for cp in cps for p in cp.pools}
@@ -366,22 +400,22 @@ def loco_prf(cps, sets_in, fused_of) -> dict:
             cp.corpus: {
                 s: {
                     "MRR@10": fast_mrr(
-                        [(p, gold[id(p)], prf_fused(cp, p, st)) for p in cp.pools if p.set == s]
+                        [(p, gold[id(p)], scorer(cp, p, st)) for p in cp.pools if p.set == s]
                     )
                 }
                 for s in SETS
             }
             for cp in cps
         }
-        for st in PRF
+        for st in grid
     }
     held, chosen = {}, {}
     names = [cp.corpus for cp in cps]
     for cp in cps:
         train = sorted(n for n in names if n != cp.corpus)
-        best = max(PRF, key=lambda st: objective(mrr[st], train))
+        best = max(grid, key=lambda st: objective(mrr[st], train))
         held[cp.corpus] = {
-            s: run_eval(cp, s, lambda p, b=best, cp=cp: by_score(prf_fused(cp, p, b)), fused_of)
+            s: run_eval(cp, s, lambda p, b=best, cp=cp: by_score(scorer(cp, p, b)), fused_of)
             for s in SETS
         }
         chosen[cp.corpus] = best
@@ -389,8 +423,8 @@ def loco_prf(cps, sets_in, fused_of) -> dict:
         "per_corpus": held,
         "mean": table(held, sets_in),
         "chosen_per_fold": chosen,
-        "best_on_all": max(PRF, key=lambda st: objective(mrr[st], names)),
-        "mrr_on_all": {str(st): objective(mrr[st], names) for st in PRF},
+        "best_on_all": max(grid, key=lambda st: objective(mrr[st], names)),
+        "mrr_on_all": {str(st): objective(mrr[st], names) for st in grid},
     }
 
 
