@@ -1,16 +1,22 @@
-"""A learned ranking stage on top of the tuned fusion, studied leave-one-corpus-out on the pools.
+"""Levers on top of the tuned fusion, studied leave-one-corpus-out on the pools (levers.py).
 
-    python -m bench.retrieval.stage --pools P --out bench/results/stage-loco.json
+    python -m bench.retrieval.stage --pools P --models lr gbt boost prf expand --C 0.02 \
+        --out bench/results/stage-loco.json [--train model.json]
 
 Every candidate of a pool (Victor's hybrid top 50) is re-scored with the core's tuned fusion
-(`Tuning`'s defaults), then a model over features the core can compute per candidate at
-query time (`indexer.search.ranking.features`: the fused score and its rank, the cosine and its
-gap to the best, per-field BM25 parts, how much of the query's idf the name holds, kind, test
-path, length, file agreement, call agreement) re-orders them. Each held-out corpus is scored
-by a model trained on the other 7 (doc and question queries, each set half of the weight), and
-compared with the tuned fusion on the same pools. Re-ordered results keep the fused scores'
-values, handed out in the new order (the stage changes the order, not the scale: the
-min_score calibration stays as measured).
+(`Tuning`'s defaults), then re-ordered by one lever:
+* `lr` / `pair` / `gbt`: a learned stage, a model over features the core could compute per
+  candidate at query time (`rankfeatures.py`: the fused score and its rank, the cosine and its
+  gap to the best, per-field BM25 parts, how much of the query's idf the name holds, kind,
+  test path, length, file agreement, call agreement); each held-out corpus is scored by a
+  model trained on the other 7 (doc and question queries, each set half of the weight);
+* `boost`: the fused score plus small agreement terms, a grid picked LOCO;
+* `prf`: the query's vector moved towards its top fused candidates (Rocchio), picked LOCO;
+* `expand`: the lexical query expanded with the words of its top results' names, picked LOCO.
+All are compared with the tuned fusion on the same pools. Re-ordered results keep the fused
+scores' values, handed out in the new order (a stage would change the order, not the scale:
+the min_score calibration stays as measured). bench/README.md, "A learned stage on the tuned
+fusion", has the figures: none is kept.
 """
 
 from __future__ import annotations
