@@ -6,8 +6,9 @@ is) this stores Victor's hybrid top 50 (`Victor.find`, as `victor search --batch
 for every candidate, what Victor computes but does not return: the dense cosine (from the
 stored vector), and each query word's frequency per lexical field (A name, B module/params,
 C doc/calls, D body, read from the chunk's weighted tsvector) with the words' document
-frequencies. From these, `study.py` re-scores the same candidates offline: other fusion
-weights, other field weights, or a learned ranker, without indexing again.
+frequencies; and the stored vectors (the candidates' and the query's, float16). From these,
+`study.py` and `stage.py` re-score the same candidates offline: other fusion weights, other
+field weights, a learned ranker, a moved query vector, without indexing again.
 
 The core exposes none of these per-side scores today, so this module reads Victor's tables
 directly (read-only SQL on the benchmark's own throw-away database). The API the core would
@@ -42,6 +43,7 @@ FROM unnest($1::text[]) AS t(lexeme)
 """
 
 DEPTH = 50
+EXPAND = 3  # results whose names' words are kept for pseudo-relevance expansion
 FIELDS = "ABCD"
 
 
@@ -72,6 +74,20 @@ class Pool:
     cos: np.ndarray  # cosine of query and stored vector (0 when the chunk has none)
     idf: np.ndarray  # (L,) Victor's idf of each query lexeme
     tf: np.ndarray  # (n, L, 4) occurrences of each lexeme per field A-D
+    # (n, dims) float16 stored vector per candidate (zeros without one), and the query's
+    # vector: for dense-side levers (pools collected before these were kept have None)
+    vecs: np.ndarray | None = None
+    qvec: np.ndarray | None = None
+    expansion: Expansion | None = None
+
+
+@dataclass
+class Expansion:
+    """Lexemes of the names of a query's top EXPAND results that the query lacks."""
+
+    tf: np.ndarray  # (n, X, 4) occurrences per field of each such lexeme in each candidate
+    idf: np.ndarray  # (X,)
+    source: np.ndarray  # (EXPAND, X) bool: the lexeme is in the name of the result at rank r
 
 
 @dataclass
@@ -141,18 +157,34 @@ def _pools(
     results = index.results(texts, "hybrid", DEPTH)
     qvecs = index.loop.run_until_complete(index.embedder.embed_queries(texts))
 
+    async def tf_idf(conn, lexemes: list[str], ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(n, L, 4) occurrences of each lexeme per field, and each lexeme's idf."""
+        tf = np.zeros((len(ids), len(lexemes), 4), dtype=np.float32)
+        if not lexemes:
+            return tf, np.zeros(0, np.float32)
+        n = await conn.fetchval("SELECT count(*)::float8 FROM chunks WHERE searchable")
+        df = {r["lexeme"]: r["df"] for r in await conn.fetch(_DF_SQL, lexemes)}
+        row_of = {cid: i for i, cid in enumerate(ids)}
+        col_of = {w: j for j, w in enumerate(lexemes)}
+        for r in await conn.fetch(_TF_SQL, ids, lexemes):
+            tf[row_of[r["id"]], col_of[r["lexeme"]], FIELDS.index(r["w"])] = r["n"]
+        idf = [math.log(1 + (n - df[w] + 0.5) / (df[w] + 0.5)) if df[w] else 0.0 for w in lexemes]
+        return tf, np.array(idf, np.float32)
+
     async def lexical(pool, text: str, ids: list[int]):
+        """The query's lexemes, and those of the names of its top EXPAND results that the
+        query lacks (for pseudo-relevance expansion), with their frequencies and idf."""
         async with pool.acquire() as conn:
             lexemes = await query_lexemes(conn, text)
-            if not lexemes:
-                return [], {}, []
-            n = await conn.fetchval("SELECT count(*)::float8 FROM chunks WHERE searchable")
-            df = {r["lexeme"]: r["df"] for r in await conn.fetch(_DF_SQL, lexemes)}
-            rows = await conn.fetch(_TF_SQL, ids, lexemes)
-            idf = [
-                math.log(1 + (n - df[w] + 0.5) / (df[w] + 0.5)) if df[w] else 0.0 for w in lexemes
+            tf, idf = await tf_idf(conn, lexemes, ids)
+            per_rank = [
+                await query_lexemes(conn, chunks[c].symbol.replace(".", " ").replace(":", " "))
+                for c in ids[:EXPAND]
             ]
-            return lexemes, rows, idf
+            extra = list(dict.fromkeys(w for ws in per_rank for w in ws if w not in lexemes))
+            xtf, xidf = await tf_idf(conn, extra, ids)
+            xfrom = np.array([[w in ws for w in extra] for ws in per_rank], bool)
+            return tf, idf, Expansion(xtf, xidf, xfrom.reshape(len(per_rank), -1))
 
     out = []
     pg = index._victor().pool
@@ -163,14 +195,10 @@ def _pools(
             if r.score != 1.0:
                 break
             named += 1
-        lexemes, rows, idf = index.loop.run_until_complete(lexical(pg, q.text, ids))
-        tf = np.zeros((len(ids), len(lexemes), 4), dtype=np.float32)
-        row_of = {cid: i for i, cid in enumerate(ids)}
-        col_of = {w: j for j, w in enumerate(lexemes)}
-        for r in rows:
-            tf[row_of[r["id"]], col_of[r["lexeme"]], FIELDS.index(r["w"])] = r["n"]
+        tf, idf, expansion = index.loop.run_until_complete(lexical(pg, q.text, ids))
         qv = np.asarray(qv, dtype=np.float32)
         cos = np.array([float(vectors[c] @ qv) if c in vectors else 0.0 for c in ids], np.float32)
+        vecs = np.stack([vectors.get(c, np.zeros_like(qv)) for c in ids]).astype(np.float16)
         out.append(
             Pool(
                 set_name,
@@ -182,8 +210,11 @@ def _pools(
                 np.array([r.score for r in rs], np.float32),
                 named,
                 cos,
-                np.array(idf, np.float32),
+                idf,
                 tf,
+                vecs,
+                qv.astype(np.float16),
+                expansion,
             )
         )
     return out, chunks, body_avg, doc_avg
