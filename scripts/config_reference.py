@@ -293,7 +293,8 @@ HEADER = (
     "# Configuration reference\n\n"
     + _wrap(
         "Every environment variable and valve Victor reads, with its type, its default and what it "
-        f"does. This page is generated from the settings and valve models in the code by `{COMMAND}`, "
+        "does. This page is generated from the settings and valve models in the code by "
+        f"`{COMMAND}`, "
         "and `tests/test_config_reference.py` fails when it is stale: to change a description or a "
         "default, change the code and run the command again."
     )
