@@ -9,7 +9,8 @@ from the stored candidate vectors against three query vectors: the query as type
 the cleaned query, and the mean of both (normalised). The lexical side keeps the query as
 typed. Queries are embedded with Victor's `local` model (the NumPy all-MiniLM-L6-v2). Picking
 a variant is tuning: each corpus is scored with the variant best on the other 7 (MRR@10, each
-set half), and every fold's choice is reported.
+set half), and every fold's choice is reported. bench/README.md, "Query clean-up of chat
+phrasing, dense side", has the figures: every fold keeps the query as typed; not kept.
 """
 
 from __future__ import annotations
