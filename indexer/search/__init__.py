@@ -50,7 +50,7 @@ from indexer.search.dense import (
     embedder_missing,
 )
 from indexer.search.fusion import DEFAULT_TUNING, Tuning, fuse, is_test_path
-from indexer.search.lexical import lexical_ids
+from indexer.search.lexical import lexical_side
 from indexer.search.results import (
     MODES,
     RESULT_SELECT,
@@ -118,6 +118,7 @@ async def _one(
     depth = max(tuning.depth, top_k)
     dense: dict[int, float] = {}
     lex: dict[int, float] = {}
+    candidates: dict[int, Candidate] = {}
     if mode != "lexical":
         dense = await dense_ids(conn, vector, depth, repos)
     symbols = await symbol_hits(conn, query, repos) if tuning.symbols else []
@@ -126,13 +127,23 @@ async def _one(
     if mode != "dense":
         # score fusion: the dense side's candidates get their real lexical score too (in the
         # same statement), not 0 for missing the lexical side's own top `depth`; RRF fuses
-        # each side's own ranks, so it gets the lexical side's top alone
-        extra = dense.keys() | {h.id for h in symbols} if tuning.fusion == "score" else ()
-        lex = await lexical_ids(
-            conn, query=query, depth=depth, repos=repos, tuning=tuning, extra=sorted(extra)
+        # each side's own ranks, so it gets the lexical side's top alone. The statement also
+        # reads what fusion needs of every candidate it is given or finds.
+        extra = dense.keys() | {h.id for h in symbols}
+        lex, candidates = await lexical_side(
+            conn,
+            query=query,
+            vector=vector,
+            depth=depth,
+            repos=repos,
+            tuning=tuning,
+            extra=sorted(extra) if tuning.fusion == "score" else (),
         )
     ids = dense.keys() | lex.keys() | {h.id for h in symbols}
-    candidates = await fetch_candidates(conn, list(ids), vector)
+    if ids - candidates.keys():  # dense mode, RRF, or a query with no word to search for
+        candidates |= await fetch_candidates(conn, list(ids - candidates.keys()), vector)
+    # in id order, as one fetch by primary key returned them: equal scores keep their order
+    candidates = {i: candidates[i] for i in sorted(ids) if i in candidates}
     scores = fuse(candidates, dense, lex, mode, tuning)
     named = _named_first(symbols, candidates, scores)
     # a result with no score at all (lexical mode: none of the query's words) is noise
