@@ -124,11 +124,17 @@ _SCORES = _TOP + "SELECT chunk_id, score FROM ranked"
 _CANDIDATES = (
     _TOP
     + """
-SELECT c.id AS chunk_id, r.score, c.path, c.kind,
+SELECT c.id AS chunk_id, u.score, c.path, c.kind,
        coalesce(1 - (c.embedding <=> :vector::vector), 0.0) AS cos
-FROM chunks c
-LEFT JOIN ranked r ON r.chunk_id = c.id
-WHERE c.id = ANY(ARRAY(SELECT chunk_id FROM ranked) || :extra::int8[])
+FROM (
+    SELECT chunk_id, max(score) AS score FROM (
+        SELECT chunk_id, score FROM ranked
+        UNION ALL
+        SELECT unnest(:extra::int8[]), NULL::float8
+    ) a
+    GROUP BY chunk_id
+) u
+JOIN chunks c ON c.id = u.chunk_id
 """
 )
 
