@@ -18,7 +18,9 @@ impact (its BM25F part at reference lengths), so one statement:
    `depth`;
 4. also scores exactly the `extra` chunks the caller names (the dense side's candidates, a
    few primary-key reads each), so every candidate of the hybrid fusion gets its real
-   lexical share, not 0 because the lexical side's own top `depth` missed it.
+   lexical share, not 0 because the lexical side's own top `depth` missed it;
+5. in a search (`lexical_side`), also returns what fusion needs of every candidate (path,
+   kind, cosine to the query vector), so no other statement reads the candidates' rows.
 N, the document frequencies and the mean lengths come from `lex_stats` and `lex_terms`: no
 statistics scan, no estimate. A word in a third of a large index costs `reach` index entries,
 not a third of the index.
