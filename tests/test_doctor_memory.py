@@ -1,5 +1,5 @@
 """`victor doctor`'s memory check: a note when PostgreSQL's buffer cache cannot hold what
-searches read (bench/README.md: 38 vs 32 ms a search at 100k chunks)."""
+searches read (bench/README.md: 38-56 vs 32-35 ms a search at 100k chunks)."""
 
 from __future__ import annotations
 

@@ -142,7 +142,7 @@ async def searched_bytes(conn: asyncpg.Connection) -> tuple[int, int]:
 def memory_check(buffers: int, searched: int) -> Check:
     """Whether PostgreSQL's buffer cache holds what searches read. When it does not, a search
     copies pages in from the OS cache (at 100k chunks with the default 128 MB, a fifth of
-    the pages a search touched): measured 38 vs 32 ms p50 a search (bench/README.md)."""
+    the pages a search touched): a search measured 38-56 vs 32-35 ms p50 (bench/README.md)."""
     have, need = f"{buffers / 2**20:,.0f} MB", f"{searched / 2**20:,.0f} MB"
     if searched <= buffers:
         return Check("memory", True, f"shared_buffers {have} holds what searches read ({need})")
