@@ -41,10 +41,11 @@ async def after(conn, query: str, repos) -> dict[int, float]:
     )
 
 
-async def _before_side(conn, *, query, depth, repos, tuning, **_) -> dict[int, float]:
-    """Stands in for `indexer.search.lexical.lexical_ids` inside a search: the old lexical side."""
+async def _before_side(conn, *, query, depth, repos, tuning, **_) -> tuple[dict, dict]:
+    """Stands in for `indexer.search.lexical.lexical_side` inside a search: the old lexical
+    side (the search then reads the candidates' fusion fields itself)."""
     lexemes = await lexical.query_lexemes(conn, query)
-    return await lexical_before.lexical_ids(conn, lexemes, depth, repos, tuning)
+    return await lexical_before.lexical_ids(conn, lexemes, depth, repos, tuning), {}
 
 
 async def timed(fn, *args) -> float:
@@ -78,11 +79,11 @@ async def hybrid(pool, embedder, queries: dict[str, list[str]], repos) -> dict:
         times: dict[str, list[float]] = {"before": [], "after": []}
         for n, q in enumerate(texts):
             for side in ("before", "after"):
-                search.lexical_ids = _before_side if side == "before" else lexical.lexical_ids
+                search.lexical_side = _before_side if side == "before" else lexical.lexical_side
                 try:
                     ms = await timed(one, q)
                 finally:
-                    search.lexical_ids = lexical.lexical_ids
+                    search.lexical_side = lexical.lexical_side
                 if n >= 5:  # the first five warm up
                     times[side].append(ms)
         out[kind] = {k: stats(v) for k, v in times.items()}

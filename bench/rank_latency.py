@@ -27,9 +27,10 @@ DEPTH = DEFAULT_TUNING.depth
 ORDER = (("without", "with"), ("with", "without"))
 
 
-async def _without_extra(conn, *, extra=(), **kw) -> dict[int, float]:
-    """Stands in for `lexical_ids` inside a search: the lexical side's own top alone."""
-    return await lexical.lexical_ids(conn, **kw)
+async def _without_extra(conn, *, extra=(), **kw) -> tuple[dict, dict]:
+    """Stands in for `lexical_side` inside a search: the lexical side's own top alone (the
+    search then reads the dense candidates' fusion fields in one more statement)."""
+    return await lexical.lexical_side(conn, **kw)
 
 
 async def sides(pool, embedder, queries: dict[str, list[str]]) -> dict:
@@ -72,11 +73,11 @@ async def hybrid(pool, embedder, queries: dict[str, list[str]]) -> dict:
         times: dict[str, list[float]] = {"without": [], "with": []}
         for n, q in enumerate(texts):
             for side in ORDER[n % 2]:
-                search.lexical_ids = _without_extra if side == "without" else lexical.lexical_ids
+                search.lexical_side = _without_extra if side == "without" else lexical.lexical_side
                 try:
                     ms = await timed(one, q)
                 finally:
-                    search.lexical_ids = lexical.lexical_ids
+                    search.lexical_side = lexical.lexical_side
                 if n >= 5:
                     times[side].append(ms)
         out[kind] = summary(times)

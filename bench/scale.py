@@ -124,7 +124,8 @@ async def sides(pool, embedder, texts: list[str]) -> dict:
             symbols = await symbol_side.symbol_hits(conn, q, None)
             t3 = time.perf_counter()
             ids = dense.keys() | lex.keys() | {h.id for h in symbols}
-            await search.fetch_results(conn, list(ids), vector)
+            candidates = await search.fetch_candidates(conn, list(ids), vector)
+            await search.fetch_results(conn, list(candidates)[:8])
             t4 = time.perf_counter()
             for key, ms in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
                 times[key].append(ms * 1000)

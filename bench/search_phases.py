@@ -4,9 +4,12 @@
 
 Each phase of `indexer.search.search` is timed on its own, one query at a time, on one
 connection, for prose questions and symbol lookups, over all repositories and over the
-smallest one (5% of the chunks): the vector-space check, the dense side (HNSW), the lexical
-side (Victor's lexical index), the symbol lookup, fetching the candidates' rows, and fusing
-in Python. The query embedding is excluded (it is Ollama's time, not the index's).
+smallest one (5% of the chunks): the vector-space check, the dense side (HNSW), the symbol
+lookup, the lexical side (Victor's lexical index; the same statement scores the other sides'
+candidates and reads what fusion needs of them), fusing in Python, and fetching the texts of
+the 8 results returned. The query embedding is excluded (it is Ollama's time, not the
+index's). Until 676ee24 the lexical phase was the lexical statement alone and "fetch" read
+every candidate's row, text included.
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ import time
 
 from bench import synthetic
 from bench.scale import index_parser, log, on_loaded_index, on_server, stats
-from indexer.search import DEFAULT_TUNING, fetch_results
+from indexer.search import DEFAULT_TUNING, fetch_candidates, fetch_results
 from indexer.search.dense import check_space, dense_ids
 from indexer.search.fusion import fuse
-from indexer.search.lexical import lexical_ids
+from indexer.search.lexical import lexical_side
 from indexer.search.symbols import symbol_hits
 
 PHASES = ("check_space", "dense", "lexical", "symbols", "fetch", "fuse", "total")
+TOP_K = 8  # results returned (the filter's default top_k)
 
 
 async def phases(conn, embedder, query: str, repos) -> dict[str, float]:
@@ -41,17 +45,26 @@ async def phases(conn, embedder, query: str, repos) -> dict[str, float]:
     lap("check_space")
     dense = await dense_ids(conn, vector, DEFAULT_TUNING.depth, repos)
     lap("dense")
-    lex = await lexical_ids(
-        conn, query=query, depth=DEFAULT_TUNING.depth, repos=repos, tuning=DEFAULT_TUNING
-    )
-    lap("lexical")
     symbols = await symbol_hits(conn, query, repos)
     lap("symbols")
+    # the lexical statement also scores the other candidates and reads their fusion fields
+    lex, candidates = await lexical_side(
+        conn,
+        query=query,
+        vector=vector,
+        depth=DEFAULT_TUNING.depth,
+        repos=repos,
+        tuning=DEFAULT_TUNING,
+        extra=sorted(dense.keys() | {h.id for h in symbols}),
+    )
+    lap("lexical")
     ids = dense.keys() | lex.keys() | {h.id for h in symbols}
-    rows = await fetch_results(conn, list(ids), vector)
-    lap("fetch")
-    fuse(rows, dense, lex, "hybrid", DEFAULT_TUNING)
+    if ids - candidates.keys():  # a query with no word to search for
+        candidates |= await fetch_candidates(conn, list(ids - candidates.keys()), vector)
+    scores = fuse(candidates, dense, lex, "hybrid", DEFAULT_TUNING)
     lap("fuse")
+    await fetch_results(conn, sorted(scores, key=lambda i: -scores[i])[:TOP_K])
+    lap("fetch")  # the texts of the results returned
     times["total"] = (time.perf_counter() - started) * 1000
     return times
 

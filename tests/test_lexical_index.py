@@ -214,6 +214,30 @@ async def test_extra_chunks_get_their_exact_score_beyond_the_depth(settings, oll
                     conn, query=query, depth=2, repos=None, tuning=DEFAULT_TUNING
                 )
                 assert ranked(alone) == top, query
+                # in a search, the same statement also reads every candidate's fusion fields
+                vector = await conn.fetchval("SELECT embedding FROM chunks WHERE id = $1", top[0])
+                scores, candidates = await lexical.lexical_side(
+                    conn,
+                    query=query,
+                    vector=vector,
+                    depth=2,
+                    repos=None,
+                    tuning=DEFAULT_TUNING,
+                    extra=extra,
+                )
+                assert scores == got, query
+                assert candidates.keys() == want.keys() | {no_word}, query
+                rows = await conn.fetch(
+                    "SELECT id, path, kind, 1 - (embedding <=> $2) AS cos FROM chunks"
+                    " WHERE id = ANY($1::int8[])",
+                    list(candidates),
+                    vector,
+                )
+                for r in rows:
+                    c = candidates[r["id"]]
+                    assert (c.path, c.kind) == (r["path"], r["kind"])
+                    assert c.cos == pytest.approx(r["cos"], abs=1e-9)
+                assert candidates[top[0]].cos == pytest.approx(1.0, abs=1e-6)
                 checked += 1
             assert checked >= 2
 

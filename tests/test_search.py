@@ -349,7 +349,8 @@ async def test_a_v1_database_upgrades_in_place(settings, ollama, tmp_path):
 
 async def test_every_pool_connection_carries_the_hnsw_settings(settings):
     """A dense search is one statement: the pool's connections hold the HNSW settings it
-    needs (a repository filter keeps the scan going; enough candidates for the fusion)."""
+    needs (a repository filter keeps the scan going; enough candidates for the fusion), and
+    no statement of theirs is JIT-compiled (store.POOL_SETTINGS)."""
     pool = await store.create_pool(settings, min_size=2, max_size=2)
     try:
         for _ in range(2):  # and still after a release (the pool resets connections)
@@ -358,6 +359,8 @@ async def test_every_pool_connection_carries_the_hnsw_settings(settings):
                     await conn.execute("SELECT NULL::vector")  # loads pgvector here
                     assert await conn.fetchval("SHOW hnsw.iterative_scan") == "relaxed_order"
                     assert await conn.fetchval("SHOW hnsw.ef_search") == "100"
+                    assert await conn.fetchval("SHOW jit") == "off"
                     await conn.execute("SET hnsw.ef_search = 7")
+                    await conn.execute("SET jit = on")
     finally:
         await pool.close()

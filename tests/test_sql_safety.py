@@ -42,6 +42,19 @@ ALLOWED = {
         "store.named() turns the literal query's :name placeholders into $n: the values "
         "travel as parameters"
     ),
+    ("indexer/search/lexical.py", "lexical_side"): (
+        "the same as lexical_ids (store.named() on the module constant _CANDIDATES)"
+    ),
+    ("indexer/search/__init__.py", "fetch_results"): (
+        "RESULT_SELECT, a module constant of indexer/search/results.py, and a literal WHERE "
+        "clause; the ids are a $n parameter"
+    ),
+    ("indexer/search/calls.py", "callees"): (
+        "RESULT_SELECT (indexer/search/results.py) and a literal WHERE clause; $n parameters"
+    ),
+    ("indexer/search/calls.py", "callers"): (
+        "RESULT_SELECT (indexer/search/results.py) and a literal WHERE clause; $n parameters"
+    ),
     ("indexer/store/postings.py", "add_files"): (
         "the lexical index's statements are module constants joined with a constant WHERE "
         "clause (_FILES); paths and ids travel as $n parameters"

@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import asyncpg
+
 from indexer import store
 from indexer.config import Settings
 from indexer.embedding import make_embedder
@@ -41,7 +43,7 @@ async def run_checks(settings: Settings) -> AsyncIterator[Check]:
         yield Check("database", True, f"PostgreSQL {version} at {redact_url(url)} ({where})")
     recorded = None
     if conn is None:
-        for name in ("pgvector", "schema", "index"):
+        for name in ("pgvector", "schema", "index", "memory"):
             yield skipped(name, "the database is unreachable")
     else:
         try:
@@ -79,6 +81,7 @@ async def run_checks(settings: Settings) -> AsyncIterator[Check]:
                 repos = await conn.fetchval("SELECT count(*) FROM repos")
                 chunks = await conn.fetchval("SELECT count(*) FROM chunks")
                 yield Check("index", True, f"{repos} repositories, {chunks} chunks")
+                yield memory_check(*await searched_bytes(conn))
         finally:
             await conn.close()
 
@@ -105,6 +108,52 @@ async def run_checks(settings: Settings) -> AsyncIterator[Check]:
     else:
         message = store.mismatch_message(recorded, embedder.space, embedder.model)
         yield Check("model match", False, f"{message} {await _ollama_note(settings, recorded)}")
+
+
+# What searches read, besides the few texts they return: the HNSW graph, the lexical index's
+# lists and counts, the chunk rows (path, kind, vector) and the primary keys on the way.
+SEARCHED = (
+    "chunks",
+    "chunks_pkey",
+    "chunks_embedding_hnsw",
+    "lex_postings",
+    "lex_postings_pkey",
+    "lex_postings_impact_idx",
+    "lex_terms",
+    "lex_terms_pkey",
+    "files_pkey",
+)
+
+
+async def searched_bytes(conn: asyncpg.Connection) -> tuple[int, int]:
+    """(shared_buffers, size of what searches read) in bytes."""
+    row = await conn.fetchrow(
+        """
+        SELECT (SELECT setting::bigint * current_setting('block_size')::bigint
+                FROM pg_settings WHERE name = 'shared_buffers') AS buffers,
+               (SELECT coalesce(sum(pg_relation_size(to_regclass(n))), 0)
+                FROM unnest($1::text[]) AS n) AS searched
+        """,
+        list(SEARCHED),
+    )
+    return int(row["buffers"]), int(row["searched"])
+
+
+def memory_check(buffers: int, searched: int) -> Check:
+    """Whether PostgreSQL's buffer cache holds what searches read. When it does not, a search
+    copies pages in from the OS cache (at 100k chunks with the default 128 MB, a fifth of
+    the pages a search touched): a search measured 38-56 vs 32-35 ms p50 (bench/README.md)."""
+    have, need = f"{buffers / 2**20:,.0f} MB", f"{searched / 2**20:,.0f} MB"
+    if searched <= buffers:
+        return Check("memory", True, f"shared_buffers {have} holds what searches read ({need})")
+    return Check(
+        "memory",
+        True,
+        f"shared_buffers {have} is smaller than what searches read ({need}): "
+        f"searches are slower; give PostgreSQL more (e.g. `postgres -c shared_buffers="
+        f"{max(1, -(-searched * 5 // 4 // 2**30))}GB`, at most a quarter of its RAM)",
+        note=True,
+    )
 
 
 def prompts_check(settings: Settings) -> Check:

@@ -50,8 +50,16 @@ from indexer.search.dense import (
     embedder_missing,
 )
 from indexer.search.fusion import DEFAULT_TUNING, Tuning, fuse, is_test_path
-from indexer.search.lexical import lexical_ids
-from indexer.search.results import MODES, Found, Mode, SearchResult
+from indexer.search.lexical import lexical_side
+from indexer.search.results import (
+    MODES,
+    RESULT_SELECT,
+    Candidate,
+    Found,
+    Mode,
+    SearchResult,
+    result_of,
+)
 from indexer.search.symbols import SymbolHit, symbol_hits
 
 __all__ = ["DEFAULT_TUNING", "MODES", "Found", "Mode", "SearchResult", "Tuning", "search"]
@@ -110,6 +118,7 @@ async def _one(
     depth = max(tuning.depth, top_k)
     dense: dict[int, float] = {}
     lex: dict[int, float] = {}
+    candidates: dict[int, Candidate] = {}
     if mode != "lexical":
         dense = await dense_ids(conn, vector, depth, repos)
     symbols = await symbol_hits(conn, query, repos) if tuning.symbols else []
@@ -118,32 +127,41 @@ async def _one(
     if mode != "dense":
         # score fusion: the dense side's candidates get their real lexical score too (in the
         # same statement), not 0 for missing the lexical side's own top `depth`; RRF fuses
-        # each side's own ranks, so it gets the lexical side's top alone
-        extra = dense.keys() | {h.id for h in symbols} if tuning.fusion == "score" else ()
-        lex = await lexical_ids(
-            conn, query=query, depth=depth, repos=repos, tuning=tuning, extra=sorted(extra)
+        # each side's own ranks, so it gets the lexical side's top alone. The statement also
+        # reads what fusion needs of every candidate it is given or finds.
+        extra = dense.keys() | {h.id for h in symbols}
+        lex, candidates = await lexical_side(
+            conn,
+            query=query,
+            vector=vector,
+            depth=depth,
+            repos=repos,
+            tuning=tuning,
+            extra=sorted(extra) if tuning.fusion == "score" else (),
         )
     ids = dense.keys() | lex.keys() | {h.id for h in symbols}
-    rows = await fetch_results(conn, list(ids), vector)
-    scores = fuse(rows, dense, lex, mode, tuning)
-    named = _named_first(symbols, rows, scores)
+    if ids - candidates.keys():  # dense mode, RRF, or a query with no word to search for
+        candidates |= await fetch_candidates(conn, list(ids - candidates.keys()), vector)
+    # in id order, as one fetch by primary key returned them: equal scores keep their order
+    candidates = {i: candidates[i] for i in sorted(ids) if i in candidates}
+    scores = fuse(candidates, dense, lex, mode, tuning)
+    named = _named_first(symbols, candidates, scores)
     # a result with no score at all (lexical mode: none of the query's words) is noise
     ranked = [i for i in sorted(scores, key=lambda i: -scores[i]) if scores[i] > 0]
-    order = named + [i for i in ranked if i not in named]
-    return [replace(rows[i][0], score=1.0 if i in named else scores[i]) for i in order[:top_k]]
+    order = (named + [i for i in ranked if i not in named])[:top_k]
+    rows = await fetch_results(conn, order)
+    return [replace(rows[i], score=1.0 if i in named else scores[i]) for i in order if i in rows]
 
 
 def _named_first(
-    symbols: list[SymbolHit],
-    rows: dict[int, tuple[SearchResult, float]],
-    scores: dict[int, float],
+    symbols: list[SymbolHit], candidates: dict[int, Candidate], scores: dict[int, float]
 ) -> list[int]:
     """The definitions of the named function: code before tests, then the closest match
     (see _match_strength), then the best scored."""
     return sorted(
         (h.id for h in symbols),
         key=lambda i: (
-            not is_test_path(rows[i][0].path),
+            not is_test_path(candidates[i].path),
             next(h.strength for h in symbols if h.id == i),
             scores[i],
         ),
@@ -158,42 +176,30 @@ async def repo_ids(conn: asyncpg.Connection, repos: Sequence[str] | None) -> lis
     return [r["id"] for r in rows]
 
 
-async def fetch_results(
+async def fetch_candidates(
     conn: asyncpg.Connection, ids: list[int], vector: np.ndarray | None
-) -> dict[int, tuple[SearchResult, float]]:
-    """id -> (result without its final score, cosine similarity or 0 without a vector)."""
+) -> dict[int, Candidate]:
+    """id -> what fusion needs: path, kind and cosine similarity (0 without a vector)."""
     if not ids:
         return {}
-    cos = "1 - (c.embedding <=> $2)" if vector is not None else "0.0"
-    args: list = [ids] if vector is None else [ids, vector]
-    rows = await conn.fetch(
-        f"""
-        SELECT c.id, r.name AS repo, c.path, c.start_line, c.end_line, c.symbol, c.kind,
-               c.text, c.signature, f.commit_sha, r.github_url,
-               coalesce({cos}, 0.0) AS cos
-        FROM chunks c
-        JOIN repos r ON r.id = c.repo_id
-        JOIN files f ON f.repo_id = c.repo_id AND f.path = c.path
-        WHERE c.id = ANY($1)
-        """,
-        *args,
-    )
-    return {
-        r["id"]: (
-            SearchResult(
-                repo=r["repo"],
-                path=r["path"],
-                start_line=r["start_line"],
-                end_line=r["end_line"],
-                symbol=r["symbol"],
-                kind=r["kind"],
-                score=0.0,
-                text=r["text"],
-                signature=r["signature"],
-                commit=r["commit_sha"],
-                github_url=r["github_url"],
-            ),
-            float(r["cos"]),
+    if vector is None:
+        rows = await conn.fetch(
+            "SELECT id, path, kind, 0.0::float8 AS cos FROM chunks WHERE id = ANY($1)", ids
         )
-        for r in rows
-    }
+    else:
+        rows = await conn.fetch(
+            "SELECT id, path, kind, coalesce(1 - (embedding <=> $2), 0.0) AS cos FROM chunks"
+            " WHERE id = ANY($1)",
+            ids,
+            vector,
+        )
+    return {r["id"]: Candidate(r["path"], r["kind"], float(r["cos"])) for r in rows}
+
+
+async def fetch_results(conn: asyncpg.Connection, ids: list[int]) -> dict[int, SearchResult]:
+    """id -> the chunk as a result (score 0), text and links included: only for the results
+    a search returns."""
+    if not ids:
+        return {}
+    rows = await conn.fetch(RESULT_SELECT + "WHERE c.id = ANY($1)", ids)
+    return {r["id"]: result_of(r, 0.0) for r in rows}

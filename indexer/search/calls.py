@@ -23,7 +23,7 @@ import asyncpg
 
 from indexer import words
 from indexer.search.fusion import is_test_path
-from indexer.search.results import SearchResult
+from indexer.search.results import RESULT_SELECT, SearchResult, result_of
 
 CallContext = Literal["off", "callees", "callers", "both"]
 CALL_CONTEXTS: tuple[CallContext, ...] = ("off", "callees", "callers", "both")
@@ -44,31 +44,6 @@ class Neighbour:
 
     result: SearchResult
     why: str
-
-
-_SELECT = """
-    SELECT c.id, r.name AS repo, c.path, c.start_line, c.end_line, c.symbol, c.kind, c.text,
-           c.signature, f.commit_sha, r.github_url
-    FROM chunks c
-    JOIN repos r ON r.id = c.repo_id
-    JOIN files f ON f.repo_id = c.repo_id AND f.path = c.path
-"""
-
-
-def _result(row: asyncpg.Record, score: float) -> SearchResult:
-    return SearchResult(
-        repo=row["repo"],
-        path=row["path"],
-        start_line=row["start_line"],
-        end_line=row["end_line"],
-        symbol=row["symbol"],
-        kind=row["kind"],
-        score=score,
-        text=row["text"],
-        signature=row["signature"],
-        commit=row["commit_sha"],
-        github_url=row["github_url"],
-    )
 
 
 def _closeness(call: str, hit_path: str, symbol: str, path: str) -> int:
@@ -122,9 +97,9 @@ async def callees(conn: asyncpg.Connection, hit: SearchResult, limit: int) -> li
             break
     if not chosen:
         return []
-    code = {r["id"]: r for r in await conn.fetch(_SELECT + "WHERE c.id = ANY($1)", chosen)}
+    code = {r["id"]: r for r in await conn.fetch(RESULT_SELECT + "WHERE c.id = ANY($1)", chosen)}
     return [
-        Neighbour(_result(code[i], hit.score), f"called by {hit.symbol}")
+        Neighbour(result_of(code[i], hit.score), f"called by {hit.symbol}")
         for i in chosen
         if i in code
     ]
@@ -147,7 +122,7 @@ async def callers(
     if not name:
         return []
     rows = await conn.fetch(
-        _SELECT
+        RESULT_SELECT
         + """
         WHERE c.id IN (
             SELECT p.chunk_id FROM lex_postings p
@@ -176,7 +151,7 @@ async def callers(
     ranked.sort(key=lambda t: (t[0], t[1]), reverse=True)
     if ranked[0][0] == 0 and len(ranked) > MAX_DEFINITIONS * MAX_CALLERS:
         return []  # a common name called everywhere: which of these mean this function?
-    return [Neighbour(_result(r, hit.score), f"calls {hit.symbol}") for _, _, r in ranked[:limit]]
+    return [Neighbour(result_of(r, hit.score), f"calls {hit.symbol}") for _, _, r in ranked[:limit]]
 
 
 async def neighbours(

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from indexer.search.results import Mode, SearchResult
+from indexer.search.results import Candidate, Mode
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +57,7 @@ def is_test_path(path: str) -> bool:
 
 
 def fuse(
-    rows: dict[int, tuple[SearchResult, float]],
+    candidates: dict[int, Candidate],
     dense: dict[int, float],
     lex: dict[int, float],
     mode: Mode,
@@ -67,8 +67,9 @@ def fuse(
     dense_rank = {i: n for n, i in enumerate(sorted(dense, key=lambda i: -dense[i]), 1)}
     lex_rank = {i: n for n, i in enumerate(sorted(lex, key=lambda i: -lex[i]), 1)}
     scores: dict[int, float] = {}
-    for i, (result, cos) in rows.items():
-        if result.kind in ("module", "window"):
+    for i, candidate in candidates.items():
+        cos = candidate.cos
+        if candidate.kind in ("module", "window"):
             cos *= tuning.module_dense
         cos = max(0.0, cos)
         if mode == "dense":
@@ -82,7 +83,7 @@ def fuse(
         else:
             s = lex.get(i, 0.0)
             score = (cos + tuning.alpha * s / (s + tuning.lexical_half)) / (1 + tuning.alpha)
-        if is_test_path(result.path):
+        if is_test_path(candidate.path):
             score *= tuning.tests
         scores[i] = score
     return scores

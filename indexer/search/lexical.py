@@ -18,7 +18,9 @@ impact (its BM25F part at reference lengths), so one statement:
    `depth`;
 4. also scores exactly the `extra` chunks the caller names (the dense side's candidates, a
    few primary-key reads each), so every candidate of the hybrid fusion gets its real
-   lexical share, not 0 because the lexical side's own top `depth` missed it.
+   lexical share, not 0 because the lexical side's own top `depth` missed it;
+5. in a search (`lexical_side`), also returns what fusion needs of every candidate (path,
+   kind, cosine to the query vector), so no other statement reads the candidates' rows.
 N, the document frequencies and the mean lengths come from `lex_stats` and `lex_terms`: no
 statistics scan, no estimate. A word in a third of a large index costs `reach` index entries,
 not a third of the index.
@@ -29,9 +31,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import asyncpg
+import numpy as np
 
 from indexer import words as lexical_words
 from indexer.search.fusion import Tuning
+from indexer.search.results import Candidate
 from indexer.store.named import named
 
 # Postings read per query word (shared out over the repositories in scope by their size).
@@ -104,12 +108,37 @@ scored AS (
              AS tf
     ) x
     GROUP BY p.chunk_id, p.module
+),
+ranked AS (
+    SELECT chunk_id, score FROM (
+        SELECT chunk_id, score, row_number() OVER (ORDER BY score DESC, chunk_id) AS n
+        FROM scored
+    ) s
+    WHERE n <= :depth::int OR chunk_id = ANY(:extra::int8[])
 )
-SELECT chunk_id, score FROM (
-    SELECT chunk_id, score, row_number() OVER (ORDER BY score DESC, chunk_id) AS n FROM scored
-) s
-WHERE n <= :depth::int OR chunk_id = ANY(:extra::int8[])
 """
+
+_SCORES = _TOP + "SELECT chunk_id, score FROM ranked"
+
+# The same, and what fusion needs of every candidate (the lexical side's and the `extra`
+# ones): path, kind and the cosine to the query vector, read in the same statement rather
+# than in one more round trip. An `extra` chunk holding no query word has no score.
+_CANDIDATES = (
+    _TOP
+    + """
+SELECT c.id AS chunk_id, u.score, c.path, c.kind,
+       coalesce(1 - (c.embedding <=> :vector::vector), 0.0) AS cos
+FROM (
+    SELECT chunk_id, max(score) AS score FROM (
+        SELECT chunk_id, score FROM ranked
+        UNION ALL
+        SELECT unnest(:extra::int8[]), NULL::float8
+    ) a
+    GROUP BY chunk_id
+) u
+JOIN chunks c ON c.id = u.chunk_id
+"""
+)
 
 
 async def lexical_ids(
@@ -127,12 +156,58 @@ async def lexical_ids(
     """Chunk id -> BM25F score of the `depth` best lexical matches, for the `query` as typed
     (its words are split here and stemmed in the same statement: one round trip) or for
     `lexemes` as the index stores them; and of each `extra` chunk holding a query word."""
+    statement = _statement(_SCORES, depth, repos, tuning, lexemes, query, reach, rescore, extra)
+    if statement is None:
+        return {}
+    sql, args = statement
+    rows = await conn.fetch(sql, *args)
+    return {r["chunk_id"]: float(r["score"]) for r in rows}
+
+
+async def lexical_side(
+    conn: asyncpg.Connection,
+    *,
+    query: str,
+    vector: np.ndarray | None,
+    depth: int,
+    repos: Sequence[int] | None,
+    tuning: Tuning,
+    extra: Sequence[int] = (),
+) -> tuple[dict[int, float], dict[int, Candidate]]:
+    """What `lexical_ids` returns, and in the same statement the `Candidate` of each chunk
+    scored and of each `extra` one (cosine to `vector`; 0 without one): a search's lexical
+    side and its fetch of the candidates in one round trip. A query with no word to search
+    for returns nothing, not even the extra chunks."""
+    statement = _statement(
+        _CANDIDATES, depth, repos, tuning, None, query, REACH, RESCORE, extra, vector=vector
+    )
+    if statement is None:
+        return {}, {}
+    sql, args = statement
+    rows = await conn.fetch(sql, *args)
+    scores = {r["chunk_id"]: float(r["score"]) for r in rows if r["score"] is not None}
+    candidates = {r["chunk_id"]: Candidate(r["path"], r["kind"], float(r["cos"])) for r in rows}
+    return scores, candidates
+
+
+def _statement(
+    sql: str,
+    depth: int,
+    repos: Sequence[int] | None,
+    tuning: Tuning,
+    lexemes: Sequence[str] | None,
+    query: str,
+    reach: int,
+    rescore: int,
+    extra: Sequence[int],
+    **more: object,
+) -> tuple[str, list] | None:
+    """(SQL, arguments) of a lexical statement, or None when the query has no word."""
     text = "" if lexemes is not None else lexical_words.query_words(query)
     if lexemes is None and not text:
-        return {}
+        return None
     wa, wb, wc, wd = tuning.weights
-    sql, args = named(
-        _TOP,
+    params = dict(
         lexemes=None if lexemes is None else list(lexemes),
         words=text,
         repos=None if repos is None else list(repos),
@@ -151,8 +226,7 @@ async def lexical_ids(
         exact=EXACT,
         extra=list(extra),
     )
-    rows = await conn.fetch(sql, *args)
-    return {r["chunk_id"]: float(r["score"]) for r in rows}
+    return named(sql, **params, **more)
 
 
 async def query_lexemes(conn: asyncpg.Connection, query: str) -> list[str]:

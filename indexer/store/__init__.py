@@ -19,6 +19,7 @@ from indexer.store.chunks import (
 from indexer.store.connection import (
     CONNECTION_LOST,
     HNSW_SETTINGS,
+    POOL_SETTINGS,
     connect_once,
     create_pool,
     database_url,
@@ -60,6 +61,7 @@ __all__ = [
     "CHUNK_COLUMNS",
     "CONNECTION_LOST",
     "HNSW_SETTINGS",
+    "POOL_SETTINGS",
     "ChunkRow",
     "EmbeddingSpace",
     "FileRecord",

@@ -137,6 +137,12 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 # candidates one scan returns (pgvector's default of 40 is below the fusion's depth).
 HNSW_SETTINGS = {"hnsw.iterative_scan": "relaxed_order", "hnsw.ef_search": "100"}
 
+# Every connection of the pool: the HNSW settings, and no JIT. PostgreSQL compiles a statement
+# with LLVM when its estimated cost passes jit_above_cost, which takes tens of milliseconds,
+# far more than a search's statements take to run (1-20 ms); the pgvector Docker image ships
+# LLVM (pgserver's PostgreSQL has no llvmjit.so, so the tests and benchmarks never JIT).
+POOL_SETTINGS = {**HNSW_SETTINGS, "jit": "off"}
+
 
 async def create_pool(
     settings: Settings,
@@ -171,7 +177,7 @@ async def create_pool(
             init=_init_connection,
             connect=_pool_connect(url),
             command_timeout=settings.sql_timeout,
-            server_settings=HNSW_SETTINGS,
+            server_settings=POOL_SETTINGS,
         )
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         raise DatabaseUnavailable(describe(exc, url)) from None
