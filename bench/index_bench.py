@@ -14,8 +14,9 @@ Reports
   time of a second run with nothing changed.
 
 With --parse-only only the parse figures are measured: 1 worker and N workers alternate for
---rounds rounds (so the drift of a shared machine hits both alike), each with the load average
-and the CPU seconds of this process and of its workers.
+--rounds rounds (so the drift of a shared machine hits both alike), each run in a fresh Python
+process (a cold parser, as in one `victor index`), with the load average and the CPU seconds of
+that process and of its workers. --part N parses 1/N of the files (the same ones every time).
 
 With --fast-embed the embedding benchmark is skipped and the index runs embed with a stand-in
 answering at once with random vectors (`bench.synthetic.VectorOllama`): for a codebase too
@@ -30,6 +31,7 @@ import asyncio
 import json
 import os
 import platform
+import random
 import shutil
 import subprocess
 import sys
@@ -47,9 +49,14 @@ from indexer.indexing.sources import decode_lua
 from indexer.parsing.pool import chunk_files
 
 
-def load_corpus(root: Path) -> list[tuple[str, str]]:
+def load_corpus(root: Path, part: int = 1) -> list[tuple[str, str]]:
+    """The corpus's Lua files; with part=N, 1/N of them drawn at random (always the same)."""
     files = sorted(p for p in root.rglob("*.lua") if p.is_file() and not p.is_symlink())
-    return [(str(p.relative_to(root)), decode_lua(p.read_bytes())) for p in files]
+    items = [(str(p.relative_to(root)), decode_lua(p.read_bytes())) for p in files]
+    if part > 1:
+        random.Random(5).shuffle(items)
+        items = items[: len(items) // part]
+    return items
 
 
 def _cpu() -> tuple[float, float]:
@@ -83,16 +90,28 @@ def bench_parse(items: list[tuple[str, str]], workers: int) -> dict:
     }, results
 
 
-def parse_rounds(items: list[tuple[str, str]], workers: int, rounds: int) -> dict:
+def parse_run(corpus: Path, workers: int, part: int) -> dict:
+    """One parse of the corpus in a fresh Python process, as one `victor index` parses: its
+    parser starts cold (ANTLR learns its prediction DFA as it parses; a warm parser is ~1.7x
+    faster), whichever run came before it."""
+    command = [sys.executable, "-m", "bench.index_bench", str(corpus), "--parse-run", str(workers)]
+    run = subprocess.run(
+        [*command, "--part", str(part)], capture_output=True, text=True, check=True
+    )
+    return json.loads(run.stdout)
+
+
+def parse_rounds(corpus: Path, workers: int, rounds: int, part: int = 1) -> dict:
     """1 worker and `workers` workers, alternating; the speed-up of each pair and their median."""
     pairs = []
     for n in range(rounds):
         order = (1, workers) if n % 2 == 0 else (workers, 1)
-        runs = {w: bench_parse(items, w)[0] for w in order}
+        runs = {w: parse_run(corpus, w, part) for w in order}
         speedup = runs[1]["seconds"] / runs[workers]["seconds"]
-        # what the CPU time allows with `workers` idle cores and the work evenly shared: on a
-        # shared machine the wall-clock ratio says as much about the other processes
-        cpu_bound = runs[1]["cpu_s_parent"] / (runs[workers]["cpu_s_workers"] / workers)
+        # what the CPU time allows with `workers` idle cores: on a shared machine the
+        # wall-clock ratio says as much about the other processes
+        many_cpu = runs[workers]["cpu_s_workers"] + runs[workers]["cpu_s_parent"]
+        cpu_bound = runs[1]["cpu_s_parent"] / max(many_cpu / workers, runs[workers]["cpu_s_parent"])
         pairs.append(
             {
                 "one": runs[1],
@@ -102,9 +121,10 @@ def parse_rounds(items: list[tuple[str, str]], workers: int, rounds: int) -> dic
             }
         )
         print(
-            f"round {n + 1}: 1 worker {runs[1]['seconds']} s, {workers} workers "
-            f"{runs[workers]['seconds']} s: {speedup:.2f}x (load {runs[1]['load_average_1m']}, "
-            f"{runs[workers]['load_average_1m']})",
+            f"round {n + 1}: 1 worker {runs[1]['seconds']} s (CPU {runs[1]['cpu_s_parent']} s, "
+            f"load {runs[1]['load_average_1m']}), {workers} workers {runs[workers]['seconds']} s "
+            f"(CPU {runs[workers]['cpu_s_parent']} + {runs[workers]['cpu_s_workers']} s, load "
+            f"{runs[workers]['load_average_1m']}): {speedup:.2f}x, CPU allows {cpu_bound:.2f}x",
             flush=True,
         )
     speedups = sorted(p["speedup"] for p in pairs)
@@ -221,13 +241,19 @@ def main() -> None:
     parser.add_argument("--fast-embed", action="store_true", help="instant stand-in embedder")
     parser.add_argument("--parse-only", action="store_true", help="parse figures only")
     parser.add_argument("--rounds", type=int, default=3, help="--parse-only: 1-vs-N pairs")
+    parser.add_argument("--part", type=int, default=1, help="--parse-only: 1/N of the files")
+    parser.add_argument("--parse-run", type=int, help=argparse.SUPPRESS)  # one run, JSON out
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.parse_run:
+        print(json.dumps(bench_parse(load_corpus(args.corpus, args.part), args.parse_run)[0]))
+        return
     if args.parse_only:
         report = {
             "corpus": str(args.corpus),
+            "part": args.part,
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-            "parse": parse_rounds(load_corpus(args.corpus), args.workers, args.rounds),
+            "parse": parse_rounds(args.corpus, args.workers, args.rounds, args.part),
         }
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)
