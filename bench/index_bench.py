@@ -46,6 +46,7 @@ from indexer.embedding.local import LocalEmbedder, load_local_model
 from indexer.embedding.ollama import OllamaEmbedder
 from indexer.embedding.texts import embedding_text
 from indexer.indexing.sources import decode_lua
+from indexer.parsing.luaparser_defs import TIME_LIMIT
 from indexer.parsing.pool import chunk_files
 
 
@@ -65,12 +66,14 @@ def _cpu() -> tuple[float, float]:
     return own.user + own.system, kids.children_user + kids.children_system
 
 
-def bench_parse(items: list[tuple[str, str]], workers: int) -> dict:
+def bench_parse(
+    items: list[tuple[str, str]], workers: int, time_limit: float = TIME_LIMIT
+) -> tuple[dict, list]:
     size = sum(len(text.encode()) for _, text in items)
     load = os.getloadavg()[0]
     cpu = _cpu()
     started = time.perf_counter()
-    results = list(chunk_files(iter(items), workers=workers))
+    results = list(chunk_files(iter(items), workers=workers, time_limit=time_limit))
     seconds = time.perf_counter() - started
     own, kids = (after - before for after, before in zip(_cpu(), cpu, strict=True))
     modes: dict[str, int] = {}
@@ -78,6 +81,7 @@ def bench_parse(items: list[tuple[str, str]], workers: int) -> dict:
         modes[r.mode.value] = modes.get(r.mode.value, 0) + 1
     return {
         "workers": workers,
+        "time_limit": time_limit,
         "files": len(results),
         "kb": round(size / 1024, 1),
         "seconds": round(seconds, 2),
@@ -90,23 +94,28 @@ def bench_parse(items: list[tuple[str, str]], workers: int) -> dict:
     }, results
 
 
-def parse_run(corpus: Path, workers: int, part: int) -> dict:
+def parse_run(corpus: Path, workers: int, part: int, time_limit: float = TIME_LIMIT) -> dict:
     """One parse of the corpus in a fresh Python process, as one `victor index` parses: its
     parser starts cold (ANTLR learns its prediction DFA as it parses; a warm parser is ~1.7x
     faster), whichever run came before it."""
     command = [sys.executable, "-m", "bench.index_bench", str(corpus), "--parse-run", str(workers)]
     run = subprocess.run(
-        [*command, "--part", str(part)], capture_output=True, text=True, check=True
+        [*command, "--part", str(part), "--time-limit", str(time_limit)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(run.stdout)
 
 
-def parse_rounds(corpus: Path, workers: int, rounds: int, part: int = 1) -> dict:
+def parse_rounds(
+    corpus: Path, workers: int, rounds: int, part: int = 1, time_limit: float = TIME_LIMIT
+) -> dict:
     """1 worker and `workers` workers, alternating; the speed-up of each pair and their median."""
     pairs = []
     for n in range(rounds):
         order = (1, workers) if n % 2 == 0 else (workers, 1)
-        runs = {w: parse_run(corpus, w, part) for w in order}
+        runs = {w: parse_run(corpus, w, part, time_limit) for w in order}
         speedup = runs[1]["seconds"] / runs[workers]["seconds"]
         # what the CPU time allows with `workers` idle cores: on a shared machine the
         # wall-clock ratio says as much about the other processes
@@ -230,6 +239,47 @@ def bench_index(corpus: Path, ollama_url: str, model: str = "all-minilm") -> dic
     }
 
 
+def no_change_runs(corpus: Path, data: Path, runs: int) -> dict:
+    """`victor index CORPUS` against an index of it that is up to date (data dir `data`, made
+    by an earlier full run): wall and CPU seconds of each run, with the load average. Nothing
+    is parsed or embedded, so no embedder is needed (OLLAMA_HOST points nowhere)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VICTOR_", "OLLAMA_"))}
+    env |= {
+        "VICTOR_DATA_DIR": str(data),
+        "OLLAMA_HOST": "http://127.0.0.1:9",
+        "VICTOR_EMBED_MODEL": "bench-embed",
+        "VICTOR_QUERY_PREFIX": "",
+        "VICTOR_DOCUMENT_PREFIX": "",
+    }
+    command = [sys.executable, "-m", "victor.cli", "index", str(corpus), "--json"]
+    results = []
+    for _ in range(runs):
+        load = os.getloadavg()[0]
+        cpu = os.times()
+        started = time.perf_counter()
+        run = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        seconds = time.perf_counter() - started
+        after = os.times()
+        summary = json.loads(run.stdout)
+        results.append(
+            {
+                "seconds": round(seconds, 2),
+                "cpu_s": round(
+                    after.children_user
+                    + after.children_system
+                    - cpu.children_user
+                    - cpu.children_system,
+                    2,
+                ),
+                "load_average_1m": round(load, 2),
+                "files_unchanged": summary["files_unchanged"],
+                "files_parsed": summary["files_new"] + summary["files_changed"],
+            }
+        )
+        print(f"no-change re-index: {results[-1]}", flush=True)
+    return {"runs": results, "best_seconds": min(r["seconds"] for r in results)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Victor indexing benchmark")
     parser.add_argument("corpus", type=Path)
@@ -242,18 +292,39 @@ def main() -> None:
     parser.add_argument("--parse-only", action="store_true", help="parse figures only")
     parser.add_argument("--rounds", type=int, default=3, help="--parse-only: 1-vs-N pairs")
     parser.add_argument("--part", type=int, default=1, help="--parse-only: 1/N of the files")
+    parser.add_argument(
+        "--time-limit", type=float, default=TIME_LIMIT, help="--parse-only: per-file parse limit"
+    )
     parser.add_argument("--parse-run", type=int, help=argparse.SUPPRESS)  # one run, JSON out
+    parser.add_argument(
+        "--no-change",
+        type=Path,
+        metavar="DATA_DIR",
+        help="only time re-indexing an up-to-date index",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.no_change:
+        report = {
+            "corpus": str(args.corpus),
+            "no_change": no_change_runs(args.corpus, args.no_change, 3),
+        }
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(report, indent=2))
+        return
     if args.parse_run:
-        print(json.dumps(bench_parse(load_corpus(args.corpus, args.part), args.parse_run)[0]))
+        items = load_corpus(args.corpus, args.part)
+        print(json.dumps(bench_parse(items, args.parse_run, args.time_limit)[0]))
         return
     if args.parse_only:
         report = {
             "corpus": str(args.corpus),
             "part": args.part,
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-            "parse": parse_rounds(args.corpus, args.workers, args.rounds, args.part),
+            "parse": parse_rounds(
+                args.corpus, args.workers, args.rounds, args.part, args.time_limit
+            ),
         }
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)
