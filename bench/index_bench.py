@@ -3,6 +3,8 @@
     python -m bench.index_bench ../shared/corpora/penlight [--out bench/results/index-penlight.json]
     python -m bench.index_bench /work/corpora/kong --fast-embed [--out FILE]
     python -m bench.index_bench /work/corpora/kong --parse-only --rounds 3 [--out FILE]
+    python -m bench.index_bench /work/corpora/kong --parse-only --part 4 --rounds 2
+    python -m bench.index_bench /work/corpora/kong --no-change DATA_DIR  (an up-to-date index)
 
 Reports
 - parse+chunk throughput (KB/s of Lua source) with 1 worker and with N workers;
@@ -14,8 +16,9 @@ Reports
   time of a second run with nothing changed.
 
 With --parse-only only the parse figures are measured: 1 worker and N workers alternate for
---rounds rounds (so the drift of a shared machine hits both alike), each with the load average
-and the CPU seconds of this process and of its workers.
+--rounds rounds (so the drift of a shared machine hits both alike), each run in a fresh Python
+process (a cold parser, as in one `victor index`), with the load average and the CPU seconds of
+that process and of its workers. --part N parses 1/N of the files (the same ones every time).
 
 With --fast-embed the embedding benchmark is skipped and the index runs embed with a stand-in
 answering at once with random vectors (`bench.synthetic.VectorOllama`): for a codebase too
@@ -30,6 +33,7 @@ import asyncio
 import json
 import os
 import platform
+import random
 import shutil
 import subprocess
 import sys
@@ -44,12 +48,18 @@ from indexer.embedding.local import LocalEmbedder, load_local_model
 from indexer.embedding.ollama import OllamaEmbedder
 from indexer.embedding.texts import embedding_text
 from indexer.indexing.sources import decode_lua
+from indexer.parsing.luaparser_defs import TIME_LIMIT
 from indexer.parsing.pool import chunk_files
 
 
-def load_corpus(root: Path) -> list[tuple[str, str]]:
+def load_corpus(root: Path, part: int = 1) -> list[tuple[str, str]]:
+    """The corpus's Lua files; with part=N, 1/N of them drawn at random (always the same)."""
     files = sorted(p for p in root.rglob("*.lua") if p.is_file() and not p.is_symlink())
-    return [(str(p.relative_to(root)), decode_lua(p.read_bytes())) for p in files]
+    items = [(str(p.relative_to(root)), decode_lua(p.read_bytes())) for p in files]
+    if part > 1:
+        random.Random(5).shuffle(items)
+        items = items[: len(items) // part]
+    return items
 
 
 def _cpu() -> tuple[float, float]:
@@ -58,12 +68,14 @@ def _cpu() -> tuple[float, float]:
     return own.user + own.system, kids.children_user + kids.children_system
 
 
-def bench_parse(items: list[tuple[str, str]], workers: int) -> dict:
+def bench_parse(
+    items: list[tuple[str, str]], workers: int, time_limit: float = TIME_LIMIT
+) -> tuple[dict, list]:
     size = sum(len(text.encode()) for _, text in items)
     load = os.getloadavg()[0]
     cpu = _cpu()
     started = time.perf_counter()
-    results = list(chunk_files(iter(items), workers=workers))
+    results = list(chunk_files(iter(items), workers=workers, time_limit=time_limit))
     seconds = time.perf_counter() - started
     own, kids = (after - before for after, before in zip(_cpu(), cpu, strict=True))
     modes: dict[str, int] = {}
@@ -71,6 +83,7 @@ def bench_parse(items: list[tuple[str, str]], workers: int) -> dict:
         modes[r.mode.value] = modes.get(r.mode.value, 0) + 1
     return {
         "workers": workers,
+        "time_limit": time_limit,
         "files": len(results),
         "kb": round(size / 1024, 1),
         "seconds": round(seconds, 2),
@@ -83,16 +96,33 @@ def bench_parse(items: list[tuple[str, str]], workers: int) -> dict:
     }, results
 
 
-def parse_rounds(items: list[tuple[str, str]], workers: int, rounds: int) -> dict:
+def parse_run(corpus: Path, workers: int, part: int, time_limit: float = TIME_LIMIT) -> dict:
+    """One parse of the corpus in a fresh Python process, as one `victor index` parses: its
+    parser starts cold (ANTLR learns its prediction DFA as it parses; a warm parser is ~1.7x
+    faster), whichever run came before it."""
+    command = [sys.executable, "-m", "bench.index_bench", str(corpus), "--parse-run", str(workers)]
+    run = subprocess.run(
+        [*command, "--part", str(part), "--time-limit", str(time_limit)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(run.stdout)
+
+
+def parse_rounds(
+    corpus: Path, workers: int, rounds: int, part: int = 1, time_limit: float = TIME_LIMIT
+) -> dict:
     """1 worker and `workers` workers, alternating; the speed-up of each pair and their median."""
     pairs = []
     for n in range(rounds):
         order = (1, workers) if n % 2 == 0 else (workers, 1)
-        runs = {w: bench_parse(items, w)[0] for w in order}
+        runs = {w: parse_run(corpus, w, part, time_limit) for w in order}
         speedup = runs[1]["seconds"] / runs[workers]["seconds"]
-        # what the CPU time allows with `workers` idle cores and the work evenly shared: on a
-        # shared machine the wall-clock ratio says as much about the other processes
-        cpu_bound = runs[1]["cpu_s_parent"] / (runs[workers]["cpu_s_workers"] / workers)
+        # what the CPU time allows with `workers` idle cores: on a shared machine the
+        # wall-clock ratio says as much about the other processes
+        many_cpu = runs[workers]["cpu_s_workers"] + runs[workers]["cpu_s_parent"]
+        cpu_bound = runs[1]["cpu_s_parent"] / max(many_cpu / workers, runs[workers]["cpu_s_parent"])
         pairs.append(
             {
                 "one": runs[1],
@@ -102,9 +132,10 @@ def parse_rounds(items: list[tuple[str, str]], workers: int, rounds: int) -> dic
             }
         )
         print(
-            f"round {n + 1}: 1 worker {runs[1]['seconds']} s, {workers} workers "
-            f"{runs[workers]['seconds']} s: {speedup:.2f}x (load {runs[1]['load_average_1m']}, "
-            f"{runs[workers]['load_average_1m']})",
+            f"round {n + 1}: 1 worker {runs[1]['seconds']} s (CPU {runs[1]['cpu_s_parent']} s, "
+            f"load {runs[1]['load_average_1m']}), {workers} workers {runs[workers]['seconds']} s "
+            f"(CPU {runs[workers]['cpu_s_parent']} + {runs[workers]['cpu_s_workers']} s, load "
+            f"{runs[workers]['load_average_1m']}): {speedup:.2f}x, CPU allows {cpu_bound:.2f}x",
             flush=True,
         )
     speedups = sorted(p["speedup"] for p in pairs)
@@ -210,6 +241,47 @@ def bench_index(corpus: Path, ollama_url: str, model: str = "all-minilm") -> dic
     }
 
 
+def no_change_runs(corpus: Path, data: Path, runs: int) -> dict:
+    """`victor index CORPUS` against an index of it that is up to date (data dir `data`, made
+    by an earlier full run): wall and CPU seconds of each run, with the load average. Nothing
+    is parsed or embedded, so no embedder is needed (OLLAMA_HOST points nowhere)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VICTOR_", "OLLAMA_"))}
+    env |= {
+        "VICTOR_DATA_DIR": str(data),
+        "OLLAMA_HOST": "http://127.0.0.1:9",
+        "VICTOR_EMBED_MODEL": "bench-embed",
+        "VICTOR_QUERY_PREFIX": "",
+        "VICTOR_DOCUMENT_PREFIX": "",
+    }
+    command = [sys.executable, "-m", "victor.cli", "index", str(corpus), "--json"]
+    results = []
+    for _ in range(runs):
+        load = os.getloadavg()[0]
+        cpu = os.times()
+        started = time.perf_counter()
+        run = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        seconds = time.perf_counter() - started
+        after = os.times()
+        summary = json.loads(run.stdout)
+        results.append(
+            {
+                "seconds": round(seconds, 2),
+                "cpu_s": round(
+                    after.children_user
+                    + after.children_system
+                    - cpu.children_user
+                    - cpu.children_system,
+                    2,
+                ),
+                "load_average_1m": round(load, 2),
+                "files_unchanged": summary["files_unchanged"],
+                "files_parsed": summary["files_new"] + summary["files_changed"],
+            }
+        )
+        print(f"no-change re-index: {results[-1]}", flush=True)
+    return {"runs": results, "best_seconds": min(r["seconds"] for r in results)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Victor indexing benchmark")
     parser.add_argument("corpus", type=Path)
@@ -221,13 +293,40 @@ def main() -> None:
     parser.add_argument("--fast-embed", action="store_true", help="instant stand-in embedder")
     parser.add_argument("--parse-only", action="store_true", help="parse figures only")
     parser.add_argument("--rounds", type=int, default=3, help="--parse-only: 1-vs-N pairs")
+    parser.add_argument("--part", type=int, default=1, help="--parse-only: 1/N of the files")
+    parser.add_argument(
+        "--time-limit", type=float, default=TIME_LIMIT, help="--parse-only: per-file parse limit"
+    )
+    parser.add_argument("--parse-run", type=int, help=argparse.SUPPRESS)  # one run, JSON out
+    parser.add_argument(
+        "--no-change",
+        type=Path,
+        metavar="DATA_DIR",
+        help="only time re-indexing an up-to-date index",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.no_change:
+        report = {
+            "corpus": str(args.corpus),
+            "no_change": no_change_runs(args.corpus, args.no_change, 3),
+        }
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(report, indent=2))
+        return
+    if args.parse_run:
+        items = load_corpus(args.corpus, args.part)
+        print(json.dumps(bench_parse(items, args.parse_run, args.time_limit)[0]))
+        return
     if args.parse_only:
         report = {
             "corpus": str(args.corpus),
+            "part": args.part,
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-            "parse": parse_rounds(load_corpus(args.corpus), args.workers, args.rounds),
+            "parse": parse_rounds(
+                args.corpus, args.workers, args.rounds, args.part, args.time_limit
+            ),
         }
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -649,6 +650,44 @@ def assert_same_results(got: dict[str, FileChunks], expected: dict[str, FileChun
     for path, r in got.items():
         e = expected[path]
         assert (r.mode, r.error, r.chunks) == (e.mode, e.error, e.chunks), path
+
+
+_STOPPED_PARSES = """
+import pickle, sys
+from luaparser.parser.LuaParser import LuaParser
+from indexer.parsing.chunker import chunk_source
+from indexer.parsing.pool import MIN_PARALLEL_CHARS
+from tests.support.lua_corpus import pool_corpus
+
+def states():
+    return sum(len(dfa.states) for dfa in LuaParser.decisionsToDFA)
+
+items = pool_corpus(MIN_PARALLEL_CHARS)
+stopped = []  # (DFA states before, after) of each parse the time limit stopped
+for i, (path, source) in enumerate(items):  # stopped at varied points while the parser learns
+    before = states()
+    if "time limit" in chunk_source(path, source, time_limit=0.002 * (1 + i % 10)).error:
+        stopped.append((before, states()))
+results = [chunk_source(path, source) for path, source in items]
+sys.stdout.buffer.write(pickle.dumps((stopped, results)))
+"""
+
+
+def test_a_parse_stopped_by_the_time_limit_leaves_the_parser_warm_and_right(in_process):
+    """ANTLR's prediction caches (its DFA) are kept when the time limit stops a parse, at
+    whatever point: emptying them made the parser cold again, about twice as slow. In a fresh
+    process (cold caches, so parses are stopped while the caches grow), after many stopped
+    parses every file still chunks exactly as in a process where none was stopped."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    run = subprocess.run(
+        [sys.executable, "-c", _STOPPED_PARSES], env=env, capture_output=True, timeout=600
+    )
+    assert run.returncode == 0, run.stderr[-2000:].decode()
+    stopped, results = pickle.loads(run.stdout)
+    assert len(stopped) >= 5
+    assert all(after >= before for before, after in stopped), stopped  # caches kept
+    assert stopped[-1][0] > 0  # what the earlier stopped parses learned is still there
+    assert_same_results({r.path: r for r in results}, in_process)
 
 
 def test_two_workers_give_what_one_process_gives(pool_items, in_process):

@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import httpx
-import ollama
 
 from indexer.config import Settings
 from indexer.embedding.base import check_vectors
 from indexer.errors import EmbedderUnavailable, ModelMissing
+
+if TYPE_CHECKING:
+    import ollama
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +45,20 @@ class OllamaEmbedder:
         self.retries = settings.embed_retries if retries is None else retries
         self.timeout = settings.embed_timeout if timeout is None else timeout
         self.keep_alive = keep_alive_value(settings.ollama_keep_alive)
-        self._client = ollama.AsyncClient(host=self.host, timeout=self.timeout)
+        self._made_client: ollama.AsyncClient | None = None
         self._limit = asyncio.Semaphore(settings.embed_concurrency)
         self._dims: int | None = None
         self.requests = 0  # HTTP embedding requests made (for reports)
+
+    @property
+    def _client(self) -> ollama.AsyncClient:
+        # Made (and `ollama`, 0.2-0.3 s of imports, loaded) on first use: a command that
+        # embeds nothing, such as a re-index with nothing changed, does not pay for it.
+        if self._made_client is None:
+            import ollama
+
+            self._made_client = ollama.AsyncClient(host=self.host, timeout=self.timeout)
+        return self._made_client
 
     async def _embed_batch(self, batch: list[str]) -> list[list[float]]:
         # A batch keeps its slot while it retries: queued behind every other batch, a retry
@@ -54,6 +67,8 @@ class OllamaEmbedder:
             return await self._embed_batch_retried(batch)
 
     async def _embed_batch_retried(self, batch: list[str]) -> list[list[float]]:
+        import ollama
+
         delay = 0.5
         for attempt in range(self.retries + 1):
             try:
@@ -143,4 +158,5 @@ class OllamaEmbedder:
         return None  # Ollama loads the model itself; a chat bounds that with its timeout
 
     async def close(self) -> None:
-        await self._client.close()
+        if self._made_client is not None:
+            await self._made_client.close()

@@ -8,11 +8,9 @@ import threading
 import time
 
 from antlr4 import CommonTokenStream, InputStream, Token
-from antlr4.dfa.DFA import DFA
 from antlr4.error.ErrorListener import ErrorListener
 from antlr4.error.Errors import ParseCancellationException
 from antlr4.error.ErrorStrategy import BailErrorStrategy
-from antlr4.PredictionContext import PredictionContextCache
 from luaparser import astnodes as lua
 from luaparser.builder import BuilderVisitor
 from luaparser.parser.LuaLexer import LuaLexer
@@ -75,13 +73,6 @@ def parse_lua(source: str, time_limit: float | None = TIME_LIMIT) -> lua.Chunk:
         signal.signal(signal.SIGALRM, previous)
 
 
-def _reset_antlr_caches() -> None:
-    """An interrupted parse may leave ANTLR's shared DFA cache half updated: start afresh."""
-    for cls in (LuaLexer, LuaParser):
-        cls.decisionsToDFA = [DFA(state, i) for i, state in enumerate(cls.atn.decisionToState)]
-    LuaParser.sharedContextCache = PredictionContextCache()
-
-
 class _BoundedTokenStream(CommonTokenStream):
     """A token stream that stops the parse at a deadline, in any thread.
 
@@ -123,13 +114,13 @@ def _parse(
     parser.removeErrorListeners()
     parser.addErrorListener(_RaiseOnError())
     parser._errHandler = BailErrorStrategy()
-    try:
-        return BuilderVisitor(stream).visit(parser.start_())
-    except ParseCancellationException:
-        raise  # a syntax error: ANTLR stopped cleanly
-    except BaseException:
-        _reset_antlr_caches()  # interrupted (time limit, recursion) at an arbitrary point
-        raise
+    # An interrupted parse (time limit, RecursionError) leaves ANTLR's shared DFA caches
+    # (LuaLexer/LuaParser.decisionsToDFA) valid, so they are kept: ANTLR builds each DFA state
+    # completely before one statement links it in (`addDFAState`, `addDFAEdge`; "all adds to
+    # dfa are done after we've created full D state"), and an exception raised between two
+    # statements leaves at most an unlinked state behind. Resetting them (as this did until
+    # issue 13) sent a worker back to a cold parser, about twice as slow, after every timeout.
+    return BuilderVisitor(stream).visit(parser.start_())
 
 
 def describe_failure(e: Exception) -> str:
