@@ -117,7 +117,7 @@ OUTAGE = 8.0  # seconds down: asyncpg's pool retries its floor after 1, 2 and 4 
 async def test_the_pool_says_once_per_outage_that_it_cannot_restore_its_floor(
     ollama, tmp_path, caplog
 ):
-    """A real outage (issue 16.8): PostgreSQL stopped under a chat session, twice. asyncpg's
+    """A real outage: PostgreSQL stopped under a chat session, twice. asyncpg's
     pool retries its floor connection at 1, 2, 4... s and logs each failure with a traceback;
     the log gets one line per outage, without the traceback, and the chats get code again
     once it is back."""

@@ -110,6 +110,22 @@ def test_no_editing_marks(page: Path) -> None:
     assert [m.group(0) for m in EDITING_MARKS.finditer(_read(page))] == []
 
 
+def test_no_code_speaks_of_issues() -> None:
+    """Comments and docstrings say why, not which ticket asked for it."""
+    sources = [
+        p
+        for folder in ("indexer", "victor", "pipelines", "functions", "webhook", "bench", "tests")
+        for p in (ROOT / folder).rglob("*.py")
+    ]
+    assert len(sources) > 50
+    found = [
+        f"{p.relative_to(ROOT)}: {m.group(0)}"
+        for p in sources
+        for m in EDITING_MARKS.finditer(p.read_text(encoding="utf-8"))
+    ]
+    assert found == []
+
+
 def test_the_readme_links_every_page_in_docs() -> None:
     linked = {urlsplit(h).path for h in links(_read(ROOT / "README.md"))}
     pages = {f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")}

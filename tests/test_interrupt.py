@@ -1,5 +1,5 @@
 """Ctrl-C (SIGINT) of the real `victor` command: it stops at once, says what it keeps, loses
-nothing it saved, and a re-run finishes the job (issue 15.9)."""
+nothing it saved, and a re-run finishes the job."""
 
 from __future__ import annotations
 

@@ -256,7 +256,7 @@ def test_latency_the_hook_adds(proxy):
 
 
 def test_a_degraded_retrieval_is_one_warning_per_cause(proxy, ollama_server):
-    """The embedder hung, then down (issue 16.7): the requests still get keyword context, and
+    """The embedder hung, then down: the requests still get keyword context, and
     the proxy's log says so at WARNING once per cause (two requests, one line), again when it
     is over, and never with a secret. The proxy prints the hook's lines through Python's
     last-resort handler, which shows WARNING and above only: a line here is a WARNING."""

@@ -118,8 +118,8 @@ def _parse(
     # (LuaLexer/LuaParser.decisionsToDFA) valid, so they are kept: ANTLR builds each DFA state
     # completely before one statement links it in (`addDFAState`, `addDFAEdge`; "all adds to
     # dfa are done after we've created full D state"), and an exception raised between two
-    # statements leaves at most an unlinked state behind. Resetting them (as this did until
-    # issue 13) sent a worker back to a cold parser, about twice as slow, after every timeout.
+    # statements leaves at most an unlinked state behind. Resetting them (as this code once
+    # did) sent a worker back to a cold parser, about twice as slow, after every timeout.
     return BuilderVisitor(stream).visit(parser.start_())
 
 

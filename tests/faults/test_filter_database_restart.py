@@ -6,7 +6,7 @@ immediate: a crash). While it is down every chat must come back within the filte
 with its messages untouched and the "index unavailable" notice; once it is up again the next
 chats must get code context again, from the same filter process (it reconnects by itself),
 and the index must be what it was. Each outage makes one line in the server's log, however
-often asyncpg's pool retries meanwhile, and one when it is over (issue 16.8).
+often asyncpg's pool retries meanwhile, and one when it is over.
 """
 
 from __future__ import annotations
