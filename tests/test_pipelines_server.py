@@ -266,8 +266,12 @@ def test_database_stopped_fails_open_and_recovers(server, ollama_server, tmp_pat
     url = db.get_uri()
     asyncio.run(index_sample(url, ollama_server.url, tmp_path / "victor"))
     update_valves(server, {"database_url": url})
-    body, _ = inlet(server, inlet_request())
-    assert body["metadata"]["lua_codebase"]["status"] == "ok"
+    # Before the outage the filter answers with full context. Its first answer on the new
+    # valves may come lexical-only ("degraded") when a parallel test run keeps both cores busy
+    # past the 2 s timeout: that is not what this test is about, so wait for "ok" first.
+    deadline = time.monotonic() + 30
+    while inlet(server, inlet_request())[0]["metadata"]["lua_codebase"]["status"] != "ok":
+        assert time.monotonic() < deadline, "no full context 30 s after the valve update"
 
     db.cleanup()  # stopped
     request = inlet_request()

@@ -14,6 +14,8 @@ import pytest
 
 VARIABLE = "VICTOR_FAULT_SEED"
 SEED = int(os.environ.get(VARIABLE) or random.SystemRandom().randrange(1_000_000))
+# the run's pytest-xdist workers are its children: they take the seed its header shows
+os.environ.setdefault(VARIABLE, str(SEED))
 _DREW = pytest.StashKey[bool]()
 
 
