@@ -146,3 +146,54 @@ async def test_the_setting_is_the_default_of_the_context(editor, settings):
     assert [s.symbol for s in context.sources] == ["M.save", "keys.on_key; calls M.save"]
     retrieved = await editor.retrieve("M.save", top_k=1, budget=4000)
     assert [s.symbol for s in retrieved.sources] == ["M.save", "keys.on_key; calls M.save"]
+
+
+# `L.warn` is called in 13 other modules, through a local name (`log.warn`): which of those
+# calls mean it cannot be told, so it gets no callers; `L.fail` is called as often, and also
+# in its own file, which says which calls mean it.
+COMMON = {
+    "src/util/log.lua": """\
+local L = {}
+
+function L.warn(msg)
+  print("warning", msg)
+end
+
+function L.fail(msg)
+  error(msg)
+end
+
+function L.check(ok, msg)
+  if not ok then
+    L.fail(msg)
+  end
+end
+
+return L
+""",
+}
+for n in range(13):
+    COMMON[f"src/mods/m{n}.lua"] = (
+        f'local log = require("util.log")\nlocal m = {{}}\n\nfunction m.run{n}(x)\n'
+        f'  log.warn("w{n}")\n  log.fail("f{n}")\n  return x\nend\n\nreturn m\n'
+    )
+
+
+@pytest.fixture
+async def common(settings, tmp_path):
+    root = tmp_path / "common"
+    for path, text in COMMON.items():
+        (root / Path(path)).parent.mkdir(parents=True, exist_ok=True)
+        (root / Path(path)).write_text(text)
+    async with open_victor(settings) as victor:
+        await victor.index(str(root), name="common")
+        yield victor
+
+
+async def test_a_name_called_everywhere_gets_callers_only_where_they_are_sure(common):
+    warn, fail = await _hit(common, "L.warn"), await _hit(common, "L.fail")
+    async with common.pool.acquire() as conn:
+        assert await callers(conn, warn) == []
+        found = await callers(conn, fail)
+    assert found[0].result.symbol == "L.check"  # the sure one first
+    assert len(found) == 4  # then the others, as many as a hit gets

@@ -137,10 +137,16 @@ async def callers(
         CANDIDATES,
         rf"\m{re.escape(key)}\s*[({{\"']",
     )
+    rows = [
+        r
+        for r in rows
+        if not is_test_path(r["path"])
+        and (r["path"], r["start_line"]) != (hit.path, hit.start_line)
+    ]
+    if _too_common(rows, hit, key):
+        return []
     ranked: list[tuple[int, int, asyncpg.Record]] = []
     for r in rows:
-        if is_test_path(r["path"]) or (r["path"], r["start_line"]) == (hit.path, hit.start_line):
-            continue
         calls = [c for c in words.called_names(r["text"]) if words.symbol_key(c) == key]
         if not calls:
             continue
@@ -152,6 +158,26 @@ async def callers(
     if ranked[0][0] == 0 and len(ranked) > MAX_DEFINITIONS * MAX_CALLERS:
         return []  # a common name called everywhere: which of these mean this function?
     return [Neighbour(result_of(r, hit.score), f"calls {hit.symbol}") for _, _, r in ranked[:limit]]
+
+
+def _too_common(rows: Sequence[asyncpg.Record], hit: SearchResult, key: str) -> bool:
+    """Whether more than MAX_DEFINITIONS x MAX_CALLERS of `rows` call the name and none of
+    them can be a close call (see `callers`): decided without reading every row's calls,
+    which for a common name's 200 candidates cost more than the lookup's SQL."""
+    parts = re.split(r"[.:]", hit.symbol)
+    if len(parts) < 2:
+        return False  # an unqualified name: any bare call of it is a close call
+    # a close call is in the hit's file, or names the hit as qualified (as `_CALL` reads it)
+    qualified = re.compile(r"\s*[.:]\s*".join(map(re.escape, parts)))
+    if any(r["path"] == hit.path or qualified.search(r["text"]) for r in rows):
+        return False
+    calling = 0
+    for r in rows:
+        if any(words.symbol_key(c) == key for c in words.called_names(r["text"])):
+            calling += 1
+            if calling > MAX_DEFINITIONS * MAX_CALLERS:
+                return True
+    return False
 
 
 async def neighbours(
