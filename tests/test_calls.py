@@ -71,14 +71,19 @@ for n in range(4):
     )
 
 
+async def _indexed(settings, root: Path, files: dict[str, str]):
+    """A Victor with `files` written under `root` and indexed as a repository of its name."""
+    for path, text in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+    async with open_victor(settings) as victor:
+        await victor.index(str(root), name=root.name)
+        yield victor
+
+
 @pytest.fixture
 async def editor(settings, tmp_path):
-    root = tmp_path / "editor"
-    for path, text in FILES.items():
-        (root / Path(path)).parent.mkdir(parents=True, exist_ok=True)
-        (root / Path(path)).write_text(text)
-    async with open_victor(settings) as victor:
-        await victor.index(str(root), name="editor")
+    async for victor in _indexed(settings, tmp_path / "editor", FILES):
         yield victor
 
 
@@ -181,12 +186,7 @@ for n in range(13):
 
 @pytest.fixture
 async def common(settings, tmp_path):
-    root = tmp_path / "common"
-    for path, text in COMMON.items():
-        (root / Path(path)).parent.mkdir(parents=True, exist_ok=True)
-        (root / Path(path)).write_text(text)
-    async with open_victor(settings) as victor:
-        await victor.index(str(root), name="common")
+    async for victor in _indexed(settings, tmp_path / "common", COMMON):
         yield victor
 
 
