@@ -15,7 +15,10 @@ impact (its BM25F part at reference lengths), so one statement:
 3. computes the exact score of the best `rescore` of them (of all, when every list was read
    to its end and they hold at most EXACT postings, or the scope at most EXACT chunks: then
    the result is exactly BM25F over every chunk holding a query word) and returns the best
-   `depth`;
+   `depth`. Each chunk's postings are read by primary key (a LATERAL subquery per chunk):
+   left to choose, the planner joined every posting of the query's words instead whenever it
+   planned for the statement's actual values, as it does for a connection's first five
+   executions (0.5-3 s instead of 10-20 ms at 100k chunks; bench/README.md);
 4. also scores exactly the `extra` chunks the caller names (the dense side's candidates, a
    few primary-key reads each), so every candidate of the hybrid fusion gets its real
    lexical share, not 0 because the lexical side's own top `depth` missed it;
@@ -91,23 +94,25 @@ best AS (
     SELECT unnest(:extra::int8[])
 ),
 scored AS (
-    SELECT p.chunk_id,
-           sum(i.idf * x.tf * (:k1::float8 + 1) / (x.tf + :k1::float8))
-           * CASE WHEN p.module THEN :module_factor::float8 ELSE 1 END AS score
+    SELECT b.chunk_id, s.score
     FROM best b
-    JOIN lex_postings p
-      ON p.chunk_id = b.chunk_id AND p.term = ANY(ARRAY(SELECT term FROM idf))
-    JOIN idf i ON i.term = p.term
-    CROSS JOIN totals tot
     CROSS JOIN LATERAL (
-        SELECT :w_name::float8 * p.na + :w_context::float8 * p.nb
-             + CASE WHEN p.nc > 0 THEN :w_doc::float8 * p.nc
-                    / (1 - :b_doc::float8 + :b_doc::float8 * p.doc_len / tot.doc_avg) ELSE 0 END
-             + CASE WHEN p.nd > 0 THEN :w_body::float8 * p.nd
-                    / (1 - :b_body::float8 + :b_body::float8 * p.body_len / tot.body_avg) ELSE 0 END
-             AS tf
-    ) x
-    GROUP BY p.chunk_id, p.module
+        SELECT sum(i.idf * x.tf * (:k1::float8 + 1) / (x.tf + :k1::float8))
+               * CASE WHEN p.module THEN :module_factor::float8 ELSE 1 END AS score
+        FROM lex_postings p
+        JOIN idf i ON i.term = p.term
+        CROSS JOIN totals tot
+        CROSS JOIN LATERAL (
+            SELECT :w_name::float8 * p.na + :w_context::float8 * p.nb
+                 + CASE WHEN p.nc > 0 THEN :w_doc::float8 * p.nc / (1 - :b_doc::float8
+                        + :b_doc::float8 * p.doc_len / tot.doc_avg) ELSE 0 END
+                 + CASE WHEN p.nd > 0 THEN :w_body::float8 * p.nd / (1 - :b_body::float8
+                        + :b_body::float8 * p.body_len / tot.body_avg) ELSE 0 END
+                 AS tf
+        ) x
+        WHERE p.chunk_id = b.chunk_id AND p.term = ANY(ARRAY(SELECT term FROM idf))
+        GROUP BY p.module
+    ) s
 ),
 ranked AS (
     SELECT chunk_id, score FROM (
