@@ -46,9 +46,13 @@ def check_ranked(found: dict[int, float], ids: list[int]) -> None:
     assert list(found) == sorted(found, key=lambda i: (-found[i], i)), "not ranked by cosine"
 
 
-async def test_one_repository_search_is_the_exact_top_k(indexed):
+@pytest.mark.parametrize("plans", ["auto", "force_generic_plan", "force_custom_plan"])
+async def test_one_repository_search_is_the_exact_top_k(indexed, plans):
+    """In every plan mode: PostgreSQL plans a prepared statement for its values at first, and
+    may switch to a generic plan (made without them) from its sixth execution."""
     victor = indexed
     async with victor.pool.acquire() as conn:
+        await conn.execute(f"SET plan_cache_mode = {plans}")
         shop = await conn.fetchval("SELECT id FROM repos WHERE name = 'shop'")
         ids, matrix = await vectors_of(conn, shop)
         assert await dense.scope_size(conn, [shop]) == len(ids)  # every searchable chunk
@@ -63,6 +67,7 @@ async def test_one_repository_search_is_the_exact_top_k(indexed):
             # the true top DEPTH, up to float error at the boundary
             weakest = min(found.values())
             assert all(c <= weakest + EPS for i, c in truth.items() if i not in found)
+        await conn.execute("RESET plan_cache_mode")
 
 
 async def test_a_large_scope_is_searched_with_hnsw(indexed, monkeypatch):

@@ -72,12 +72,19 @@ def ranked(scores: dict[int, float]) -> list[int]:
     return sorted(scores, key=lambda i: (-scores[i], i))
 
 
+# PostgreSQL plans a prepared statement for its values at first and may switch to a generic
+# plan (made without them) from its sixth execution: every plan must give the same result.
+PLANS = ("force_custom_plan", "force_generic_plan")
+
+
 async def test_scores_are_bm25f_over_every_matching_chunk(settings, ollama, project):
+    """Every list read to its end: each chunk's score from the postings read."""
     other = Tuning(b_doc=0.75, module_lexical=0.25, k1=1.2, weights=(3.0, 1.0, 1.0, 1.0))
     async with open_victor(settings) as victor:
         await victor.index(str(project), name="shop")
         async with victor.pool.acquire() as conn:
-            for tuning in (DEFAULT_TUNING, other):
+            for tuning, plans in [(t, p) for t in (DEFAULT_TUNING, other) for p in PLANS]:
+                await conn.execute(f"SET plan_cache_mode = {plans}")
                 for query in QUERIES:
                     want = await reference(conn, query, tuning)
                     got = await lexical.lexical_ids(
@@ -95,13 +102,15 @@ async def test_scores_are_bm25f_over_every_matching_chunk(settings, ollama, proj
 
 async def test_a_short_read_scores_what_it_returns_exactly(settings, ollama, project, monkeypatch):
     """With lists read only two postings deep, the search is approximate, but every score it
-    returns is the chunk's exact BM25F and the best chunk of a clear query is still found."""
+    returns is the chunk's exact BM25F (each chosen chunk's postings read by primary key) and
+    the best chunk of a clear query is still found."""
     monkeypatch.setattr(lexical, "MIN_REACH", 1)
     monkeypatch.setattr(lexical, "EXACT", 0)
     async with open_victor(settings) as victor:
         await victor.index(str(project), name="shop")
         async with victor.pool.acquire() as conn:
-            for query in QUERIES:
+            for query, plans in [(q, p) for q in QUERIES for p in PLANS]:
+                await conn.execute(f"SET plan_cache_mode = {plans}")
                 want = await reference(conn, query, DEFAULT_TUNING)
                 got = await lexical.lexical_ids(
                     conn,
@@ -186,9 +195,14 @@ async def test_a_version_4_database_gets_its_lexical_index(settings, ollama, pro
         assert await search_one(victor, "lookup price", mode="lexical", top_k=5) == want
 
 
-async def test_extra_chunks_get_their_exact_score_beyond_the_depth(settings, ollama, project):
+@pytest.mark.parametrize("exact", [lexical.EXACT, 0])
+async def test_extra_chunks_get_their_exact_score_beyond_the_depth(
+    settings, ollama, project, monkeypatch, exact
+):
     """The chunks a caller names (the dense side's candidates) are scored exactly even when
-    they are not among the best `depth`; the best `depth` stay as they were."""
+    they are not among the best `depth`; the best `depth` stay as they were. Both ways: every
+    posting of the query's words read (a small index), or each chosen chunk's (EXACT 0)."""
+    monkeypatch.setattr(lexical, "EXACT", exact)
     async with open_victor(settings) as victor:
         await victor.index(str(project), name="shop")
         async with victor.pool.acquire() as conn:

@@ -15,10 +15,14 @@ impact (its BM25F part at reference lengths), so one statement:
 3. computes the exact score of the best `rescore` of them (of all, when every list was read
    to its end and they hold at most EXACT postings, or the scope at most EXACT chunks: then
    the result is exactly BM25F over every chunk holding a query word) and returns the best
-   `depth`. Each chunk's postings are read by primary key (a LATERAL subquery per chunk):
-   left to choose, the planner joined every posting of the query's words instead whenever it
-   planned for the statement's actual values, as it does for a connection's first five
-   executions (0.5-3 s instead of 10-20 ms at 100k chunks; bench/README.md);
+   `depth`. Each chosen chunk's postings are read by primary key (a LATERAL subquery per
+   chunk): left to choose, the planner joined every posting of the query's words instead
+   whenever it planned for the statement's actual values, as it does for a connection's
+   first five executions (0.5-3 s instead of 10-20 ms at 100k chunks; bench/README.md).
+   When every list was read to its end, the lists' own rows hold every posting to score:
+   they are read again with their counts, one index scan per list (the same bounded LIMIT),
+   instead of a primary-key lookup per chunk (a third of the pages for a one-repository
+   search at 100k chunks). A one-time filter runs one of the two ways, never both;
 4. also scores exactly the `extra` chunks the caller names (the dense side's candidates, a
    few primary-key reads each), so every candidate of the hybrid fusion gets its real
    lexical share, not 0 because the lexical side's own top `depth` missed it;
@@ -85,34 +89,62 @@ lists AS (
         LIMIT d.reach
     ) top
 ),
+complete AS MATERIALIZED (
+    SELECT coalesce(bool_and(d.df <= d.reach) AND least(sum(d.df), min(t.n)) <= :exact::int,
+                    false) AS yes
+    FROM dfs d CROSS JOIN totals t
+),
+consts AS (
+    SELECT array_agg(i.term ORDER BY i.term) AS terms, array_agg(i.idf ORDER BY i.term) AS idfs,
+           tot.doc_avg, tot.body_avg
+    FROM idf i CROSS JOIN totals tot
+    GROUP BY tot.doc_avg, tot.body_avg
+),
 best AS (
     (SELECT chunk_id FROM lists GROUP BY chunk_id ORDER BY sum(part) DESC, chunk_id
-     LIMIT CASE WHEN (SELECT bool_and(d.df <= d.reach) AND least(sum(d.df), min(t.n)) <= :exact::int
-                      FROM dfs d CROSS JOIN totals t)
-                THEN NULL ELSE :rescore::int END)
+     LIMIT :rescore::int)
     UNION
     SELECT unnest(:extra::int8[])
 ),
 scored AS (
     SELECT b.chunk_id, s.score
     FROM best b
+    CROSS JOIN consts k
     CROSS JOIN LATERAL (
-        SELECT sum(i.idf * x.tf * (:k1::float8 + 1) / (x.tf + :k1::float8))
-               * CASE WHEN p.module THEN :module_factor::float8 ELSE 1 END AS score
+        SELECT sum(k.idfs[array_position(k.terms, p.term)]
+                   * x.tf * (:k1::float8 + 1) / (x.tf + :k1::float8) ORDER BY p.term)
+               * CASE WHEN bool_or(p.module) THEN :module_factor::float8 ELSE 1 END AS score
         FROM lex_postings p
-        JOIN idf i ON i.term = p.term
-        CROSS JOIN totals tot
-        CROSS JOIN LATERAL (
-            SELECT :w_name::float8 * p.na + :w_context::float8 * p.nb
+        CROSS JOIN LATERAL (SELECT :w_name::float8 * p.na + :w_context::float8 * p.nb
                  + CASE WHEN p.nc > 0 THEN :w_doc::float8 * p.nc / (1 - :b_doc::float8
-                        + :b_doc::float8 * p.doc_len / tot.doc_avg) ELSE 0 END
+                        + :b_doc::float8 * p.doc_len / k.doc_avg) ELSE 0 END
                  + CASE WHEN p.nd > 0 THEN :w_body::float8 * p.nd / (1 - :b_body::float8
-                        + :b_body::float8 * p.body_len / tot.body_avg) ELSE 0 END
-                 AS tf
-        ) x
-        WHERE p.chunk_id = b.chunk_id AND p.term = ANY(ARRAY(SELECT term FROM idf))
-        GROUP BY p.module
+                        + :b_body::float8 * p.body_len / k.body_avg) ELSE 0 END
+                 AS tf) x
+        WHERE p.chunk_id = b.chunk_id AND p.term = ANY(k.terms)
+        HAVING count(*) > 0
     ) s
+    WHERE NOT (SELECT yes FROM complete)
+    UNION ALL
+    SELECT p.chunk_id, sum(k.idfs[array_position(k.terms, p.term)]
+                   * x.tf * (:k1::float8 + 1) / (x.tf + :k1::float8) ORDER BY p.term)
+               * CASE WHEN bool_or(p.module) THEN :module_factor::float8 ELSE 1 END AS score
+    FROM consts k
+    CROSS JOIN dfs d
+    CROSS JOIN LATERAL (
+        SELECT * FROM lex_postings p
+        WHERE p.repo_id = d.repo_id AND p.term = d.term
+        ORDER BY p.impact DESC, p.chunk_id
+        LIMIT d.reach
+    ) p
+    CROSS JOIN LATERAL (SELECT :w_name::float8 * p.na + :w_context::float8 * p.nb
+                 + CASE WHEN p.nc > 0 THEN :w_doc::float8 * p.nc / (1 - :b_doc::float8
+                        + :b_doc::float8 * p.doc_len / k.doc_avg) ELSE 0 END
+                 + CASE WHEN p.nd > 0 THEN :w_body::float8 * p.nd / (1 - :b_body::float8
+                        + :b_body::float8 * p.body_len / k.body_avg) ELSE 0 END
+                 AS tf) x
+    WHERE (SELECT yes FROM complete)
+    GROUP BY p.chunk_id
 ),
 ranked AS (
     SELECT chunk_id, score FROM (
