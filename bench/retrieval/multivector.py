@@ -223,7 +223,7 @@ def dense(p: levers.Pool, vs: list[Vectors], family: str, setting: tuple[str, fl
     return np.where(np.isnan(win), s, alt).astype(np.float32)
 
 
-def failures(cps, gold, base) -> dict:
+def failures(cps, vecs, base) -> dict:
     """The questions whose answer the default leaves out of the top 5: kind, where the answer
     ranks, and on which side (dense/lexical) it ranks better."""
     rows = []
@@ -251,9 +251,24 @@ def failures(cps, gold, base) -> dict:
             rows.append({"corpus": cp.corpus, "kind": p.kind, "rank": r + 1,
                          "dense_rank": cos_rank + 1, "lex_rank": lex_rank + 1,
                          "answer": c.symbol, "answer_lines": c.end_line - c.start_line + 1,
+                         "answer_over_256": vecs[(cp.corpus, p.chunk_ids[i])].windows is not None,
                          "top1": cp.chunks[p.chunk_ids[int(by_score(base[id(p)])[0])]].symbol,
                          "q": p.text})  # fmt: skip
-    return {"missed": rows}
+    found = [r for r in rows if r["rank"] is not None]
+    kinds = sorted({r["kind"] for r in rows})
+    summary = {
+        "missed": len(rows),
+        "not_in_top_50": len(rows) - len(found),
+        "rank_6_10": sum(r["rank"] <= 10 for r in found),
+        "rank_11_50": sum(r["rank"] > 10 for r in found),
+        "dense_ranks_it_higher": sum(r["dense_rank"] < r["lex_rank"] for r in found),
+        "lexical_ranks_it_higher": sum(r["lex_rank"] < r["dense_rank"] for r in found),
+        "dense_rank_median": float(np.median([r["dense_rank"] for r in found])),
+        "lex_rank_median": float(np.median([r["lex_rank"] for r in found])),
+        "answer_over_256_word_pieces": sum(r["answer_over_256"] for r in found),
+        "by_kind": {k: sum(r["kind"] == k for r in rows) for k in kinds},
+    }
+    return {"summary": summary, "missed": rows}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -329,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             "objective_on_all": {f"{st[0]} {st[1]}": objective(fast[st], names) for st in settings},
             "loco": {"per_corpus": loco, "mean": table(loco, sets_in)},
         }
-    report["failures"] = failures(cps, gold, base)
+    report["failures"] = failures(cps, vecs, base)
     print_report(report, sets_in)
     if args.out:
         args.out.write_text(json.dumps(report, indent=1, default=str))
@@ -351,8 +366,13 @@ def print_report(report: dict, sets_in: dict) -> None:
         print(f"\n{f}: chosen per fold {report[f]['chosen_per_fold']}")
         print("  objective on all 8: " + ", ".join(
             f"{k}={v:.4f}" for k, v in report[f]["objective_on_all"].items()))  # fmt: skip
-    missed = report["failures"]["missed"]
-    print(f"\nquestions whose answer is not in the default's top 5: {len(missed)}")
+    summary = report["failures"]["summary"]
+    print(f"\nquestions whose answer the default leaves out of the top 5: {summary}")
+    for r in report["failures"]["missed"]:
+        print(
+            f"  {r['corpus']:<14} {r['kind']:<10} rank {r['rank']} dense {r.get('dense_rank')} "
+            f"lex {r.get('lex_rank')} {r.get('answer')} <- top1 {r.get('top1')}: {r['q']}"
+        )
 
 
 if __name__ == "__main__":
