@@ -342,6 +342,12 @@ def main(argv: list[str] | None = None) -> int:
         report[family] = {
             "chosen_per_fold": {c: f"{st[0]} {st[1]}" for c, st in chosen.items()},
             "objective_on_all": {f"{st[0]} {st[1]}": objective(fast[st], names) for st in settings},
+            "mrr_on_all": {
+                f"{st[0]} {st[1]}": {
+                    s: float(np.mean([fast[st][c][s]["MRR@10"] for c in sets_in[s]])) for s in SETS
+                }
+                for st in settings
+            },
             "loco": {"per_corpus": loco, "mean": table(loco, sets_in)},
         }
     report["failures"] = failures(cps, vecs, base)
