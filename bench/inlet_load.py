@@ -21,6 +21,12 @@ Sampled during the run: the filter's asyncpg pool (size, connections in use; a p
 pipeline in the same server reads `pool.get_size()` / `get_idle_size()` every 0.2 s),
 the connections PostgreSQL sees for the database (pg_stat_activity), and the RSS of the
 Pipelines server every second (start, end, max and the slope of a least-squares line).
+
+CPU per request: the CPU time (user + system) the Pipelines server, PostgreSQL (the postmaster,
+its backends, live and exited) and this process (the clients and the embedding stand-in) used
+during the measured window, divided by the requests answered. Less sensitive to what else
+runs on the machine than latency: with 20 closed-loop clients on two cores, latency is about
+20 / throughput, and throughput about the cores' share this work gets / its CPU per request.
 """
 
 from __future__ import annotations
@@ -103,6 +109,40 @@ class Run:
         self.connections: list[int] = []
         self.rss: list[tuple[float, float]] = []
         self.embed_ms: list[float] = []
+        self.cpu_s: dict[str, float] = {}  # CPU seconds used during the measured window
+
+
+def cpu_seconds(process: psutil.Process, *, children: bool) -> float:
+    """User + system CPU seconds of a process; with `children`, also of its children, live
+    (read now) and exited (reaped, accounted to the parent)."""
+    times = process.cpu_times()
+    total = times.user + times.system
+    if children:
+        total += times.children_user + times.children_system
+        for child in process.children(recursive=True):
+            try:
+                t = child.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+    return total
+
+
+def cpu_now(server_pid: int, postmaster_pid: int | None) -> dict[str, float]:
+    out = {
+        "pipelines_server": cpu_seconds(psutil.Process(server_pid), children=True),
+        "bench_process": cpu_seconds(psutil.Process(), children=False),
+    }
+    if postmaster_pid is not None:
+        out["postgresql"] = cpu_seconds(psutil.Process(postmaster_pid), children=True)
+    return out
+
+
+def postmaster_pid(pgdata: Path) -> int | None:
+    try:
+        return int((pgdata / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 async def client(http, url, queries, deadline, run: Run, seed: int) -> None:
@@ -174,7 +214,7 @@ async def sample_embedding(http, embed_url: str, model: str, deadline, run: Run)
         await asyncio.sleep(0.5)
 
 
-async def load(server, db_url, embed_url, model, queries, args) -> Run:
+async def load(server, db_url, embed_url, model, queries, args, pg_pid=None) -> Run:
     run = Run()
     limits = httpx.Limits(max_connections=args.concurrency + 4)
     async with httpx.AsyncClient(timeout=60, limits=limits) as http:
@@ -183,6 +223,7 @@ async def load(server, db_url, embed_url, model, queries, args) -> Run:
             *(client(http, server.url, queries, warm, Run(), n) for n in range(args.concurrency))
         )
         deadline = time.perf_counter() + args.seconds
+        cpu_start = cpu_now(server.proc.popen.pid, pg_pid)
         await asyncio.gather(
             *(client(http, server.url, queries, deadline, run, n) for n in range(args.concurrency)),
             sample_pool(http, server.url, deadline, run),
@@ -190,6 +231,8 @@ async def load(server, db_url, embed_url, model, queries, args) -> Run:
             sample_rss(server.proc.popen.pid, deadline, run),
             sample_embedding(http, embed_url, model, deadline, run),
         )
+        cpu_end = cpu_now(server.proc.popen.pid, pg_pid)
+        run.cpu_s = {k: cpu_end[k] - cpu_start[k] for k in cpu_start}
     return run
 
 
@@ -211,6 +254,12 @@ def report(run: Run, args, service_ms: list[float]) -> dict:
         "retrieval_in_filter_ms": {
             "p50": round(pct(run.retrieval_ms, 50), 1),
             "p95": round(pct(run.retrieval_ms, 95), 1),
+        },
+        "cpu_ms_per_request": {
+            k: round(v * 1000 / max(len(ms), 1), 2) for k, v in run.cpu_s.items()
+        },
+        "cpu_share_of_all_cores": {
+            k: round(v / args.seconds / (psutil.cpu_count() or 1), 3) for k, v in run.cpu_s.items()
         },
         "statuses": dict(run.statuses),
         "errors": len(run.errors),
@@ -298,7 +347,8 @@ def main() -> None:
         server = start_pipelines(run_dir, [FILTER, probe], valves={"lua_codebase": valves})
         before = load_average()
         log(f"{args.concurrency} clients for {args.seconds:g} s, embedder {args.embedder}")
-        run = asyncio.run(load(server, db_url, embed.url, model, queries, args))
+        pg_pid = postmaster_pid(folder / "pgdata")
+        run = asyncio.run(load(server, db_url, embed.url, model, queries, args, pg_pid))
         result = {
             "machine": machine(),
             "load_average_before": before,

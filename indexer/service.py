@@ -183,8 +183,16 @@ class Victor:
         for a down or slow embedder: the context then comes from lexical search,
         `Context.notice` says so in a short phrase any user may see, `Context.detail` says why.
         """
-        (found,) = await self.search([query], top_k=top_k, repos=repos, timeout=timeout)
-        context = await self.assemble(found.results, budget=budget, min_score=min_score)
+        timeout = self.settings.query_timeout if timeout is None else timeout
+        asked = await search.embedded(self.embedder, [query], mode="hybrid", timeout=timeout)
+        # one connection for the search and the code around its hits, taken after the
+        # embedding: each connection taken from the pool costs a round trip to reset it
+        async with self.pool.acquire() as conn:
+            (found,) = await search.search_with(
+                conn, self.embedder, [query], asked, top_k=top_k, repos=repos
+            )
+            kept, extra = await self._around(conn, found.results, min_score=min_score)
+        context = build_context(kept, budget=budget, extra=extra)
         if not found.notice:
             return context
         return replace(context, notice=found.summary, detail=found.notice)
@@ -202,14 +210,33 @@ class Victor:
         """The context block of a search's results: those scoring `min_score` or more, then,
         while the budget has room, the code around the best (`calls`, default
         VICTOR_CALL_CONTEXT: what it calls and what calls it; indexer/search/calls.py)."""
+        kept, extra = await self._around(
+            self.pool, results, min_score=min_score, calls=calls, seeds=seeds, first=first
+        )
+        return build_context(kept, budget=budget, extra=extra)
+
+    async def _around(
+        self,
+        db: asyncpg.Pool | asyncpg.Connection,
+        results: Sequence[search.SearchResult],
+        *,
+        min_score: float,
+        calls: CallContext | None = None,
+        seeds: int = CALL_SEEDS,
+        first: str = CALL_FIRST,
+    ) -> tuple[list[search.SearchResult], list[search.SearchResult]]:
+        """The results scoring `min_score` or more, and the code around them (see assemble),
+        read on `db`'s connection (a pool's only when there is code to look for)."""
         kept = [r for r in results if r.score >= min_score]
         mode = self.settings.call_context if calls is None else calls
-        extra: list[search.SearchResult] = []
-        if kept and mode != "off":
-            async with self.pool.acquire() as conn:
+        if not kept or mode == "off":
+            return kept, []
+        if isinstance(db, asyncpg.Pool):
+            async with db.acquire() as conn:
                 found = await call_neighbours(conn, kept, mode, seeds=seeds, first=first)
-            extra = [labelled(n) for n in found]
-        return build_context(kept, budget=budget, extra=extra)
+        else:
+            found = await call_neighbours(db, kept, mode, seeds=seeds, first=first)
+        return kept, [labelled(n) for n in found]
 
     async def repos(self) -> list[store.Repo]:
         return await store.list_repos(self.pool)

@@ -30,6 +30,7 @@ _PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 _CALL = re.compile(
     r"(?<![\w.:])(function\s+)?([A-Za-z_]\w*(?:\s*[.:]\s*[A-Za-z_]\w*){0,20})\s*[({]"
 )
+_SPACES = re.compile(r"\s+")
 # A dotted or colon name as a user writes it: `Picker:get_selection`, `pl.List.slice`.
 _QUALIFIED = re.compile(r"[A-Za-z_]\w*(?:[.:][A-Za-z_]\w*)*")
 _PATH_NOISE = frozenset({"lua", "src", "lib", "init", "source"})
@@ -89,7 +90,7 @@ def called_names(text: str) -> list[str]:
     for m in _CALL.finditer(text):
         if m.group(1):  # `function M.f(`: a definition, not a call
             continue
-        name = re.sub(r"\s+", "", m.group(2))
+        name = _SPACES.sub("", m.group(2))
         if name.split(".")[0].split(":")[0] in KEYWORDS or name in _BUILTIN_CALLS:
             continue
         names.append(name)
@@ -213,4 +214,4 @@ def defined_names(text: str) -> list[str]:
 def symbol_key(symbol: str) -> str:
     """What a symbol is looked up by: its last name, lower-cased (`Picker:get_selection` ->
     `get_selection`)."""
-    return re.split(r"[.:]", symbol)[-1].lower()
+    return symbol.replace(":", ".").rpartition(".")[2].lower()  # re.split: 4x the time

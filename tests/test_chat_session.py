@@ -154,3 +154,39 @@ async def test_the_pool_says_once_per_outage_that_it_cannot_restore_its_floor(
     floors = [r for r in caplog.records if "floor" in r.getMessage()]
     assert len(floors) == 2 and all(r.exc_info is None for r in floors)
     assert all("PostgreSQL" in r.getMessage() for r in floors), [r.getMessage() for r in floors]
+
+
+async def test_a_long_lived_session_follows_the_index_through_reembed_and_removal(
+    shop_settings, ollama
+):
+    """A chat adapter's session lives for days while the index changes under it: each chat
+    checks the index's vector space and reads its repositories again (on the one connection
+    it takes for the search), so after `victor reembed` to another model the next chat says
+    so, after a re-embed back it finds code again, and a removed repository is gone."""
+    from indexer.indexing.reembed import reembed
+
+    session = session_for(shop_settings)
+
+    async def ask_in(repos):
+        return await session.retrieve(
+            "Where is Cart:add?", top_k=4, context_tokens=1000, min_score=0, repos=repos
+        )
+
+    try:
+        assert (await ask_in(["shop"])).context.sources
+        local = shop_settings.model_copy(update={"embed_backend": "local"})
+        async with open_victor(local) as victor:
+            await reembed(victor.pool, victor.embedder)
+        moved = await ask_in(None)
+        assert moved.context is None
+        assert moved.reason == "the index was built with another embedding model"
+        async with open_victor(shop_settings) as victor:
+            await reembed(victor.pool, victor.embedder)
+        assert (await ask_in(None)).context.sources
+        async with open_victor(shop_settings) as victor:
+            await victor.remove("shop")
+        for repos in (["shop"], None):
+            gone = await ask_in(repos)
+            assert gone.reason == "" and gone.context.text == "" and not gone.context.sources
+    finally:
+        await session.close()

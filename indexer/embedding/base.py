@@ -41,7 +41,7 @@ def check_vectors(vectors: list[list[float]], expected: int, dims: int | None, m
                 f"The embedder returned a {len(vector)}-dimension vector; model {model} "
                 f"gave {dims} before. Is another model answering under this name?"
             )
-        if not all(math.isfinite(x) for x in vector):
+        if not all(map(math.isfinite, vector)):  # map: no generator frame per value
             raise EmbeddingError(f"The embedder returned a vector with NaN/inf (model {model}).")
 
 

@@ -35,18 +35,19 @@ fallback) are on another scale: s / (s + 30) alone, common English words can rea
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import asyncpg
 import numpy as np
 
-from indexer.embedding import Embedder
-from indexer.errors import VictorError
+from indexer.embedding import Embedder, check_dimensions
+from indexer.errors import EmbeddingError, VictorError
 from indexer.search.dense import (
     Degraded,
     check_space,
     dense_ids,
     embed_queries,
+    embedder_down,
     embedder_missing,
 )
 from indexer.search.fusion import DEFAULT_TUNING, Tuning, fuse, is_test_path
@@ -62,7 +63,18 @@ from indexer.search.results import (
 )
 from indexer.search.symbols import SymbolHit, symbol_hits
 
-__all__ = ["DEFAULT_TUNING", "MODES", "Found", "Mode", "SearchResult", "Tuning", "search"]
+__all__ = [
+    "DEFAULT_TUNING",
+    "MODES",
+    "Embedded",
+    "Found",
+    "Mode",
+    "SearchResult",
+    "Tuning",
+    "embedded",
+    "search",
+    "search_with",
+]
 
 
 async def search(
@@ -78,27 +90,69 @@ async def search(
 ) -> list[Found]:
     """Search for every query with one embedding request; lexical only when the embedder
     is down or slow (each Found then carries a notice)."""
+    asked = await embedded(embedder, queries, mode=mode, timeout=timeout)
+    async with pool.acquire() as conn:
+        return await search_with(
+            conn, embedder, queries, asked, mode=mode, top_k=top_k, repos=repos, tuning=tuning
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Embedded:
+    """The queries' vectors (`embedded`), or why a search runs without them."""
+
+    vectors: list[np.ndarray] | None
+    degraded: Degraded | None
+
+
+async def embedded(
+    embedder: Embedder | None, queries: Sequence[str], *, mode: Mode, timeout: float
+) -> Embedded:
+    """The queries' vectors for a search in `mode`, in one request, before any connection is
+    taken: a search holds a connection of the pool only while it talks to the database."""
     if mode not in MODES:
         raise VictorError(f"Unknown search mode {mode!r}: use one of {', '.join(MODES)}.")
-    vectors: list[np.ndarray] | None = None
-    degraded: Degraded | None = None
-    if mode != "lexical" and queries:
-        if embedder is None:
-            degraded = embedder_missing()
-        else:
-            dims = await check_space(pool, embedder)
-            vectors, degraded = await embed_queries(embedder, queries, timeout, dims)
+    if mode == "lexical" or not queries:
+        return Embedded(None, None)
+    if embedder is None:
+        return Embedded(None, embedder_missing())
+    vectors, degraded = await embed_queries(embedder, queries, timeout)
+    return Embedded(vectors, degraded)
+
+
+async def search_with(
+    conn: asyncpg.Connection,
+    embedder: Embedder | None,
+    queries: Sequence[str],
+    asked: Embedded,
+    *,
+    mode: Mode = "hybrid",
+    top_k: int = 8,
+    repos: Sequence[str] | None = None,
+    tuning: Tuning = DEFAULT_TUNING,
+) -> list[Found]:
+    """The searches for `queries` on one connection, with their vectors from `embedded`.
+
+    The index's vector space is checked first, on this connection (no other one is taken
+    for it): a query embedded by another model than the index's would return noise, so a
+    search refuses it, as it refuses an empty index; vectors of another dimension than the
+    index's make the search lexical, as a down embedder does."""
+    vectors, degraded = asked.vectors, asked.degraded
+    if mode != "lexical" and queries and embedder is not None:
+        dims = await check_space(conn, embedder)
+        if vectors is not None:
+            try:
+                check_dimensions(vectors, dims, embedder.model)
+            except EmbeddingError as exc:
+                vectors, degraded = None, embedder_down(exc)
     notice, summary = (degraded.detail, degraded.notice) if degraded else ("", "")
     used: Mode = mode if vectors is not None or mode == "lexical" else "lexical"
     found: list[Found] = []
-    async with pool.acquire() as conn:
-        ids = await repo_ids(conn, repos)
-        for n, query in enumerate(queries):
-            vector = vectors[n] if vectors is not None else None
-            results = await _one(
-                conn, query, vector, mode=used, top_k=top_k, repos=ids, tuning=tuning
-            )
-            found.append(Found(results, used, notice, summary))
+    ids = await repo_ids(conn, repos)
+    for n, query in enumerate(queries):
+        vector = vectors[n] if vectors is not None else None
+        results = await _one(conn, query, vector, mode=used, top_k=top_k, repos=ids, tuning=tuning)
+        found.append(Found(results, used, notice, summary))
     return found
 
 

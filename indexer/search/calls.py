@@ -15,7 +15,7 @@ ordered the same way (the closest call first, then the shortest chunk) and tests
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -143,11 +143,18 @@ async def callers(
         if not is_test_path(r["path"])
         and (r["path"], r["start_line"]) != (hit.path, hit.start_line)
     ]
-    if _too_common(rows, hit, key):
+    names: dict[int, list[str]] = {}  # a row's calls, read once for both passes
+
+    def calls_in(r: asyncpg.Record) -> list[str]:
+        if r["id"] not in names:
+            names[r["id"]] = words.called_names(r["text"])
+        return names[r["id"]]
+
+    if _too_common(rows, hit, key, calls_in):
         return []
     ranked: list[tuple[int, int, asyncpg.Record]] = []
     for r in rows:
-        calls = [c for c in words.called_names(r["text"]) if words.symbol_key(c) == key]
+        calls = [c for c in calls_in(r) if words.symbol_key(c) == key]
         if not calls:
             continue
         close = max(_closeness(c, r["path"], hit.symbol, hit.path) for c in calls)
@@ -160,7 +167,12 @@ async def callers(
     return [Neighbour(result_of(r, hit.score), f"calls {hit.symbol}") for _, _, r in ranked[:limit]]
 
 
-def _too_common(rows: Sequence[asyncpg.Record], hit: SearchResult, key: str) -> bool:
+def _too_common(
+    rows: Sequence[asyncpg.Record],
+    hit: SearchResult,
+    key: str,
+    calls_in: Callable[[asyncpg.Record], list[str]],
+) -> bool:
     """Whether more than MAX_DEFINITIONS x MAX_CALLERS of `rows` call the name and none of
     them can be a close call (see `callers`): decided without reading every row's calls,
     which for a common name's 200 candidates cost more than the lookup's SQL."""
@@ -173,7 +185,7 @@ def _too_common(rows: Sequence[asyncpg.Record], hit: SearchResult, key: str) -> 
         return False
     calling = 0
     for r in rows:
-        if any(words.symbol_key(c) == key for c in words.called_names(r["text"])):
+        if any(words.symbol_key(c) == key for c in calls_in(r)):
             calling += 1
             if calling > MAX_DEFINITIONS * MAX_CALLERS:
                 return True

@@ -72,13 +72,19 @@ async def embed_queries(
         if dims is not None:
             check_dimensions(vectors, dims, embedder.model)
     except _EMBEDDER_DOWN as exc:
-        reason = (
-            f"no answer within {timeout:.3g} s"  # a chat's share of its timeout: 1.2, not 1.19986
-            if isinstance(exc, TimeoutError)
-            else str(exc).rstrip(".")
-        )
-        return None, Degraded(KEYWORD_ONLY, f"embedder unavailable ({reason}); lexical search only")
+        return None, embedder_down(exc, timeout)
     return [np.asarray(v, dtype=np.float32) for v in vectors], None
+
+
+def embedder_down(exc: BaseException, timeout: float = 0.0) -> Degraded:
+    """Why a search runs on keywords after the query embedding failed with `exc` (`timeout`:
+    the time it had, for a TimeoutError)."""
+    reason = (
+        f"no answer within {timeout:.3g} s"  # a chat's share of its timeout: 1.2, not 1.19986
+        if isinstance(exc, TimeoutError)
+        else str(exc).rstrip(".")
+    )
+    return Degraded(KEYWORD_ONLY, f"embedder unavailable ({reason}); lexical search only")
 
 
 # A search restricted to repositories holding at most this many searchable chunks computes

@@ -3,6 +3,7 @@ the knobs of ranking (`Tuning`)."""
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -51,6 +52,7 @@ DEFAULT_TUNING = Tuning()
 _TEST_PATH = re.compile(r"(^|/)(tests?|spec|specs|__tests__)/|[_.-](spec|test)\.lua$|(^|/)test[_-]")
 
 
+@functools.lru_cache(maxsize=65536)  # a search asks for each of its ~100 candidates' paths
 def is_test_path(path: str) -> bool:
     """Test and spec files: a question about the code is rarely about its tests."""
     return _TEST_PATH.search(path.lower()) is not None
