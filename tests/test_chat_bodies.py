@@ -180,3 +180,36 @@ def test_odd_chat_bodies_never_break_inlet(settings, ollama, caplog):
         seen["examples"],
         note=f"{seen['searched']} searched, {seen['context']} got context; index intact",
     )
+
+
+def test_a_pasted_blob_is_judged_in_linear_time():
+    """A message made of one very long word (a pasted base64 blob) must not hang the inlet:
+    the code-token check once took minutes on 300,000 characters. Here it must finish within
+    a bound far above what a linear scan needs, whatever the machine's load."""
+    import threading
+
+    results: list[bool] = []
+    blob = "QUJD" * 75_000
+    worker = threading.Thread(
+        target=lambda: results.extend([chat.is_specific(blob), chat.is_specific(blob + "(")])
+    )
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive(), "is_specific did not finish on a 300,000-character word"
+    assert results == [False, True]
+
+
+@pytest.mark.parametrize(
+    "text, specific",
+    [
+        ("why does Cart:add fail", True),
+        ("see shop.cart", True),
+        ("call lookup( with nil", True),
+        ("apply_discount is wrong", True),
+        ("getSelection returns nothing", True),
+        ("hi there", False),
+        ("ok", False),
+    ],
+)
+def test_code_tokens_still_count_as_specific(text, specific):
+    assert chat.is_specific(text) is specific

@@ -38,8 +38,10 @@ FILLER = """
 """
 STOPWORDS = frozenset(FILLER.split())
 WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# `Cart:add`, `shop.cart`, `lookup(`, `apply_discount`, `getSelection`: clearly about code
-CODE_TOKEN = re.compile(r"\w+[.:]\w+|\w+\(|\b[A-Za-z]+_\w+|\b[a-z]+[A-Z]\w*")
+# `Cart:add`, `shop.cart`, `lookup(`, `apply_discount`, `getSelection`: clearly about code.
+# Every branch starts at a word boundary: unanchored, `\w+[.:]` retried from each character
+# of a long word (a pasted blob), quadratic in its length (minutes for 300,000 characters).
+CODE_TOKEN = re.compile(r"\b\w+[.:]\w+|\b\w+\(|\b[A-Za-z]+_\w+|\b[a-z]+[A-Z]\w*")
 
 
 def role(message: object) -> str | None:
