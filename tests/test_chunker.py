@@ -394,14 +394,24 @@ def test_chunking_in_a_thread_works_without_the_alarm():
     assert "cannot be parsed within 0.1s" in big.error
 
 
+def test_a_long_call_chain_parses():
+    """LL prediction alone needs minutes for `f()()()...` (a full-context prediction at every
+    call), which sent such files to the scanner; the SLL stage reads it at once."""
+    source = "local function f() return f end\nx = f" + "()" * 400 + "\n"
+    result = chunk_source("chain.lua", source, time_limit=5.0)
+    assert (result.mode, result.error) == (ParseMode.AST, "")
+    assert [c.symbol for c in result.chunks] == ["f", "chain"]
+
+
 @pytest.mark.parametrize(
     "source",
-    ["x = f" + "()" * 400 + "\n", "local q = query" + ".where(1)" * 300 + "\n"],
+    ["x = f" + "()" * 400 + "\n)\n", "local q = query" + ".where(1)" * 300 + "\n)\n"],
     ids=["calls", "call-chain"],
 )
 def test_time_limit_holds_outside_the_main_thread(source):
-    # luaparser needs minutes for these few hundred bytes; indexing parses small batches in
-    # a thread, where no alarm can stop it: the token stream's deadline does.
+    # luaparser needs minutes for these few hundred bytes: SLL prediction stops at the stray
+    # `)`, and the LL stage then needs minutes for the chain. Indexing parses small batches
+    # in a thread, where no alarm can stop it: the token stream's deadline does.
     with ThreadPoolExecutor(1) as pool:
         result = pool.submit(chunk_source, "chain.lua", source, time_limit=1.0).result()
     assert result.mode == ParseMode.SCANNER

@@ -79,8 +79,9 @@ class _BoundedTokenStream(CommonTokenStream):
 
     ANTLR's prediction asks the stream for every token it looks at, so this notices a parse
     that runs long within milliseconds. It matters outside the main thread, where there is no
-    alarm: luaparser is superlinear on some input (a chain of 400 calls, `f()()()...`, takes
-    minutes) and indexing parses small batches in a thread.
+    alarm: LL prediction is superlinear on some input (a chain of 400 calls, `f()()()...`,
+    takes minutes; the SLL stage reads it at once, but a syntax error elsewhere in the file
+    sends it to the LL stage) and indexing parses small batches in a thread.
     """
 
     def __init__(self, lexer: LuaLexer, deadline: float, time_limit: float):
