@@ -22,12 +22,13 @@ from pathlib import Path
 
 import psutil
 import pytest
+from antlr4.atn.PredictionMode import PredictionMode
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from indexer.models import Chunk, ChunkKind, FileChunks, ParseMode
 from indexer.parsing import chunks as assembly
-from indexer.parsing import scanner
+from indexer.parsing import luaparser_defs, scanner
 from indexer.parsing.chunker import chunk_source
 from indexer.parsing.pool import MIN_PARALLEL_CHARS, chunk_files
 from tests.support import tally
@@ -162,6 +163,32 @@ def test_every_form_is_its_own_chunk():
     result = chunk_source("lib/forms.lua", fixture("forms.lua"))
     assert result.mode == ParseMode.AST and result.error == ""
     assert symbols(result.chunks) == FORMS
+
+
+def test_a_file_sll_prediction_rejects_is_parsed_again_in_ll_mode(monkeypatch):
+    """The parser tries ANTLR's faster SLL prediction first and parses again in LL mode when
+    that reports a syntax error (SLL may reject what LL accepts). Here the SLL stage is made to
+    fail for real, halfway through the file: the LL stage chunks it exactly as usual, and a
+    file with a genuine syntax error goes through both stages to the scanner."""
+    expected = chunk_source("lib/forms.lua", fixture("forms.lua"))
+    real, modes = luaparser_defs._parse_in, []
+
+    def sll_fails_halfway(mode, source, *bounds):
+        modes.append(mode)
+        if mode == PredictionMode.SLL:
+            source = source[: len(source) // 2]  # cut inside a function: a syntax error
+        return real(mode, source, *bounds)
+
+    monkeypatch.setattr(luaparser_defs, "_parse_in", sll_fails_halfway)
+    result = chunk_source("lib/forms.lua", fixture("forms.lua"))
+    assert modes == [PredictionMode.SLL, PredictionMode.LL]
+    assert (result.mode, result.error, result.chunks) == (ParseMode.AST, "", expected.chunks)
+
+    modes.clear()
+    monkeypatch.setattr(luaparser_defs, "_parse_in", lambda *a: modes.append(a[0]) or real(*a))
+    broken = chunk_source("lib/broken.lua", "local function f()\n  return 1 +\nend\n")
+    assert modes == [PredictionMode.SLL, PredictionMode.LL]
+    assert broken.mode == ParseMode.SCANNER and "line 3:0" in broken.error
 
 
 @pytest.mark.parametrize(
@@ -367,14 +394,24 @@ def test_chunking_in_a_thread_works_without_the_alarm():
     assert "cannot be parsed within 0.1s" in big.error
 
 
+def test_a_long_call_chain_parses():
+    """LL prediction alone needs minutes for `f()()()...` (a full-context prediction at every
+    call), which sent such files to the scanner; the SLL stage reads it at once."""
+    source = "local function f() return f end\nx = f" + "()" * 400 + "\n"
+    result = chunk_source("chain.lua", source, time_limit=5.0)
+    assert (result.mode, result.error) == (ParseMode.AST, "")
+    assert [c.symbol for c in result.chunks] == ["f", "chain"]
+
+
 @pytest.mark.parametrize(
     "source",
-    ["x = f" + "()" * 400 + "\n", "local q = query" + ".where(1)" * 300 + "\n"],
+    ["x = f" + "()" * 400 + "\n)\n", "local q = query" + ".where(1)" * 300 + "\n)\n"],
     ids=["calls", "call-chain"],
 )
 def test_time_limit_holds_outside_the_main_thread(source):
-    # luaparser needs minutes for these few hundred bytes; indexing parses small batches in
-    # a thread, where no alarm can stop it: the token stream's deadline does.
+    # luaparser needs minutes for these few hundred bytes: SLL prediction stops at the stray
+    # `)`, and the LL stage then needs minutes for the chain. Indexing parses small batches
+    # in a thread, where no alarm can stop it: the token stream's deadline does.
     with ThreadPoolExecutor(1) as pool:
         result = pool.submit(chunk_source, "chain.lua", source, time_limit=1.0).result()
     assert result.mode == ParseMode.SCANNER

@@ -8,6 +8,7 @@ import threading
 import time
 
 from antlr4 import CommonTokenStream, InputStream, Token
+from antlr4.atn.PredictionMode import PredictionMode
 from antlr4.error.ErrorListener import ErrorListener
 from antlr4.error.Errors import ParseCancellationException
 from antlr4.error.ErrorStrategy import BailErrorStrategy
@@ -78,8 +79,9 @@ class _BoundedTokenStream(CommonTokenStream):
 
     ANTLR's prediction asks the stream for every token it looks at, so this notices a parse
     that runs long within milliseconds. It matters outside the main thread, where there is no
-    alarm: luaparser is superlinear on some input (a chain of 400 calls, `f()()()...`, takes
-    minutes) and indexing parses small batches in a thread.
+    alarm: LL prediction is superlinear on some input (a chain of 400 calls, `f()()()...`,
+    takes minutes; the SLL stage reads it at once, but a syntax error elsewhere in the file
+    sends it to the LL stage) and indexing parses small batches in a thread.
     """
 
     def __init__(self, lexer: LuaLexer, deadline: float, time_limit: float):
@@ -97,12 +99,29 @@ def _parse(
     source: str, deadline: float | None = None, time_limit: float | None = None
 ) -> lua.Chunk:
     """luaparser's `ast.parse`, minus the console error listener that spams stderr; stopped
-    with ParseTimeout once past `deadline` (time.monotonic) when one is given."""
+    with ParseTimeout once past `deadline` (time.monotonic) when one is given.
+
+    ANTLR's two-stage parse: SLL prediction first, which is faster (it never falls back to
+    full-context prediction, whose results ANTLR does not cache), then, only if that reports
+    a syntax error, the whole file again in LL mode, the default. SLL may reject input that LL
+    accepts, never the reverse, and where both accept they build the same tree, so the result
+    is what an LL parse alone gives. The caller's deadline and alarm cover both stages.
+    """
     # Keep character offsets, but hide what the grammar rejects and Lua ignores.
     if source.startswith("\ufeff"):
         source = " " + source[1:]
     if source.startswith("#"):
         source = "--" + source[2:] if len(source) > 1 else " "
+    try:
+        return _parse_in(PredictionMode.SLL, source, deadline, time_limit)
+    except ParseCancellationException:
+        return _parse_in(PredictionMode.LL, source, deadline, time_limit)
+
+
+def _parse_in(
+    mode: PredictionMode, source: str, deadline: float | None, time_limit: float | None
+) -> lua.Chunk:
+    """One parse with a fresh lexer, token stream and parser, in prediction mode `mode`."""
     lexer = LuaLexer(InputStream(source))
     lexer.removeErrorListeners()
     lexer.addErrorListener(_RaiseOnError())
@@ -114,6 +133,7 @@ def _parse(
     parser.removeErrorListeners()
     parser.addErrorListener(_RaiseOnError())
     parser._errHandler = BailErrorStrategy()
+    parser._interp.predictionMode = mode
     # An interrupted parse (time limit, RecursionError) leaves ANTLR's shared DFA caches
     # (LuaLexer/LuaParser.decisionsToDFA) valid, so they are kept: ANTLR builds each DFA state
     # completely before one statement links it in (`addDFAState`, `addDFAEdge`; "all adds to

@@ -15,8 +15,9 @@ from pathlib import Path
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "lua"
 
 # luaparser needs minutes for these few hundred bytes: a file a worker is surely still busy
-# with when a test kills it (its time limit stops it otherwise).
-SLOW = "x = f" + "()" * 400 + "\n"
+# with when a test kills it (its time limit stops it otherwise). SLL prediction reads the chain
+# at once and stops at the stray `)`; the LL stage then needs minutes for the chain.
+SLOW = "x = f" + "()" * 400 + "\n)\n"
 
 
 def pool_corpus(min_chars: int) -> list[tuple[str, str]]:
