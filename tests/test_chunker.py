@@ -764,7 +764,10 @@ def test_a_dead_worker_loses_only_its_own_file(pool_items, in_process):
         for path, r in results.items()
         if r.mode == ParseMode.LINES and in_process[path].mode != ParseMode.LINES
     }
-    assert 1 <= len(dead) <= 2  # the files the killed workers were on
+    # the files the killed workers were on: both were busy, but a worker may have sent its
+    # file's result just before it was killed (then only one file is lost); never more than
+    # two, and never one a fresh worker parsed
+    assert 1 <= len(dead) <= 2
     for path, r in dead.items():
         assert r.error.startswith("worker died"), r.error
         assert all(c.kind == ChunkKind.WINDOW for c in r.chunks)
