@@ -191,7 +191,8 @@ class Victor:
             (found,) = await search.search_with(
                 conn, self.embedder, [query], asked, top_k=top_k, repos=repos
             )
-            kept, extra = await self._around(conn, found.results, min_score=min_score)
+            kept = [r for r in found.results if r.score >= min_score]
+            extra = await self._around(conn, kept, self.settings.call_context)
         context = build_context(kept, budget=budget, extra=extra)
         if not found.notice:
             return context
@@ -210,33 +211,28 @@ class Victor:
         """The context block of a search's results: those scoring `min_score` or more, then,
         while the budget has room, the code around the best (`calls`, default
         VICTOR_CALL_CONTEXT: what it calls and what calls it; indexer/search/calls.py)."""
-        kept, extra = await self._around(
-            self.pool, results, min_score=min_score, calls=calls, seeds=seeds, first=first
-        )
+        kept = [r for r in results if r.score >= min_score]
+        mode = self.settings.call_context if calls is None else calls
+        extra: list[search.SearchResult] = []
+        if kept and mode != "off":  # a connection only when there is code to look for
+            async with self.pool.acquire() as conn:
+                extra = await self._around(conn, kept, mode, seeds=seeds, first=first)
         return build_context(kept, budget=budget, extra=extra)
 
     async def _around(
         self,
-        db: asyncpg.Pool | asyncpg.Connection,
-        results: Sequence[search.SearchResult],
+        conn: asyncpg.Connection,
+        kept: Sequence[search.SearchResult],
+        mode: CallContext,
         *,
-        min_score: float,
-        calls: CallContext | None = None,
         seeds: int = CALL_SEEDS,
         first: str = CALL_FIRST,
-    ) -> tuple[list[search.SearchResult], list[search.SearchResult]]:
-        """The results scoring `min_score` or more, and the code around them (see assemble),
-        read on `db`'s connection (a pool's only when there is code to look for)."""
-        kept = [r for r in results if r.score >= min_score]
-        mode = self.settings.call_context if calls is None else calls
+    ) -> list[search.SearchResult]:
+        """The code around the `kept` results (see assemble), labelled for the context."""
         if not kept or mode == "off":
-            return kept, []
-        if isinstance(db, asyncpg.Pool):
-            async with db.acquire() as conn:
-                found = await call_neighbours(conn, kept, mode, seeds=seeds, first=first)
-        else:
-            found = await call_neighbours(db, kept, mode, seeds=seeds, first=first)
-        return kept, [labelled(n) for n in found]
+            return []
+        found = await call_neighbours(conn, kept, mode, seeds=seeds, first=first)
+        return [labelled(n) for n in found]
 
     async def repos(self) -> list[store.Repo]:
         return await store.list_repos(self.pool)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.retrieval import levers
-from bench.retrieval.stage import TUNED, _fuse, run_eval
+from bench.retrieval.stage import TUNED, fuse_cosine, run_eval
 from bench.retrieval.study import (
     SETS,
     bm25f,
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     lex = {id(p): bm25f(cp, p, TUNED) for cp, p in pools}
     scores = {
         v: {
-            id(p): _fuse(cp, p, p.vecs.astype(np.float32) @ qvec(p, v), lex[id(p)])
+            id(p): fuse_cosine(cp, p, p.vecs.astype(np.float32) @ qvec(p, v), lex[id(p)])
             for cp, p in pools
         }
         for v in VARIANTS

@@ -5,7 +5,7 @@
 Today a function's vector is the normalised mean of two embeddings (indexer/embedding/texts.py):
 its full text (path, name, code; all-MiniLM-L6-v2 reads the first 256 word pieces only) and a
 short name text. Each pool's same 50 candidates get a new dense score from one of three
-families, fused exactly as the core fuses the cosine (`stage._fuse`, the tuned fusion):
+families, fused exactly as the core fuses the cosine (`stage.fuse_cosine`, the tuned fusion):
 * `maxp`: the full text cut into windows of WINDOW word pieces, the header line repeated in
   each (`split_windows`), the stored cosine combined with the best window's (Dai & Callan
   2019, MaxP) or with the windows' mean: `(1 - w) * stored + w * window`, or the max;
@@ -36,7 +36,7 @@ import numpy as np
 from bench.retrieval import levers
 from bench.retrieval.cache import VectorCache
 from bench.retrieval.densequery import answer_rank
-from bench.retrieval.stage import TUNED, _fuse, run_eval
+from bench.retrieval.stage import TUNED, fuse_cosine, run_eval
 from bench.retrieval.study import (
     SETS,
     bm25f,
@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     log(f"cosine of the mean of the recovered parts vs the stored cosine: max diff {drift:.2e}")
     lex = {id(p): bm25f(cp, p, TUNED) for cp, p in pools}
-    base = {id(p): _fuse(cp, p, p.cos.astype(np.float32), lex[id(p)]) for cp, p in pools}
+    base = {id(p): fuse_cosine(cp, p, p.cos.astype(np.float32), lex[id(p)]) for cp, p in pools}
     same = max(float(np.abs(base[id(p)] - fused(cp, p, TUNED)).max()) for cp, p in pools)
     log(f"re-fused stored cosine vs the tuned fusion: max abs difference {same:.2e}")
     gold = {id(p): labels(cp, p) for cp, p in pools}
@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     for family, settings in FAMILIES.items():
         scores = {
             st: {
-                id(p): _fuse(cp, p, dense(p, cand[id(p)], family, st), lex[id(p)])
+                id(p): fuse_cosine(cp, p, dense(p, cand[id(p)], family, st), lex[id(p)])
                 for cp, p in pools
             }
             for st in settings

@@ -350,7 +350,9 @@ def loco_boosts(cps, feats, sets_in, fused_of) -> dict:
 PRF = [(0.0, 0)] + [(b, k) for b in (0.1, 0.25, 0.5, 1.0) for k in (1, 3, 5)]
 
 
-def _fuse(cp: levers.CorpusPools, p: levers.Pool, cos: np.ndarray, lex: np.ndarray) -> np.ndarray:
+def fuse_cosine(
+    cp: levers.CorpusPools, p: levers.Pool, cos: np.ndarray, lex: np.ndarray
+) -> np.ndarray:
     """The tuned fusion of a cosine and a BM25F score per candidate (`fusion.fuse`)."""
     pr = _prep(cp, p)
     cos = np.maximum(0.0, np.where(pr["module"], cos * 0.8, cos))
@@ -367,7 +369,7 @@ def prf_fused(cp: levers.CorpusPools, p: levers.Pool, setting: tuple[float, int]
         return base
     vecs = p.vecs.astype(np.float32)
     q = p.qvec.astype(np.float32) + beta * vecs[np.argsort(-base, kind="stable")[:k]].mean(axis=0)
-    return _fuse(cp, p, vecs @ (q / (np.linalg.norm(q) + 1e-9)), bm25f(cp, p, TUNED))
+    return fuse_cosine(cp, p, vecs @ (q / (np.linalg.norm(q) + 1e-9)), bm25f(cp, p, TUNED))
 
 
 def expanded_fused(cp: levers.CorpusPools, p: levers.Pool, setting: tuple[float, int]):
@@ -388,7 +390,7 @@ def expanded_fused(cp: levers.CorpusPools, p: levers.Pool, setting: tuple[float,
     w = tf @ np.asarray(TUNED.weights, np.float32)
     lex = (idf[None, :] * w * (TUNED.k1 + 1) / (w + TUNED.k1)).sum(axis=1)
     lex = np.where(pr["module"], lex * TUNED.module, lex)
-    return _fuse(cp, p, p.cos, lex)
+    return fuse_cosine(cp, p, p.cos, lex)
 
 
 PRF = [(0.0, 0)] + [(b, k) for b in (0.1, 0.25, 0.5, 1.0) for k in (1, 3, 5)]

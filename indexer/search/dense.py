@@ -19,7 +19,7 @@ import numpy as np
 
 from indexer import store
 from indexer.bounded import within
-from indexer.embedding import Embedder, check_dimensions
+from indexer.embedding import Embedder
 from indexer.errors import (
     EmbedderUnavailable,
     EmbeddingError,
@@ -61,16 +61,14 @@ def embedder_missing() -> Degraded:
 
 
 async def embed_queries(
-    embedder: Embedder, queries: Sequence[str], timeout: float, dims: int | None = None
+    embedder: Embedder, queries: Sequence[str], timeout: float
 ) -> tuple[list[np.ndarray] | None, Degraded | None]:
-    """The queries' vectors, or None and why when the embedder fails, takes longer than
-    `timeout` seconds or answers with vectors of another dimension than the index's (`dims`):
-    a chat must get lexical results rather than wait or fail."""
+    """The queries' vectors, or None and why when the embedder fails or takes longer than
+    `timeout` seconds: a chat must get lexical results rather than wait or fail (their
+    dimension is checked against the index's by `search.search_with`)."""
     try:
         await embedder.ready()
         vectors = await within(embedder.embed_queries(list(queries)), timeout)
-        if dims is not None:
-            check_dimensions(vectors, dims, embedder.model)
     except _EMBEDDER_DOWN as exc:
         return None, embedder_down(exc, timeout)
     return [np.asarray(v, dtype=np.float32) for v in vectors], None

@@ -53,7 +53,21 @@ MIN_REACH = 100  # per repository: a small repository still gets a fair look at 
 RESCORE = 200  # approximate-best candidates scored exactly (at least 2 x depth)
 EXACT = 3000  # lists read to their ends and <= this many postings or chunks: all scored
 
-_TOP = """
+# One posting's field-weighted term frequency (`x.tf`, BM25F's length normalisation of the
+# doc and body fields against the scope's means in `consts k`), and a chunk's score summed over
+# its postings in term order (so equal scores are equal to the bit): both ways of scoring in
+# `scored` below use them.
+_TF = """CROSS JOIN LATERAL (SELECT :w_name::float8 * p.na + :w_context::float8 * p.nb
+                 + CASE WHEN p.nc > 0 THEN :w_doc::float8 * p.nc / (1 - :b_doc::float8
+                        + :b_doc::float8 * p.doc_len / k.doc_avg) ELSE 0 END
+                 + CASE WHEN p.nd > 0 THEN :w_body::float8 * p.nd / (1 - :b_body::float8
+                        + :b_body::float8 * p.body_len / k.body_avg) ELSE 0 END
+                 AS tf) x"""
+_SCORE = """sum(k.idfs[array_position(k.terms, p.term)]
+                   * x.tf * (:k1::float8 + 1) / (x.tf + :k1::float8) ORDER BY p.term)
+               * CASE WHEN bool_or(p.module) THEN :module_factor::float8 ELSE 1 END AS score"""
+
+_TOP = f"""
 WITH terms AS (
     SELECT DISTINCT t AS term
     FROM unnest(coalesce(:lexemes::text[],
@@ -111,24 +125,15 @@ scored AS (
     FROM best b
     CROSS JOIN consts k
     CROSS JOIN LATERAL (
-        SELECT sum(k.idfs[array_position(k.terms, p.term)]
-                   * x.tf * (:k1::float8 + 1) / (x.tf + :k1::float8) ORDER BY p.term)
-               * CASE WHEN bool_or(p.module) THEN :module_factor::float8 ELSE 1 END AS score
+        SELECT {_SCORE}
         FROM lex_postings p
-        CROSS JOIN LATERAL (SELECT :w_name::float8 * p.na + :w_context::float8 * p.nb
-                 + CASE WHEN p.nc > 0 THEN :w_doc::float8 * p.nc / (1 - :b_doc::float8
-                        + :b_doc::float8 * p.doc_len / k.doc_avg) ELSE 0 END
-                 + CASE WHEN p.nd > 0 THEN :w_body::float8 * p.nd / (1 - :b_body::float8
-                        + :b_body::float8 * p.body_len / k.body_avg) ELSE 0 END
-                 AS tf) x
+        {_TF}
         WHERE p.chunk_id = b.chunk_id AND p.term = ANY(k.terms)
         HAVING count(*) > 0
     ) s
     WHERE NOT (SELECT yes FROM complete)
     UNION ALL
-    SELECT p.chunk_id, sum(k.idfs[array_position(k.terms, p.term)]
-                   * x.tf * (:k1::float8 + 1) / (x.tf + :k1::float8) ORDER BY p.term)
-               * CASE WHEN bool_or(p.module) THEN :module_factor::float8 ELSE 1 END AS score
+    SELECT p.chunk_id, {_SCORE}
     FROM consts k
     CROSS JOIN dfs d
     CROSS JOIN LATERAL (
@@ -137,12 +142,7 @@ scored AS (
         ORDER BY p.impact DESC, p.chunk_id
         LIMIT d.reach
     ) p
-    CROSS JOIN LATERAL (SELECT :w_name::float8 * p.na + :w_context::float8 * p.nb
-                 + CASE WHEN p.nc > 0 THEN :w_doc::float8 * p.nc / (1 - :b_doc::float8
-                        + :b_doc::float8 * p.doc_len / k.doc_avg) ELSE 0 END
-                 + CASE WHEN p.nd > 0 THEN :w_body::float8 * p.nd / (1 - :b_body::float8
-                        + :b_body::float8 * p.body_len / k.body_avg) ELSE 0 END
-                 AS tf) x
+    {_TF}
     WHERE (SELECT yes FROM complete)
     GROUP BY p.chunk_id
 ),
