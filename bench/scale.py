@@ -337,9 +337,14 @@ def on_server(run, args: argparse.Namespace) -> None:
     one without, removed after), then print or write its result."""
     import pgserver
 
+    from indexer.store.embedded import with_buffer_cache
+
     folder = args.data_dir or Path(tempfile.mkdtemp(prefix="victor-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
+    new = not (folder / "pgdata" / "PG_VERSION").exists()
     server = pgserver.get_server(folder / "pgdata", cleanup_mode="stop")
+    if new:  # the buffer cache Victor's own embedded server gets
+        server = with_buffer_cache(server, folder / "pgdata")
     try:
         result = asyncio.run(run(args, server.get_uri()))
     finally:

@@ -59,7 +59,11 @@ MODELS: tuple[Model, ...] = (
         intro="Read from the environment by every Victor process: the `victor` command, the "
         "worker, the webhook, the Pipelines filter and the LiteLLM hook. The defaults fit a Mac "
         "running Ollama on 11434; with `VICTOR_DATABASE_URL` unset, Victor starts an embedded "
-        "PostgreSQL of its own.",
+        "PostgreSQL of its own. When it creates that server it gives it a buffer cache "
+        "(`shared_buffers`) of a quarter of the machine's memory (or of the container's limit), "
+        "at most 8 GB, instead of PostgreSQL's 128 MB: searches read their pages from it rather "
+        "than from the OS cache. Your own server is yours to size: `victor doctor` says when "
+        "its `shared_buffers` is smaller than what searches read.",
     ),
     Model(
         title="The LiteLLM hook",

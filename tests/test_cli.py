@@ -14,6 +14,7 @@ import time
 import asyncpg
 import pytest
 
+from indexer.store.embedded import buffer_cache_mb
 from tests.conftest import SAMPLE, VICTOR, victor_cli
 from tests.support import pg
 
@@ -106,6 +107,9 @@ def test_embedded_database_is_the_default(ollama, tmp_path):
     # -v is Victor's own log: the embedded server's command lines need -vv
     assert "pg_ctl" not in second.stderr and "INFO pgserver" not in second.stderr, second.stderr
     assert json.loads(second.stdout)[0]["path"] == "src/shop/strings.lua"
+    # a new embedded server gets its buffer cache (PostgreSQL's default is 128 MB)
+    doctor = victor_cli("doctor", env=env)
+    assert f"shared_buffers {buffer_cache_mb():,} MB" in doctor.stdout, doctor.stdout
 
 
 @pytest.mark.hardening  # a fault test, with a deliberately slow embedder
