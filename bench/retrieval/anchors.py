@@ -15,7 +15,8 @@ function chunk F of a corpus this builds two anchor fields from the corpus's fil
   doc benchmark's held-out comments cannot come back through another chunk), and never a
   line of F itself.
 A reference is a name token equal to F's last name that is neither a definition (`function
-M.f`, `f = function`) nor an assignment target or table key (`M.f = `, `{ f = `), resolved to
+M.f`, `f = function`), an assignment target or table key (`M.f = `, `{ f = `), nor a table
+indexed (`check:start()`: a variable of that name), resolved to
 definitions the way the call context does (indexer/search/calls.py `_closeness`): the same
 qualified name, or a `require` alias of F's file (`local git = require("gitsigns.git")` then
 `git.run`) first; then `self:f` in F's file; then any use in F's file; a use elsewhere that
@@ -191,7 +192,8 @@ def uses(path: str, tokens: list[Token], keys: set[str]) -> list[Use]:
             start -= 2
         before = code[start - 1].text if start else ""
         after = code[i + 1].text if i + 1 < len(code) else ""
-        if before == "function" or after == "=":
+        # a definition, an assignment target or table key, or a table used (`check:start()`)
+        if before == "function" or after in ("=", ".", ":", "["):
             continue
         out.append(Use(path, t.line, "".join(x.text for x in code[start : i + 1])))
     return out
@@ -252,7 +254,7 @@ def resolve(
 
 @dataclass
 class Anchors:
-    """Per definition and variant (tests, window): the anchor words of both fields."""
+    """Per definition and variant (tests, window, own): the anchor words of both fields."""
 
     names: dict[tuple[bool, int], dict[Definition, list[str]]]
     lines: dict[tuple[bool, int], dict[Definition, list[str]]]
@@ -260,7 +262,9 @@ class Anchors:
     stats: dict
 
 
-VARIANTS = [(tests, window) for tests in (False, True) for window in (0, 1)]
+# tests: uses in test files count; window: lines either side of the use; own: the use's own
+# words (`M.save`: m save) stay in the lines field (the name field A already holds them)
+VARIANTS = [(t, w, o) for t in (False, True) for w in (0, 1) for o in (True, False)]
 
 
 def corpus_anchors(cp: levers.CorpusPools, root: Path) -> Anchors:
@@ -295,18 +299,19 @@ def corpus_anchors(cp: levers.CorpusPools, root: Path) -> Anchors:
     for p in paths:
         text = (root / p).read_text(errors="replace")
         tokens = tokenize(text)
-        files[p] = SourceLines(p, _code_lines(tokens), is_test_path(p), _aliases(tokens, p, fileset))
+        aliases = _aliases(tokens, p, fileset)
+        files[p] = SourceLines(p, _code_lines(tokens), is_test_path(p), aliases)
         all_uses += uses(p, tokens, keys)
     found = resolve(defs, files, all_uses, owner)
     names: dict = {v: {} for v in VARIANTS}
     lines: dict = {v: {} for v in VARIANTS}
     for d, us in found.items():
-        for tests, window in VARIANTS:
+        for tests, window, own in VARIANTS:
             kept = [u for u in us if tests or not files[u.path].test]
             callers = dict.fromkeys(
                 owner(u.path, u.line) for u in kept
             )  # each referencing function once
-            names[(tests, window)][d] = [
+            names[(tests, window, own)][d] = [
                 w for _, kind, sym in callers if kind in ("function", "method")
                 for w in words.words(sym)
             ]  # fmt: skip
@@ -316,19 +321,20 @@ def corpus_anchors(cp: levers.CorpusPools, root: Path) -> Anchors:
                 for n in range(u.line - window, u.line + window + 1)
                 if not d.holds(u.path, n)
             )
-            lines[(tests, window)][d] = [
+            found_words = Counter(
                 w for path, n in taken for w in words.words(files[path].code.get(n, ""),
                                                                drop_keywords=True)
-            ]  # fmt: skip
+            )  # fmt: skip
+            if not own:  # each use's own name once less
+                found_words -= Counter(w for u in kept for w in words.words(u.expr))
+            lines[(tests, window, own)][d] = list(found_words.elements())
     used = [d for d in defs if found.get(d)]
     stats = {
         "definitions": len(defs),
         "with_uses": len(used),
         "uses": sum(len(v) for v in found.values()),
         "aliases": sum(len(f.aliases) for f in files.values()),
-        "with_uses_outside_tests": sum(
-            any(not files[u.path].test for u in found[d]) for d in used
-        ),
+        "with_uses_outside_tests": sum(any(not files[u.path].test for u in found[d]) for d in used),
     }
     return Anchors(names, lines, of_chunk, stats)
 
@@ -347,8 +353,7 @@ async def _stems(url: str, vocab: list[str], queries: list[str]) -> tuple[dict, 
         )
         stem = {r["w"]: list(r["l"]) for r in rows}
         qs = await conn.fetch(
-            "SELECT q, tsvector_to_array(to_tsvector('english', q)) AS l"
-            " FROM unnest($1::text[]) q",
+            "SELECT q, tsvector_to_array(to_tsvector('english', q)) AS l FROM unnest($1::text[]) q",
             queries,
         )
         return stem, {r["q"]: list(r["l"]) for r in qs}
@@ -420,6 +425,7 @@ def pool_fields(cps, anchors: dict[str, Anchors], stems: dict, qlex: dict) -> di
 class Setting:
     tests: bool = False
     window: int = 0
+    own: bool = True
     w_names: float = 0.0
     w_lines: float = 0.0
     b: float = 0.0
@@ -430,19 +436,19 @@ class Setting:
             return f"off k1={self.k1:g}"
         src = "code+tests" if self.tests else "code"
         return (
-            f"{src} window={self.window} names={self.w_names:g} lines={self.w_lines:g} "
-            f"b={self.b:g} k1={self.k1:g}"
+            f"{src} window={self.window}{'' if self.own else ' -own'} names={self.w_names:g} "
+            f"lines={self.w_lines:g} b={self.b:g} k1={self.k1:g}"
         )
 
 
 OFF = Setting()
 GRID = [OFF, Setting(k1=2.0)] + [
-    Setting(t, win, wn, wl, b, k1)
-    for t, win, wn, wl, b, k1 in itertools.product(
-        (False, True), (0, 1), (0.0, 0.5, 1.0, 2.0), (0.0, 0.25, 0.5, 1.0, 2.0), (0.0, 0.75),
-        (1.2, 2.0),
+    Setting(t, win, own, wn, wl, b, k1)
+    for t, win, own, wn, wl, b, k1 in itertools.product(
+        (False, True), (0, 1), (True, False), (0.0, 0.5, 1.0, 2.0), (0.0, 0.25, 0.5, 1.0, 2.0),
+        (0.0, 0.75), (1.2, 2.0),
     )
-    if wn or wl
+    if (wn or wl) and (wl or own)  # `own` changes the lines field only
 ]  # fmt: skip
 
 
@@ -458,7 +464,7 @@ def lexical(cp: levers.CorpusPools, p: levers.Pool, f: Field, s: Setting) -> np.
     tf[:, :, 3] /= body[:, None]
     w = tf @ np.asarray(TUNED.weights, np.float32)
     if s.w_names or s.w_lines:
-        v = (s.tests, s.window)
+        v = (s.tests, s.window, s.own)
         norm = np.maximum(1 - s.b + s.b * f.length[v] / f.avg[v][None, :], 0.05)  # (n, 2)
         at = f.tf[v] / norm[:, None, :]
         w = w + s.w_names * at[:, :, 0] + s.w_lines * at[:, :, 1]
@@ -476,8 +482,18 @@ def corpus_root(name: str, roots: list[Path]) -> Path:
     raise SystemExit(f"corpus {name} not found under {', '.join(map(str, roots))}")
 
 
+def answer_labels(cp: levers.CorpusPools, p: levers.Pool) -> np.ndarray:
+    """1 for the candidates that hold the answer (a question's first gold; a doc query's one)."""
+    path, start, end = p.golds[0]
+    return np.array(
+        [(c.path == path and c.start_line <= end and c.end_line >= start)
+         for c in (cp.chunks[i] for i in p.chunk_ids)], np.float32,
+    )  # fmt: skip
+
+
 def rank_changes(cps, gold, base, new) -> dict:
-    """Per set: queries whose best gold moved up / down, and crossings of the top-5 edge."""
+    """Per set: queries whose answer moved up / down, and crossings of the top-5 edge (every
+    move of a question's answer)."""
     out = {}
     for s in SETS:
         up = down = into = out_of = 0
@@ -492,7 +508,7 @@ def rank_changes(cps, gold, base, new) -> dict:
                 down += r1 > r0
                 into += r0 >= 5 > r1
                 out_of += r1 >= 5 > r0
-                if (r0 < 5) != (r1 < 5):
+                if (r0 < 5) != (r1 < 5) or (s == "questions" and r0 != r1):
                     moved.append({"corpus": cp.corpus, "q": p.text[:120], "from": r0 + 1,
                                   "to": r1 + 1})  # fmt: skip
         out[s] = {"up": up, "down": down, "into_top5": into, "out_of_top5": out_of,
@@ -501,7 +517,7 @@ def rank_changes(cps, gold, base, new) -> dict:
 
 
 def pool_limit(cps, gold, base, anchors, fields) -> dict:
-    """Queries the default leaves out of the top 5, split by whether the answer is in the
+    """Queries whose answer the default leaves out of the top 5, split by whether it is in the
     pool at all; and, for answers outside the pool, whether the answer's anchors hold any
     query word (what re-scoring the pool cannot show)."""
     out = {}
@@ -533,7 +549,7 @@ def _outside_has_anchor(cp, p, a: Anchors) -> bool:
     lex = set(_QLEX.get(words.query_words(p.text), []))
     for d in set(a.of_chunk.values()):
         if d.path == path and any(x <= end and y >= start for x, y in d.spans):
-            ws = a.lines[(True, 1)].get(d, []) + a.names[(True, 1)].get(d, [])
+            ws = a.lines[(True, 1, True)].get(d, []) + a.names[(True, 1, True)].get(d, [])
             if any(x in lex for w in ws for x in _STEMS.get(w, [])):
                 return True
     return False
@@ -562,6 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     fields = pool_fields(cps, anchors, stems, qlex)
     pools = [(cp, p) for cp in cps for p in cp.pools]
     gold = {id(p): labels(cp, p) for cp, p in pools}
+    answer = {id(p): answer_labels(cp, p) for cp, p in pools}
     names = [cp.corpus for cp in cps]
 
     def scores_of(s: Setting) -> dict:
@@ -604,9 +621,7 @@ def main(argv: list[str] | None = None) -> int:
             held_scores[id(p)] = sc[id(p)]
     best_all = max(GRID, key=lambda s: objective(fast[s], names))
     by_set = {
-        s.label(): {
-            k: float(np.mean([fast[s][c][k]["MRR@10"] for c in sets_in[k]])) for k in SETS
-        }
+        s.label(): {k: float(np.mean([fast[s][c][k]["MRR@10"] for c in sets_in[k]])) for k in SETS}
         for s in GRID
     }
     report = {
@@ -617,8 +632,8 @@ def main(argv: list[str] | None = None) -> int:
         "best_on_all": best_all.label(),
         "objective_on_all": {s.label(): objective(fast[s], names) for s in GRID},
         "mrr_on_all_by_set": by_set,
-        "rank_changes": rank_changes(cps, gold, base, held_scores),
-        "pool_limit": pool_limit(cps, gold, base, anchors, fields),
+        "rank_changes": rank_changes(cps, answer, base, held_scores),
+        "pool_limit": pool_limit(cps, answer, base, anchors, fields),
         "grid_size": len(GRID),
     }
     print_report(report, sets_in)
@@ -644,13 +659,20 @@ def print_report(report: dict, sets_in: dict) -> None:
     print(f"\nchosen per fold: {json.dumps(report['chosen_per_fold'], indent=1)}")
     print(f"best on all 8: {report['best_on_all']}")
     top = sorted(report["objective_on_all"].items(), key=lambda kv: -kv[1])[:8]
-    print("objective on all 8, best settings: " + "; ".join(f"{k} {v:.4f}" for k, v in top))
-    print(f"objective on all 8, off: {report['objective_on_all'][OFF.label()]:.4f}")
+    by_set = report["mrr_on_all_by_set"]
+    print("MRR@10 on all 8 (objective; doc / questions), best settings and off:")
+    for k, v in [*top, (OFF.label(), report["objective_on_all"][OFF.label()])]:
+        print(f"  {v:.4f} ({by_set[k]['doc']:.4f} / {by_set[k]['questions']:.4f}) {k}")
+    for s in SETS:
+        k, v = max(by_set.items(), key=lambda kv: kv[1][s])
+        print(f"  best for {s} alone: {k} ({v['doc']:.4f} / {v['questions']:.4f})")
     for s in SETS:
         rc = report["rank_changes"][s]
         print(f"{s}: answer up {rc['up']}, down {rc['down']}, into top 5 {rc['into_top5']}, "
               f"out of top 5 {rc['out_of_top5']}")  # fmt: skip
         for m in rc["crossings"]:
+            if (m["from"] <= 5) == (m["to"] <= 5) and abs(m["from"] - m["to"]) < 3:
+                continue
             print(f"   {m['corpus']:<14} {m['from']} -> {m['to']}: {m['q']}")
     print(f"pool limit: {report['pool_limit']}")
     print(f"anchors: {json.dumps(report['anchors'])}")
