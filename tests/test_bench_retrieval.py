@@ -581,7 +581,7 @@ def test_anchor_text_is_the_code_around_uses_resolved_like_the_call_context(tmp_
     }
     a = anchors.corpus_anchors(levers.CorpusPools("t", chunks, 1.0, 1.0), tmp_path)
     editor, other = a.of_chunk[1], a.of_chunk[2]
-    code, code_not_own = (False, 0, True), (False, 0, False)
+    code, code_not_own = (False, 0, True, False), (False, 0, False, False)
     # the keymap line (its string contents too) is the editor's; the comment never counts
     assert a.lines[code][editor] == [
         *["vim", "keymap", "set", "n", "c", "s", "editor", "save", "desc", "write", "file"]

@@ -217,14 +217,14 @@ def closeness(use: Use, d: Definition, aliases: dict[str, str]) -> int:
 
 def resolve(
     defs: list[Definition], files: dict[str, SourceLines], all_uses: list[Use], owner
-) -> dict[Definition, list[Use]]:
-    """Each definition's uses. `owner(path, line)` names the chunk holding a line (for the
-    loose-use bound)."""
+) -> dict[Definition, list[tuple[Use, bool]]]:
+    """Each definition's uses, each with whether it is loose (only the name agrees).
+    `owner(path, line)` names the chunk holding a line (for the loose-use bound)."""
     by_key: dict[str, list[Definition]] = defaultdict(list)
     for d in defs:
         by_key[d.key].append(d)
     loose: dict[str, list[tuple[Use, list[Definition]]]] = defaultdict(list)
-    out: dict[Definition, list[Use]] = defaultdict(list)
+    out: dict[Definition, list[tuple[Use, bool]]] = defaultdict(list)
     for u in all_uses:
         key = u.expr.replace(":", ".").rpartition(".")[2]
         cands = [d for d in by_key[key] if not d.holds(u.path, u.line)]
@@ -237,7 +237,7 @@ def resolve(
         chosen = [d for s, d in scored if s == best]
         if best > 0:
             for d in chosen:
-                out[d].append(u)
+                out[d].append((u, False))
         elif len(by_key[key]) <= MAX_DEFINITIONS:
             loose[key].append((u, chosen))
     for found in loose.values():
@@ -245,7 +245,7 @@ def resolve(
             continue  # a name used loosely everywhere: which of these mean this function?
         for u, chosen in found:
             for d in chosen:
-                out[d].append(u)
+                out[d].append((u, True))
     return out
 
 
@@ -254,17 +254,18 @@ def resolve(
 
 @dataclass
 class Anchors:
-    """Per definition and variant (tests, window, own): the anchor words of both fields."""
+    """Per definition and variant (tests, window, own, strict): both fields' anchor words."""
 
-    names: dict[tuple[bool, int], dict[Definition, list[str]]]
-    lines: dict[tuple[bool, int], dict[Definition, list[str]]]
+    names: dict[tuple, dict[Definition, list[str]]]
+    lines: dict[tuple, dict[Definition, list[str]]]
     of_chunk: dict[int, Definition]  # chunk id -> its definition
     stats: dict
 
 
 # tests: uses in test files count; window: lines either side of the use; own: the use's own
-# words (`M.save`: m save) stay in the lines field (the name field A already holds them)
-VARIANTS = [(t, w, o) for t in (False, True) for w in (0, 1) for o in (True, False)]
+# words (`M.save`: m save) stay in the lines field (the name field A already holds them);
+# strict: loose uses (only the name agrees) left out
+VARIANTS = list(itertools.product((False, True), (0, 1), (True, False), (False, True)))
 
 
 def corpus_anchors(cp: levers.CorpusPools, root: Path) -> Anchors:
@@ -306,12 +307,13 @@ def corpus_anchors(cp: levers.CorpusPools, root: Path) -> Anchors:
     names: dict = {v: {} for v in VARIANTS}
     lines: dict = {v: {} for v in VARIANTS}
     for d, us in found.items():
-        for tests, window, own in VARIANTS:
-            kept = [u for u in us if tests or not files[u.path].test]
+        for tests, window, own, strict in VARIANTS:
+            v = (tests, window, own, strict)
+            kept = [u for u, lo in us if (tests or not files[u.path].test) and not (strict and lo)]
             callers = dict.fromkeys(
                 owner(u.path, u.line) for u in kept
             )  # each referencing function once
-            names[(tests, window, own)][d] = [
+            names[v][d] = [
                 w for _, kind, sym in callers if kind in ("function", "method")
                 for w in words.words(sym)
             ]  # fmt: skip
@@ -327,14 +329,17 @@ def corpus_anchors(cp: levers.CorpusPools, root: Path) -> Anchors:
             )  # fmt: skip
             if not own:  # each use's own name once less
                 found_words -= Counter(w for u in kept for w in words.words(u.expr))
-            lines[(tests, window, own)][d] = list(found_words.elements())
+            lines[v][d] = list(found_words.elements())
     used = [d for d in defs if found.get(d)]
     stats = {
         "definitions": len(defs),
         "with_uses": len(used),
         "uses": sum(len(v) for v in found.values()),
         "aliases": sum(len(f.aliases) for f in files.values()),
-        "with_uses_outside_tests": sum(any(not files[u.path].test for u in found[d]) for d in used),
+        "loose_uses": sum(lo for v in found.values() for _, lo in v),
+        "with_uses_outside_tests": sum(
+            any(not files[u.path].test for u, _ in found[d]) for d in used
+        ),
     }
     return Anchors(names, lines, of_chunk, stats)
 
@@ -382,9 +387,9 @@ class Field:
     """Per pool and variant: (n, L, 2) counts of the query's lexemes in names/lines, and the
     candidates' field lengths (n, 2) with the corpus's mean lengths (2,)."""
 
-    tf: dict[tuple[bool, int], np.ndarray]
-    length: dict[tuple[bool, int], np.ndarray]
-    avg: dict[tuple[bool, int], np.ndarray]
+    tf: dict[tuple, np.ndarray]
+    length: dict[tuple, np.ndarray]
+    avg: dict[tuple, np.ndarray]
 
 
 def pool_fields(cps, anchors: dict[str, Anchors], stems: dict, qlex: dict) -> dict[int, Field]:
@@ -426,6 +431,7 @@ class Setting:
     tests: bool = False
     window: int = 0
     own: bool = True
+    strict: bool = False
     w_names: float = 0.0
     w_lines: float = 0.0
     b: float = 0.0
@@ -436,17 +442,18 @@ class Setting:
             return f"off k1={self.k1:g}"
         src = "code+tests" if self.tests else "code"
         return (
-            f"{src} window={self.window}{'' if self.own else ' -own'} names={self.w_names:g} "
+            f"{src}{' strict' if self.strict else ''} window={self.window}"
+            f"{'' if self.own else ' -own'} names={self.w_names:g} "
             f"lines={self.w_lines:g} b={self.b:g} k1={self.k1:g}"
         )
 
 
 OFF = Setting()
 GRID = [OFF, Setting(k1=2.0)] + [
-    Setting(t, win, own, wn, wl, b, k1)
-    for t, win, own, wn, wl, b, k1 in itertools.product(
-        (False, True), (0, 1), (True, False), (0.0, 0.5, 1.0, 2.0), (0.0, 0.25, 0.5, 1.0, 2.0),
-        (0.0, 0.75), (1.2, 2.0),
+    Setting(t, win, own, st, wn, wl, b, k1)
+    for t, win, own, st, wn, wl, b, k1 in itertools.product(
+        (False, True), (0, 1), (True, False), (False, True), (0.0, 0.5, 1.0, 2.0),
+        (0.0, 0.25, 0.5, 1.0, 2.0), (0.0, 0.75), (1.2, 2.0),
     )
     if (wn or wl) and (wl or own)  # `own` changes the lines field only
 ]  # fmt: skip
@@ -464,7 +471,7 @@ def lexical(cp: levers.CorpusPools, p: levers.Pool, f: Field, s: Setting) -> np.
     tf[:, :, 3] /= body[:, None]
     w = tf @ np.asarray(TUNED.weights, np.float32)
     if s.w_names or s.w_lines:
-        v = (s.tests, s.window, s.own)
+        v = (s.tests, s.window, s.own, s.strict)
         norm = np.maximum(1 - s.b + s.b * f.length[v] / f.avg[v][None, :], 0.05)  # (n, 2)
         at = f.tf[v] / norm[:, None, :]
         w = w + s.w_names * at[:, :, 0] + s.w_lines * at[:, :, 1]
@@ -549,7 +556,8 @@ def _outside_has_anchor(cp, p, a: Anchors) -> bool:
     lex = set(_QLEX.get(words.query_words(p.text), []))
     for d in set(a.of_chunk.values()):
         if d.path == path and any(x <= end and y >= start for x, y in d.spans):
-            ws = a.lines[(True, 1, True)].get(d, []) + a.names[(True, 1, True)].get(d, [])
+            widest = (True, 1, True, False)
+            ws = a.lines[widest].get(d, []) + a.names[widest].get(d, [])
             if any(x in lex for w in ws for x in _STEMS.get(w, [])):
                 return True
     return False
