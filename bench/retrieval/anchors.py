@@ -54,6 +54,7 @@ from bench.retrieval.stage import TUNED, fuse_cosine, run_eval
 from bench.retrieval.study import (
     SETS,
     _prep,
+    bm25f,
     by_score,
     eligible,
     fast_mrr,
@@ -547,6 +548,102 @@ def pool_limit(cps, gold, base, anchors, fields) -> dict:
     return out
 
 
+def own_fields(c: levers.Chunk) -> words.Fields:
+    """A chunk's lexical fields as the index makes them (`words.chunk_fields`), its doc comment
+    and signature read back from its text (the leading comment lines; the first code line)."""
+    lines = c.text.split("\n")
+    i = 0
+    while i < len(lines) and (not lines[i].strip() or lines[i].lstrip().startswith("--")):
+        i += 1
+    doc = "\n".join(x.strip().lstrip("-") for x in lines[:i])
+    signature = lines[i] if i < len(lines) else ""
+    return words.chunk_fields(c.path, c.symbol, c.kind, signature, doc.strip(), c.text)
+
+
+def _saturated(w: np.ndarray, idf: np.ndarray, k1: float, dead: np.ndarray) -> np.ndarray:
+    """BM25F from weighted frequencies (n, L); 0 where `dead` (module code, trivial chunks)."""
+    return np.where(dead, 0.0, (idf[None, :] * w * (k1 + 1) / (w + k1)).sum(axis=1))
+
+
+def outside_pool(cps, anchors: dict[str, Anchors], stems: dict, qlex: dict, chosen: dict) -> dict:
+    """For the questions whose answer is not in the pool: its lexical rank among every chunk of
+    the corpus (BM25F of the tuned fusion, each chunk's fields rebuilt from its text), without
+    and with the anchor fields of the fold's setting. The hybrid pool takes the lexical side's
+    top 50, so a rank under 50 with anchors would put the answer among the candidates; the
+    pools cannot show where it would end. `check`: the rebuilt score against the pools' own
+    for the pools' candidates (how faithful the rebuild is)."""
+    rows, diffs = [], []
+    for cp in cps:
+        misses = [p for p in cp.pools if p.set == "questions" and not answer_labels(cp, p).any()]
+        if not misses:
+            continue
+        a, s = anchors[cp.corpus], chosen[cp.corpus]
+        v = (s.tests, s.window, s.own, s.strict)
+        latest: dict[tuple[str, int, int], int] = {}
+        for cid, c in cp.chunks.items():  # the corpus as it is: the later index of a span
+            key = (c.path, c.start_line, c.end_line)
+            latest[key] = max(cid, latest.get(key, -1))
+        ids = sorted(set(latest.values()) | {i for p in misses for i in p.chunk_ids})
+        chunks = [cp.chunks[i] for i in ids]
+        searchable = np.array([not words.is_trivial(c.kind, c.text) for c in chunks])
+        fields = [own_fields(c) for c in chunks]
+        module = np.array([c.kind in ("module", "window") for c in chunks])
+        body = np.array([f.body_length for f in fields], np.float32)
+        body_avg = max(float(body[searchable].mean()), 1.0)
+        stemmed = [
+            [Counter(x for w in t.split() for x in stems[w]) for t in (f.name, f.context, f.doc,
+                                                                     f.body)]
+            for f in fields
+        ]  # fmt: skip
+        anchor = [a.of_chunk.get(i) for i in ids]
+        extra = [
+            (Counter(x for w in a.names[v].get(d, []) for x in stems[w]),
+             Counter(x for w in a.lines[v].get(d, []) for x in stems[w]),
+             len(a.names[v].get(d, [])), len(a.lines[v].get(d, [])))
+            if d else (Counter(), Counter(), 0, 0)
+            for d in anchor
+        ]  # fmt: skip
+        lens = np.array([[e[2], e[3]] for d, e in zip(anchor, extra, strict=True) if d])
+        avg = np.maximum(lens.mean(axis=0), 1.0) if len(lens) else np.ones(2)
+        n = int(searchable.sum())
+        for p in misses:
+            lex = qlex.get(words.query_words(p.text), [])
+            tf = np.array([[[st[k].get(w, 0) for k in range(4)] for w in lex] for st in stemmed],
+                          np.float32).reshape(len(ids), len(lex), 4)  # fmt: skip
+            df = ((tf.sum(axis=2) > 0) & searchable[:, None]).sum(axis=0)
+            idf = np.where(df > 0, np.log(1 + (n - df + 0.5) / (df + 0.5)), 0.0)
+            tf[:, :, 3] /= np.maximum(body / body_avg, 0.05)[:, None]
+            base = tf @ np.asarray(TUNED.weights, np.float32)
+            at = np.array([[[e[0].get(w, 0), e[1].get(w, 0)] for w in lex] for e in extra],
+                          np.float32).reshape(len(ids), len(lex), 2)  # fmt: skip
+            lens_i = np.array([[e[2], e[3]] for e in extra], np.float32)
+            norm = np.maximum(1 - s.b + s.b * lens_i / avg[None, :], 0.05)
+            with_a = (
+                base
+                + s.w_names * at[:, :, 0] / norm[:, 0, None]
+                + s.w_lines * at[:, :, 1] / norm[:, 1, None]
+            )
+
+            dead = module | ~searchable
+            before = _saturated(base, idf, TUNED.k1, dead)
+            after = _saturated(with_a, idf, s.k1, dead)
+            path, start, end = p.golds[0]
+            gold = [j for j, c in enumerate(chunks)
+                    if c.path == path and c.start_line <= end and c.end_line >= start]  # fmt: skip
+
+            def rank(sc, gold=gold):
+                return min(int((sc > sc[j]).sum()) + 1 for j in gold) if gold else None
+
+            rows.append({"corpus": cp.corpus, "q": p.text[:120], "setting": s.label(),
+                         "lexical_rank_before": rank(before),
+                         "lexical_rank_with": rank(after)})  # fmt: skip
+            pos = {i: j for j, i in enumerate(ids)}
+            mine = before[[pos[i] for i in p.chunk_ids]]
+            theirs = bm25f(cp, p, TUNED)
+            diffs.append(float(np.abs(mine - theirs).max() / max(theirs.max(), 1e-6)))
+    return {"questions": rows, "check_max_relative_diff": max(diffs) if diffs else None}
+
+
 _STEMS: dict = {}
 _QLEX: dict = {}
 
@@ -577,6 +674,11 @@ def main(argv: list[str] | None = None) -> int:
     vocab = sorted(
         {w for a in anchors.values() for fld in (a.names, a.lines) for v in fld.values()
          for ws in v.values() for w in ws}
+    )  # fmt: skip
+    vocab = sorted(
+        set(vocab)
+        | {w for cp in cps for c in cp.chunks.values() for f in [own_fields(c)]
+           for t in (f.name, f.context, f.doc, f.body) for w in t.split()}
     )  # fmt: skip
     queries = sorted({words.query_words(p.text) for cp in cps for p in cp.pools} - {""})
     stems, qlex = stemmer(vocab, queries)
@@ -642,6 +744,7 @@ def main(argv: list[str] | None = None) -> int:
         "mrr_on_all_by_set": by_set,
         "rank_changes": rank_changes(cps, answer, base, held_scores),
         "pool_limit": pool_limit(cps, answer, base, anchors, fields),
+        "outside_pool": outside_pool(cps, anchors, stems, qlex, chosen),
         "grid_size": len(GRID),
     }
     print_report(report, sets_in)
@@ -683,6 +786,14 @@ def print_report(report: dict, sets_in: dict) -> None:
                 continue
             print(f"   {m['corpus']:<14} {m['from']} -> {m['to']}: {m['q']}")
     print(f"pool limit: {report['pool_limit']}")
+    out = report["outside_pool"]
+    print(
+        f"answers outside the pool, lexical rank over the corpus without -> with anchors "
+        f"(rebuilt BM25F vs the pools': max relative diff {out['check_max_relative_diff']}):"
+    )
+    for r in out["questions"]:
+        print(f"   {r['corpus']:<14} {r['lexical_rank_before']} -> {r['lexical_rank_with']}: "
+              f"{r['q']}")  # fmt: skip
     print(f"anchors: {json.dumps(report['anchors'])}")
 
 
