@@ -26,10 +26,13 @@ another file is never F's.
 
 Each pool's 50 candidates are re-scored with the tuned fusion (`stage.TUNED`) whose BM25F gets
 the two fields: a word's weighted frequency is today's four fields plus `w_names x names +
-w_lines x lines / (1 - b + b x len / avg_len)`, saturated with k1; idf is today's (from the
-chunks' own words). The grid (source: code only or code and tests; window 0 or 1; both
-weights; b; k1) is picked per held-out corpus on the other 7 (MRR@10, each set half, as the
-other lever studies). Words are Victor's (`indexer.words.words`), stemmed by PostgreSQL's
+w_lines x lines`, each over `(1 - b + b x len / avg_len)`, saturated with k1; idf is today's
+(from the chunks' own words). The grid (uses in tests or not; window 0 or 1; a use's own name
+kept in the lines or not; loose uses or strict; both weights; b; k1) is picked per held-out
+corpus on the other 7 (MRR@10, each set half, as the other lever studies). The pools cannot
+show what the field would pull in from outside the top 50: for the questions whose answer is
+outside, `outside_pool` ranks the answer lexically over the whole corpus without and with the
+fold's anchors (fields rebuilt from the chunks' texts, an approximation). Words are Victor's (`indexer.words.words`), stemmed by PostgreSQL's
 `english` configuration exactly as the index does (an embedded server, pgserver). The
 figures and the verdict are in bench/README.md, "Anchor text".
 """
@@ -524,7 +527,7 @@ def rank_changes(cps, gold, base, new) -> dict:
     return out
 
 
-def pool_limit(cps, gold, base, anchors, fields) -> dict:
+def pool_limit(cps, gold, base, anchors) -> dict:
     """Queries whose answer the default leaves out of the top 5, split by whether it is in the
     pool at all; and, for answers outside the pool, whether the answer's anchors hold any
     query word (what re-scoring the pool cannot show)."""
@@ -708,11 +711,10 @@ def main(argv: list[str] | None = None) -> int:
                                                     for p in cp.pools if p.set == s])}
                             for s in SETS} for cp in cps}  # fmt: skip
 
-    from bench.retrieval.study import Fusion, fused
+    from bench.retrieval.study import fused
 
     base = scores_of(OFF)
     same = max(float(np.abs(base[id(p)] - fused(cp, p, TUNED)).max()) for cp, p in pools)
-    assert isinstance(TUNED, Fusion)
     log(f"anchors off vs the tuned fusion: max abs difference {same:.2e}")
     fast = {}
     for s in GRID:
@@ -743,7 +745,7 @@ def main(argv: list[str] | None = None) -> int:
         "objective_on_all": {s.label(): objective(fast[s], names) for s in GRID},
         "mrr_on_all_by_set": by_set,
         "rank_changes": rank_changes(cps, answer, base, held_scores),
-        "pool_limit": pool_limit(cps, answer, base, anchors, fields),
+        "pool_limit": pool_limit(cps, answer, base, anchors),
         "outside_pool": outside_pool(cps, anchors, stems, qlex, chosen),
         "grid_size": len(GRID),
     }
