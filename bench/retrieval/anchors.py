@@ -32,9 +32,10 @@ kept in the lines or not; loose uses or strict; both weights; b; k1) is picked p
 corpus on the other 7 (MRR@10, each set half, as the other lever studies). The pools cannot
 show what the field would pull in from outside the top 50: for the questions whose answer is
 outside, `outside_pool` ranks the answer lexically over the whole corpus without and with the
-fold's anchors (fields rebuilt from the chunks' texts, an approximation). Words are Victor's (`indexer.words.words`), stemmed by PostgreSQL's
-`english` configuration exactly as the index does (an embedded server, pgserver). The
-figures and the verdict are in bench/README.md, "Anchor text".
+fold's anchors (fields rebuilt from the chunks' texts, an approximation). Words are Victor's
+(`indexer.words.words`), stemmed by PostgreSQL's `english` configuration exactly as the index
+does (an embedded server, pgserver). The figures and the verdict are in bench/README.md,
+"Anchor text".
 """
 
 from __future__ import annotations
