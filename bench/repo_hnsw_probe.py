@@ -1,0 +1,187 @@
+"""The dense side of a one-repository search: the global HNSW with the repository filter
+against a partial HNSW index of that repository alone, statement by statement.
+
+    python -m bench.repo_hnsw_probe --data-dir DIR --chunks 1000000 [--queries 30] [--repo plugins]
+
+On the synthetic index of `bench.scale`, prose questions restricted to one repository that
+has a partial index `chunks_embedding_hnsw_repo<id>` (`WHERE repo_id = <id>`, built
+beforehand), three ways:
+
+* `global_filtered`: the statement a search ran before (`BEFORE`: `dense._SCOPED` then; a
+  scope above EXACT_SCOPE walks the global graph with pgvector's iterative scan), the
+  partial index dropped in a transaction rolled back after;
+* `scoped_statement_with_partial`: the same statement, the partial index there;
+* `partial_index_literal_id`: the nearest chunks with the repository id as a literal, from
+  which the planner can prove the partial index's predicate;
+* `dense_ids_statement`: the statement `dense_ids` runs now for that repository.
+
+Each runs as a prepared statement under `plan_cache_mode` force_custom_plan and
+force_generic_plan (EXPLAIN ANALYZE, BUFFERS): execution ms, shared buffers touched, the
+indexes the plan names; and recall@10 / recall@50 against the true nearest chunks (every
+vector of the repository read into NumPy).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from bench import synthetic
+from bench.dense_scope import nearest, top, truth
+from bench.plan_modes import PLANS, literal
+from bench.scale import index_parser, load_average, log, on_loaded_index, on_server, stats
+from indexer.search import DEFAULT_TUNING, dense
+
+DEPTH = DEFAULT_TUNING.depth
+
+# `indexer.search.dense._SCOPED` before the per-repository graphs (one repository above
+# EXACT_SCOPE: the global graph, `repo_id = ANY($3)`)
+BEFORE = """
+WITH scope AS MATERIALIZED (
+    SELECT coalesce(sum(chunks), 0) <= $4 AS small FROM lex_stats WHERE repo_id = ANY($3)
+)
+(SELECT c.id, 1 - (c.embedding <=> $1) AS cos
+ FROM (SELECT DISTINCT unnest($3::int[])) AS r(repo_id)
+ CROSS JOIN LATERAL (
+    SELECT id, embedding FROM chunks
+    WHERE repo_id = r.repo_id AND embedding IS NOT NULL
+    ORDER BY path
+    LIMIT 2 * $4
+ ) c
+ WHERE (SELECT small FROM scope)
+ ORDER BY cos DESC, c.id
+ LIMIT $2)
+UNION ALL
+(SELECT id, 1 - (embedding <=> $1) AS cos FROM chunks
+ WHERE repo_id = ANY($3) AND embedding IS NOT NULL AND NOT (SELECT small FROM scope)
+ ORDER BY embedding <=> $1
+ LIMIT $2)
+"""
+
+
+def one_repo(repo_id: int) -> str:
+    """The nearest chunks of one repository, its id a literal (an int: safe)."""
+    return (
+        "SELECT id, 1 - (embedding <=> $1) AS cos FROM chunks "
+        f"WHERE repo_id = {int(repo_id)} AND embedding IS NOT NULL "
+        "ORDER BY embedding <=> $1 LIMIT $2"
+    )
+
+
+class _Rollback(Exception):
+    def __init__(self, result):
+        self.result = result
+
+
+async def fetch(conn, sql: str, args: tuple, hide: str | None) -> dict[int, float]:
+    if not hide:
+        return {r["id"]: r["cos"] for r in await conn.fetch(sql, *args)}
+    try:
+        async with conn.transaction():
+            await conn.execute(f"DROP INDEX IF EXISTS {hide}")
+            raise _Rollback(await fetch(conn, sql, args, None))
+    except _Rollback as done:
+        return done.result
+
+
+def indexes(node: dict) -> set[str]:
+    found = {node["Index Name"]} if "Index Name" in node else set()
+    for child in node.get("Plans", []):
+        found |= indexes(child)
+    return found
+
+
+async def explain(
+    conn, sql: str, args: tuple, plans: str, hide: str | None = None
+) -> tuple[float, int, set[str]]:
+    """One EXECUTE of `sql` prepared under `plans`; with `hide`, that index is dropped in a
+    transaction rolled back after (the plan as it was before the index existed)."""
+    if hide:
+        try:
+            async with conn.transaction():
+                await conn.execute(f"DROP INDEX IF EXISTS {hide}")
+                raise _Rollback(await explain(conn, sql, args, plans))
+        except _Rollback as done:
+            return done.result
+    await conn.execute(f"SET plan_cache_mode = {plans}")
+    await conn.execute(f"PREPARE probe AS {sql}")
+    try:
+        call = f"probe({', '.join(literal(a) for a in args)})"
+        plan = await conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE {call}")
+    finally:
+        await conn.execute("DEALLOCATE probe")
+        await conn.execute("RESET plan_cache_mode")
+    top_ = (plan if isinstance(plan, list) else json.loads(plan))[0]
+    node = top_["Plan"]
+    buffers = node.get("Shared Hit Blocks", 0) + node.get("Shared Read Blocks", 0)
+    return top_["Execution Time"], buffers, indexes(node)
+
+
+async def measure(url: str, n_queries: int, repo: str) -> dict:
+    bench = await synthetic.open_bench(url)
+    vectors = [
+        np.asarray(bench.words.embed(q), dtype=np.float32)
+        for q in synthetic.questions(bench.codebase, n_queries)
+    ]
+    result: dict = {"depth": DEPTH, "repo": repo}
+    try:
+        async with bench.pool.acquire() as conn:
+            repo_id = await conn.fetchval("SELECT id FROM repos WHERE name = $1", repo)
+            result["scope_chunks"] = await dense.scope_size(conn, [repo_id])
+            ids, matrix = await truth(conn, [repo_id])
+            partial = f"chunks_embedding_hnsw_repo{int(repo_id)}"
+
+            def scoped(v):
+                return (v, DEPTH, [repo_id], dense.EXACT_SCOPE)
+
+            sides = {  # name: statement, its arguments, the index hidden from it
+                "global_filtered": (BEFORE, scoped, partial),
+                "scoped_statement_with_partial": (BEFORE, scoped, None),
+                "partial_index_literal_id": (one_repo(repo_id), lambda v: (v, DEPTH), None),
+                "dense_ids_statement": (dense.scoped_statement((repo_id,)), scoped, None),
+            }
+            times = {f"{s}/{p}": [] for s in sides for p in PLANS}
+            buffers = {k: [] for k in times}
+            used = {k: set() for k in times}
+            recall = {f"{s}/{k}": [] for s in sides for k in (10, DEPTH)}
+            for n, v in enumerate(vectors):
+                order = list(sides.items()) if n % 2 == 0 else list(sides.items())[::-1]
+                for name, (sql, args, hide) in order:
+                    found = await fetch(conn, sql, args(v), hide)
+                    for k in (10, DEPTH):
+                        want = nearest(ids, matrix, v, k)
+                        recall[f"{name}/{k}"].append(len(top(found, k) & want) / k)
+                    for plans in PLANS if n % 2 == 0 else PLANS[::-1]:
+                        ms, touched, names = await explain(conn, sql, args(v), plans, hide)
+                        times[f"{name}/{plans}"].append(ms)
+                        buffers[f"{name}/{plans}"].append(touched)
+                        used[f"{name}/{plans}"] |= names
+            result["execution"] = {
+                k: {
+                    **stats(v),
+                    "mean_buffers": round(float(np.mean(buffers[k]))),
+                    "indexes": sorted(used[k]),
+                }
+                for k, v in times.items()
+            }
+            result["recall"] = {k: round(float(np.mean(v)), 4) for k, v in recall.items()}
+            result["load_average"] = load_average()
+            log(json.dumps(result, indent=1))
+    finally:
+        await bench.pool.close()
+    return result
+
+
+async def run(args, admin_url: str) -> dict:
+    return await on_loaded_index(args, admin_url, lambda url: measure(url, args.queries, args.repo))
+
+
+def main() -> None:
+    parser = index_parser(queries=30)
+    parser.add_argument("--repo", default="plugins")
+    on_server(run, parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()
