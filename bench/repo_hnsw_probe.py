@@ -16,15 +16,21 @@ beforehand), three ways:
 * `dense_ids_statement`: the statement `dense_ids` runs now for that repository.
 
 Each runs as a prepared statement under `plan_cache_mode` force_custom_plan and
-force_generic_plan (EXPLAIN ANALYZE, BUFFERS): execution ms, shared buffers touched, the
+force_generic_plan (EXPLAIN ANALYZE, BUFFERS): execution ms, planning ms (a custom plan is
+made at each execution), shared buffers touched, the
 indexes the plan names; and recall@10 / recall@50 against the true nearest chunks (every
 vector of the repository read into NumPy).
+
+With `--insert N`: the write side instead, N chunks written into the repository with and
+without its own graph (every other index of `chunks` as it is), each write rolled back.
 """
 
 from __future__ import annotations
 
 import json
+import time
 
+import asyncpg
 import numpy as np
 
 from bench import synthetic
@@ -94,7 +100,7 @@ def indexes(node: dict) -> set[str]:
 
 async def explain(
     conn, sql: str, args: tuple, plans: str, hide: str | None = None
-) -> tuple[float, int, set[str]]:
+) -> tuple[float, float, int, set[str]]:
     """One EXECUTE of `sql` prepared under `plans`; with `hide`, that index is dropped in a
     transaction rolled back after (the plan as it was before the index existed)."""
     if hide:
@@ -115,7 +121,7 @@ async def explain(
     top_ = (plan if isinstance(plan, list) else json.loads(plan))[0]
     node = top_["Plan"]
     buffers = node.get("Shared Hit Blocks", 0) + node.get("Shared Read Blocks", 0)
-    return top_["Execution Time"], buffers, indexes(node)
+    return top_["Execution Time"], top_.get("Planning Time", 0.0), buffers, indexes(node)
 
 
 async def measure(url: str, n_queries: int, repo: str) -> dict:
@@ -143,6 +149,7 @@ async def measure(url: str, n_queries: int, repo: str) -> dict:
             }
             times = {f"{s}/{p}": [] for s in sides for p in PLANS}
             buffers = {k: [] for k in times}
+            planning = {k: [] for k in times}
             used = {k: set() for k in times}
             recall = {f"{s}/{k}": [] for s in sides for k in (10, DEPTH)}
             for n, v in enumerate(vectors):
@@ -153,14 +160,16 @@ async def measure(url: str, n_queries: int, repo: str) -> dict:
                         want = nearest(ids, matrix, v, k)
                         recall[f"{name}/{k}"].append(len(top(found, k) & want) / k)
                     for plans in PLANS if n % 2 == 0 else PLANS[::-1]:
-                        ms, touched, names = await explain(conn, sql, args(v), plans, hide)
+                        ms, plan_ms, touched, names = await explain(conn, sql, args(v), plans, hide)
                         times[f"{name}/{plans}"].append(ms)
+                        planning[f"{name}/{plans}"].append(plan_ms)
                         buffers[f"{name}/{plans}"].append(touched)
                         used[f"{name}/{plans}"] |= names
             result["execution"] = {
                 k: {
                     **stats(v),
                     "mean_buffers": round(float(np.mean(buffers[k]))),
+                    "planning_p50_ms": round(float(np.median(planning[k])), 3),
                     "indexes": sorted(used[k]),
                 }
                 for k, v in times.items()
@@ -173,13 +182,59 @@ async def measure(url: str, n_queries: int, repo: str) -> dict:
     return result
 
 
+# a copy of existing chunks of the repository (same files: the foreign key holds), every
+# index of `chunks` updated as an index run's write would
+_INSERT = """
+INSERT INTO chunks (repo_id, path, symbol, kind, signature, doc, start_line, end_line, part,
+                    text, embed_hash, embedding, lex_name, lex_context, lex_doc, lex_body,
+                    lex_len, lex_doc_len, defines, symbol_keys, searchable, name_hash)
+SELECT repo_id, path, symbol, kind, signature, doc, start_line, end_line, part + 1000,
+       text, embed_hash, embedding, lex_name, lex_context, lex_doc, lex_body,
+       lex_len, lex_doc_len, defines, symbol_keys, searchable, name_hash
+FROM chunks WHERE repo_id = $1 AND embedding IS NOT NULL ORDER BY id LIMIT $2
+"""
+
+
+async def insert_cost(url: str, repo: str, rows: int, rounds: int = 3) -> dict:
+    """Seconds to write `rows` chunks into the repository with its own graph and without it
+    (dropped in the same transaction), alternating, each rolled back."""
+    conn = await asyncpg.connect(url)
+    times: dict[str, list[float]] = {"with_own_graph": [], "without": []}
+    try:
+        repo_id = await conn.fetchval("SELECT id FROM repos WHERE name = $1", repo)
+        partial = f"chunks_embedding_hnsw_repo{int(repo_id)}"
+        for n in range(rounds * 2):
+            name = ("with_own_graph", "without")[(n + n // 2) % 2]
+            tx = conn.transaction()
+            await tx.start()
+            try:
+                if name == "without":
+                    await conn.execute(f"DROP INDEX IF EXISTS {partial}")
+                started = time.perf_counter()
+                await conn.execute(_INSERT, repo_id, rows)
+                times[name].append(time.perf_counter() - started)
+            finally:
+                await tx.rollback()
+    finally:
+        await conn.close()
+    result = {"rows": rows, **{k: [round(t, 2) for t in v] for k, v in times.items()}}
+    result["load_average"] = load_average()
+    log(json.dumps(result))
+    return result
+
+
 async def run(args, admin_url: str) -> dict:
+    if args.insert:
+        return await on_loaded_index(
+            args, admin_url, lambda url: insert_cost(url, args.repo, args.insert)
+        )
     return await on_loaded_index(args, admin_url, lambda url: measure(url, args.queries, args.repo))
 
 
 def main() -> None:
     parser = index_parser(queries=30)
     parser.add_argument("--repo", default="plugins")
+    parser.add_argument("--insert", type=int, help="instead: time writing this many chunks")
     on_server(run, parser.parse_args())
 
 
