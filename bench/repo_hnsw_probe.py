@@ -19,7 +19,8 @@ Each runs as a prepared statement under `plan_cache_mode` force_custom_plan and
 force_generic_plan (EXPLAIN ANALYZE, BUFFERS): execution ms, planning ms (a custom plan is
 made at each execution), shared buffers touched, the
 indexes the plan names; and recall@10 / recall@50 against the true nearest chunks (every
-vector of the repository read into NumPy).
+vector of the repository read into NumPy). `fetch_auto_plan`: the wall time of each statement
+run as a search runs it (asyncpg, prepared, plan mode auto), after five warm-up queries.
 
 With `--insert N`: the write side instead, N chunks written into the repository with and
 without its own graph (every other index of `chunks` as it is), each write rolled back.
@@ -28,7 +29,9 @@ without its own graph (every other index of `chunks` as it is), each write rolle
 from __future__ import annotations
 
 import json
+import os
 import time
+from pathlib import Path
 
 import asyncpg
 import numpy as np
@@ -150,12 +153,16 @@ async def measure(url: str, n_queries: int, repo: str) -> dict:
             times = {f"{s}/{p}": [] for s in sides for p in PLANS}
             buffers = {k: [] for k in times}
             planning = {k: [] for k in times}
+            fetched = {s: [] for s in sides}
             used = {k: set() for k in times}
             recall = {f"{s}/{k}": [] for s in sides for k in (10, DEPTH)}
             for n, v in enumerate(vectors):
                 order = list(sides.items()) if n % 2 == 0 else list(sides.items())[::-1]
                 for name, (sql, args, hide) in order:
+                    started = time.perf_counter()
                     found = await fetch(conn, sql, args(v), hide)
+                    if not hide and n >= 5:  # as a search runs it: prepared, plan mode auto
+                        fetched[name].append((time.perf_counter() - started) * 1000)
                     for k in (10, DEPTH):
                         want = nearest(ids, matrix, v, k)
                         recall[f"{name}/{k}"].append(len(top(found, k) & want) / k)
@@ -174,6 +181,7 @@ async def measure(url: str, n_queries: int, repo: str) -> dict:
                 }
                 for k, v in times.items()
             }
+            result["fetch_auto_plan"] = {k: stats(v) for k, v in fetched.items() if v}
             result["recall"] = {k: round(float(np.mean(v)), 4) for k, v in recall.items()}
             result["load_average"] = load_average()
             log(json.dumps(result, indent=1))
@@ -195,12 +203,22 @@ FROM chunks WHERE repo_id = $1 AND embedding IS NOT NULL ORDER BY id LIMIT $2
 """
 
 
+def backend_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a PostgreSQL backend has used: less noisy than wall time
+    on a shared machine (the server runs on this machine)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def insert_cost(url: str, repo: str, rows: int, rounds: int = 3) -> dict:
-    """Seconds to write `rows` chunks into the repository with its own graph and without it
-    (dropped in the same transaction), alternating, each rolled back."""
+    """Seconds (wall, and the backend's CPU) to write `rows` chunks into the repository with
+    its own graph and without it (dropped in the same transaction), alternating, each rolled
+    back."""
     conn = await asyncpg.connect(url)
     times: dict[str, list[float]] = {"with_own_graph": [], "without": []}
+    cpu: dict[str, list[float]] = {"with_own_graph": [], "without": []}
     try:
+        backend = await conn.fetchval("SELECT pg_backend_pid()")  # on this machine: its CPU
         repo_id = await conn.fetchval("SELECT id FROM repos WHERE name = $1", repo)
         partial = f"chunks_embedding_hnsw_repo{int(repo_id)}"
         for n in range(rounds * 2):
@@ -210,14 +228,16 @@ async def insert_cost(url: str, repo: str, rows: int, rounds: int = 3) -> dict:
             try:
                 if name == "without":
                     await conn.execute(f"DROP INDEX IF EXISTS {partial}")
-                started = time.perf_counter()
+                started, cpu_before = time.perf_counter(), backend_cpu(backend)
                 await conn.execute(_INSERT, repo_id, rows)
                 times[name].append(time.perf_counter() - started)
+                cpu[name].append(backend_cpu(backend) - cpu_before)
             finally:
                 await tx.rollback()
     finally:
         await conn.close()
     result = {"rows": rows, **{k: [round(t, 2) for t in v] for k, v in times.items()}}
+    result |= {f"{k}_backend_cpu_s": [round(t, 2) for t in v] for k, v in cpu.items()}
     result["load_average"] = load_average()
     log(json.dumps(result))
     return result
