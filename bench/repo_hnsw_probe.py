@@ -19,8 +19,12 @@ Each runs as a prepared statement under `plan_cache_mode` force_custom_plan and
 force_generic_plan (EXPLAIN ANALYZE, BUFFERS): execution ms, planning ms (a custom plan is
 made at each execution), shared buffers touched, the
 indexes the plan names; and recall@10 / recall@50 against the true nearest chunks (every
-vector of the repository read into NumPy). `fetch_auto_plan`: the wall time of each statement
-run as a search runs it (asyncpg, prepared, plan mode auto), after five warm-up queries.
+vector of the repository read into NumPy).
+
+With `--wall`: the wall time of the statement before and of `dense_ids`'s, each run as a search
+runs it (asyncpg prepares it), alternating query by query, under each `plan_cache_mode`
+(nothing dropped: a dropped index would make every cached plan of the connection be made
+again).
 
 With `--insert N`: the write side instead, N chunks written into the repository with and
 without its own graph (every other index of `chunks` as it is), each write rolled back.
@@ -153,16 +157,12 @@ async def measure(url: str, n_queries: int, repo: str) -> dict:
             times = {f"{s}/{p}": [] for s in sides for p in PLANS}
             buffers = {k: [] for k in times}
             planning = {k: [] for k in times}
-            fetched = {s: [] for s in sides}
             used = {k: set() for k in times}
             recall = {f"{s}/{k}": [] for s in sides for k in (10, DEPTH)}
             for n, v in enumerate(vectors):
                 order = list(sides.items()) if n % 2 == 0 else list(sides.items())[::-1]
                 for name, (sql, args, hide) in order:
-                    started = time.perf_counter()
                     found = await fetch(conn, sql, args(v), hide)
-                    if not hide and n >= 5:  # as a search runs it: prepared, plan mode auto
-                        fetched[name].append((time.perf_counter() - started) * 1000)
                     for k in (10, DEPTH):
                         want = nearest(ids, matrix, v, k)
                         recall[f"{name}/{k}"].append(len(top(found, k) & want) / k)
@@ -181,7 +181,6 @@ async def measure(url: str, n_queries: int, repo: str) -> dict:
                 }
                 for k, v in times.items()
             }
-            result["fetch_auto_plan"] = {k: stats(v) for k, v in fetched.items() if v}
             result["recall"] = {k: round(float(np.mean(v)), 4) for k, v in recall.items()}
             result["load_average"] = load_average()
             log(json.dumps(result, indent=1))
@@ -243,7 +242,40 @@ async def insert_cost(url: str, repo: str, rows: int, rounds: int = 3) -> dict:
     return result
 
 
+async def wall(url: str, n_queries: int, repo: str) -> dict:
+    bench = await synthetic.open_bench(url)
+    vectors = [
+        np.asarray(bench.words.embed(q), dtype=np.float32)
+        for q in synthetic.questions(bench.codebase, n_queries)
+    ]
+    result: dict = {"repo": repo}
+    try:
+        async with bench.pool.acquire() as conn:
+            repo_id = await conn.fetchval("SELECT id FROM repos WHERE name = $1", repo)
+            sides = [("before", BEFORE), ("dense_ids", dense.scoped_statement((repo_id,)))]
+            for plans in ("auto", *PLANS):
+                await conn.execute(f"SET plan_cache_mode = {plans}")
+                times: dict[str, list[float]] = {name: [] for name, _ in sides}
+                for n, v in enumerate(vectors):
+                    for name, sql in sides if n % 2 == 0 else sides[::-1]:
+                        started = time.perf_counter()
+                        await conn.fetch(sql, v, DEPTH, [repo_id], dense.EXACT_SCOPE)
+                        if n >= 5:
+                            times[name].append((time.perf_counter() - started) * 1000)
+                result[plans] = {k: stats(t) for k, t in times.items()}
+            await conn.execute("RESET plan_cache_mode")
+        result["load_average"] = load_average()
+        log(json.dumps(result))
+    finally:
+        await bench.pool.close()
+    return result
+
+
 async def run(args, admin_url: str) -> dict:
+    if args.wall:
+        return await on_loaded_index(
+            args, admin_url, lambda url: wall(url, args.queries, args.repo)
+        )
     if args.insert:
         return await on_loaded_index(
             args, admin_url, lambda url: insert_cost(url, args.repo, args.insert)
@@ -254,6 +286,7 @@ async def run(args, admin_url: str) -> dict:
 def main() -> None:
     parser = index_parser(queries=30)
     parser.add_argument("--repo", default="plugins")
+    parser.add_argument("--wall", action="store_true", help="instead: wall time, each plan mode")
     parser.add_argument("--insert", type=int, help="instead: time writing this many chunks")
     on_server(run, parser.parse_args())
 
