@@ -126,6 +126,23 @@ async def test_a_small_repository_gets_no_graph(settings, ollama):
         assert await repo_graphs.existing(victor.pool) == {}
 
 
+async def test_a_repository_holding_most_of_the_index_gets_no_graph(
+    settings, ollama, tmp_path, monkeypatch
+):
+    """Its filter would throw little away, and its graph would duplicate the global one: the
+    only repository gets none; once a second one as big is indexed, each holds half, and both
+    get theirs."""
+    monkeypatch.setattr(repo_graphs, "MIN_CHUNKS", SMALL)
+    async with open_victor(settings) as victor:
+        for name in ("shop", "store"):
+            shutil.copytree(SAMPLE, tmp_path / name)
+        await victor.index(str(tmp_path / "shop"), name="shop")
+        assert await repo_graphs.existing(victor.pool) == {}
+        await victor.index(str(tmp_path / "store"), name="store")
+        shop, store = await repo_id(victor, "shop"), await repo_id(victor, "store")
+        assert await repo_graphs.existing(victor.pool) == {shop: True, store: True}
+
+
 async def test_removing_the_repository_drops_its_graph(indexed):
     victor = indexed
     shop, store = await repo_id(victor, "shop"), await repo_id(victor, "store")

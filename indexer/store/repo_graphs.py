@@ -25,6 +25,8 @@ import re
 
 import asyncpg
 
+from indexer.store.locks import graphs_lock
+
 log = logging.getLogger(__name__)
 
 # Searchable chunks a repository must exceed to get its own graph (the test suite lowers it).
@@ -72,16 +74,22 @@ async def wanted(db: asyncpg.Pool | asyncpg.Connection, min_chunks: int) -> tupl
 
 async def reconcile(pool: asyncpg.Pool, min_chunks: int | None = None) -> list[int]:
     """Build the graphs that are missing or INVALID, drop those no longer wanted. Returns the
-    repositories whose graph was built.
+    repositories whose graph was built; none when another process holds `graphs_lock` (a
+    graph it misses, the next run builds).
 
     CREATE INDEX CONCURRENTLY: a plain CREATE INDEX would not block a chat (its SHARE lock
     lets reads through) but would stop every other repository's index run or sync from
     writing chunks for the whole build (minutes for a big repository); concurrently, writes
     go on, at the price of a second pass over the table and an INVALID index if interrupted,
-    which the planner ignores and the next run rebuilds. Two builds on one table wait for
-    each other (PostgreSQL's lock), never fail.
+    which the planner ignores and the next run rebuilds.
     """
-    threshold = MIN_CHUNKS if min_chunks is None else min_chunks
+    async with graphs_lock(pool) as held:
+        if not held:
+            return []
+        return await _reconcile(pool, MIN_CHUNKS if min_chunks is None else min_chunks)
+
+
+async def _reconcile(pool: asyncpg.Pool, threshold: int) -> list[int]:
     build, keep = await wanted(pool, threshold)
     have = await existing(pool)
     for repo_id, valid in sorted(have.items()):
