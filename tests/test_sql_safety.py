@@ -74,7 +74,7 @@ ALLOWED = {
         "scoped_statement(), the module constants _SCOPED and _OWN_GRAPH with repository ids "
         "passed through int(); the vector, depth and ids are $n parameters"
     ),
-    ("indexer/store/repo_graphs.py", "reconcile"): (
+    ("indexer/store/repo_graphs.py", "_reconcile"): (
         "CREATE INDEX ... WHERE repo_id = N: a partial index's predicate cannot be a "
         "parameter; the index name and N come from int() of a repository id"
     ),
