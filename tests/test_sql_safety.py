@@ -70,8 +70,19 @@ ALLOWED = {
         "a module constant with the constant WHERE clause _CHUNKS; ids are $n parameters"
     ),
     ("indexer/search/dense.py", "_nearest"): (
-        "runs the statement it is given, which is always one of the module constants _HNSW "
-        "and _SCOPED (hnsw_ids, dense_ids); the vector, depth and ids are $n parameters"
+        "runs the statement it is given: the module constant _HNSW (hnsw_ids) or "
+        "scoped_statement(), the module constants _SCOPED and _OWN_GRAPH with repository ids "
+        "passed through int(); the vector, depth and ids are $n parameters"
+    ),
+    ("indexer/store/repo_graphs.py", "_reconcile"): (
+        "CREATE INDEX ... WHERE repo_id = N: a partial index's predicate cannot be a "
+        "parameter; the index name and N come from int() of a repository id"
+    ),
+    ("indexer/store/repo_graphs.py", "drop"): (
+        "DROP INDEX takes no parameter; the name is index_name(), built from int(repo_id)"
+    ),
+    ("indexer/store/repo_graphs.py", "drop_all"): (
+        "DROP INDEX takes no parameter; index_name() of ids parsed as digits from the catalog"
     ),
     ("indexer/store/postings.py", "remove_repo"): (
         "the table name comes from a constant tuple of the lexical index's own tables"

@@ -68,6 +68,7 @@ async def reembed(pool, embedder: Embedder, progress: Progress | None = None) ->
         await store.set_vectors_from_cache(conn, embedder.space)
         await store.bind_space(conn, embedder.space, embedder.model, dims)
         count = await conn.fetchval("SELECT count(*) FROM chunks")
+    await store.repo_graphs.reconcile(pool)  # the big repositories' own graphs, in the new space
     return count, embedded
 
 

@@ -187,6 +187,9 @@ async def index_source(
             await store.analyze_chunks(pool)
         report.seconds = round(time.monotonic() - started, 3)
         await store.finish_run(pool, repo.id, source.commit, report.summary())
+    # a big repository's own graph (built once; rebuilt if a build was interrupted), outside
+    # the repository's lock: CONCURRENTLY, so searches and other runs go on meanwhile
+    await store.repo_graphs.reconcile(pool)
     for item in report.skipped:
         log.info("skipped %s: %s", item.path, item.reason)
     return report

@@ -6,11 +6,14 @@ HNSW with a repository filter walks the graph of the whole index and throws away
 filter rejects (pgvector's iterative scan): searching one repository of 5% of the chunks costs
 several times an unfiltered search. Below `EXACT_SCOPE` chunks in scope, reading the scope's
 vectors and computing every distance is cheaper than that, and exact (bench/README.md,
-"The dense side of a one-repository search").
+"The dense side of a one-repository search"); a bigger repository has a graph of its own, a
+partial HNSW index (indexer/store/repo_graphs.py; bench/README.md, "A graph per big
+repository").
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -86,7 +89,8 @@ def embedder_down(exc: BaseException, timeout: float = 0.0) -> Degraded:
 
 
 # A search restricted to repositories holding at most this many searchable chunks computes
-# every distance instead of asking HNSW (measured: bench/dense_scope.py).
+# every distance instead of asking HNSW (measured: bench/dense_scope.py); a repository holding
+# more has a graph of its own (store.repo_graphs, same threshold: MIN_CHUNKS).
 EXACT_SCOPE = 20_000
 
 
@@ -94,11 +98,12 @@ async def dense_ids(
     conn: asyncpg.Connection, vector: np.ndarray, depth: int, repos: list[int] | None
 ) -> dict[int, float]:
     """Chunk id -> cosine similarity of the `depth` nearest chunks: every distance computed
-    when the search is restricted to repositories holding at most EXACT_SCOPE chunks, else
-    HNSW; one statement either way."""
+    for the repositories searched that hold at most EXACT_SCOPE chunks, each bigger one's own
+    graph (or the global one, filtered, while it has none); one statement either way."""
     if repos is None:
         return await hnsw_ids(conn, vector, depth, None)
-    return await _nearest(conn, _SCOPED, depth, vector, depth, repos, EXACT_SCOPE)
+    sql = scoped_statement(tuple(sorted({int(r) for r in repos})))
+    return await _nearest(conn, sql, depth, vector, depth, repos, EXACT_SCOPE)
 
 
 async def hnsw_ids(
@@ -115,37 +120,65 @@ ORDER BY embedding <=> $1
 LIMIT $2
 """
 
-# The repositories $3 hold at most $4 searchable chunks (lex_stats counts them: no scan):
-# every distance computed, else HNSW. The test is a one-time filter on each branch, evaluated
-# before any row is read, so only one branch runs. The exact branch reads each repository's
-# rows in the order of `chunks_file_idx`, under a LIMIT the scope never reaches (it holds at
-# most $4 chunks): so the index is the cheapest way to read them whatever the planner
-# estimates. With `repo_id = ANY($3)`, a generic plan (made without the array's values, as
-# PostgreSQL may after a statement's fifth execution) expected most of the table and scanned
-# all of it (110 ms instead of 9 for 5,000 of 100k chunks); an unordered read per repository
-# still did, expecting an average repository. The LIMIT also keeps the planner from handing
-# the outer ORDER BY to the HNSW index.
+# The repositories $3 and their searchable chunks (lex_stats counts them: no scan). Those
+# holding at most $4 ("small") are scanned exactly when together they hold at most $4, else
+# the global graph serves the scope, filtered; each bigger one is searched in a branch of its
+# own (`_OWN_GRAPH`). Each test is a one-time filter on its branch, evaluated before any row is
+# read, so only the branches needed run; the outer query merges them by cosine.
+# The exact branch reads each repository's rows in the order of `chunks_file_idx`, under a
+# LIMIT the scope never reaches (it holds at most $4 chunks): so the index is the cheapest way
+# to read them whatever the planner estimates. With `repo_id = ANY($3)`, a generic plan (made
+# without the array's values, as PostgreSQL may after a statement's fifth execution) expected
+# most of the table and scanned all of it (110 ms instead of 9 for 5,000 of 100k chunks); an
+# unordered read per repository still did, expecting an average repository. The LIMIT also
+# keeps the planner from handing the outer ORDER BY to the HNSW index.
 _SCOPED = """
-WITH scope AS MATERIALIZED (
-    SELECT coalesce(sum(chunks), 0) <= $4 AS small FROM lex_stats WHERE repo_id = ANY($3)
+WITH sizes AS MATERIALIZED (
+    SELECT repo_id, chunks FROM lex_stats WHERE repo_id = ANY($3)
+), rest AS MATERIALIZED (
+    SELECT coalesce(sum(chunks), 0) <= $4 AS small FROM sizes WHERE chunks <= $4
 )
+SELECT id, max(cos) AS cos FROM (
 (SELECT c.id, 1 - (c.embedding <=> $1) AS cos
- FROM (SELECT DISTINCT unnest($3::int[])) AS r(repo_id)
+ FROM sizes r
  CROSS JOIN LATERAL (
     SELECT id, embedding FROM chunks
     WHERE repo_id = r.repo_id AND embedding IS NOT NULL
     ORDER BY path
     LIMIT 2 * $4
  ) c
- WHERE (SELECT small FROM scope)
+ WHERE r.chunks <= $4 AND (SELECT small FROM rest)
  ORDER BY cos DESC, c.id
  LIMIT $2)
 UNION ALL
 (SELECT id, 1 - (embedding <=> $1) AS cos FROM chunks
- WHERE repo_id = ANY($3) AND embedding IS NOT NULL AND NOT (SELECT small FROM scope)
+ WHERE repo_id = ANY($3) AND embedding IS NOT NULL AND NOT (SELECT small FROM rest)
  ORDER BY embedding <=> $1
  LIMIT $2)
+{own}
+) AS found
+GROUP BY id
+ORDER BY cos DESC, id
+LIMIT $2
 """
+
+# One big repository's nearest chunks. Its id is a literal: PostgreSQL uses a partial index
+# only when it can prove the index's predicate (`repo_id = N`) from the statement's text, which
+# a parameter never allows in a generic plan. An int, so only digits reach the statement.
+_OWN_GRAPH = """
+UNION ALL
+(SELECT id, 1 - (embedding <=> $1) AS cos FROM chunks
+ WHERE repo_id = {id} AND embedding IS NOT NULL
+   AND (SELECT chunks > $4 FROM sizes WHERE repo_id = {id})
+ ORDER BY embedding <=> $1
+ LIMIT $2)"""
+
+
+@functools.lru_cache(maxsize=256)
+def scoped_statement(repos: tuple[int, ...]) -> str:
+    """The nearest-chunks statement for these repositories (sorted ids): one text per scope,
+    so asyncpg prepares it once per connection."""
+    return _SCOPED.format(own="".join(_OWN_GRAPH.format(id=int(r)) for r in repos))
 
 
 async def _nearest(conn: asyncpg.Connection, sql: str, depth: int, *args) -> dict[int, float]:

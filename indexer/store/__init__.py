@@ -1,6 +1,7 @@
 """The index in PostgreSQL: connecting, migrations, and every read and write of Victor's tables
 (except the job queue's, in indexer/sync/jobs.py). Callers use `store.<name>`."""
 
+from indexer.store import repo_graphs
 from indexer.store.chunks import (
     CHUNK_COLUMNS,
     ChunkRow,
@@ -90,6 +91,7 @@ __all__ = [
     "replace_files",
     "repo_commit",
     "repo_counts",
+    "repo_graphs",
     "repo_lock",
     "repos_for_push",
     "set_vectors_from_cache",

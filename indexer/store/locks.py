@@ -10,6 +10,7 @@ import asyncpg
 _REPO_LOCK_SPACE = 7_401_002  # pg_advisory_lock(space, repo_id): one index run per repo
 _SYNC_LOCK_SPACE = 7_401_003  # pg_advisory_lock(space, repo_id): one fetch + sync per repo
 _SUMMARY_LOCK = 7_401_004  # pg_try_advisory_lock(key): one `victor summarize` run at a time
+_GRAPHS_LOCK = 7_401_005  # pg_try_advisory_lock(key): one builder of the repositories' graphs
 
 
 @asynccontextmanager
@@ -43,17 +44,30 @@ def sync_lock(pool: asyncpg.Pool, repo_id: int):
 
 
 @asynccontextmanager
-async def summary_lock(pool: asyncpg.Pool):
-    """Yields whether this process holds the one summary run's lock (two runs would pay twice
-    for the same summaries); released when the block ends or the connection closes."""
+async def _try_lock(pool: asyncpg.Pool, key: int):
+    """Yields whether this process got the session advisory lock `key`; released when the block
+    ends or the connection closes."""
     async with pool.acquire() as conn:
-        held = await conn.fetchval("SELECT pg_try_advisory_lock($1)", _SUMMARY_LOCK)
+        held = await conn.fetchval("SELECT pg_try_advisory_lock($1)", key)
         try:
             yield held
         finally:
             if held:
                 with suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-                    await conn.execute("SELECT pg_advisory_unlock($1)", _SUMMARY_LOCK)
+                    await conn.execute("SELECT pg_advisory_unlock($1)", key)
+
+
+def summary_lock(pool: asyncpg.Pool):
+    """Yields whether this process holds the one summary run's lock (two runs would pay twice
+    for the same summaries)."""
+    return _try_lock(pool, _SUMMARY_LOCK)
+
+
+def graphs_lock(pool: asyncpg.Pool):
+    """Yields whether this process holds the lock of the repositories' own graphs: a graph
+    being built is INVALID until its build ends, and another process must not take it for
+    an interrupted build (store.repo_graphs.reconcile)."""
+    return _try_lock(pool, _GRAPHS_LOCK)
 
 
 @asynccontextmanager

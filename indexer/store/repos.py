@@ -10,7 +10,7 @@ from datetime import datetime
 import asyncpg
 
 from indexer.errors import NotFound
-from indexer.store import postings
+from indexer.store import postings, repo_graphs
 from indexer.store.locks import transaction
 
 
@@ -92,7 +92,10 @@ async def repo_counts(db: asyncpg.Pool | asyncpg.Connection) -> dict[int, tuple[
 
 
 async def remove_repo(db: asyncpg.Pool | asyncpg.Connection, name: str) -> None:
-    await get_repo(db, name)
+    repo = await get_repo(db, name)
+    # its own graph first, on its own (DROP INDEX CONCURRENTLY: no search waits for it); if
+    # the removal below fails, the next index run builds the graph again
+    await repo_graphs.drop(db, repo.id)
     async with transaction(db) as conn:
         repo_id = await conn.fetchval("SELECT id FROM repos WHERE name = $1", name)
         await postings.remove_repo(conn, repo_id)

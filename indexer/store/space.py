@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from indexer.errors import ModelMismatch, SchemaError
+from indexer.store import repo_graphs
 from indexer.store.locks import transaction
 
 
@@ -128,8 +129,11 @@ async def bind_space(conn: asyncpg.Connection, space: str, model: str, dims: int
 
 
 async def unbind_space(conn: asyncpg.Connection) -> None:
-    """For `victor reembed`: free the column from its dimension, inside its transaction."""
+    """For `victor reembed`: free the column from its dimension, inside its transaction (the
+    repositories' own graphs go with the global one; the next index run or `reembed` builds
+    them again: `repo_graphs.reconcile`)."""
     await conn.execute("DROP INDEX IF EXISTS chunks_embedding_hnsw")
+    await repo_graphs.drop_all(conn)
     await conn.execute(f"ALTER TABLE chunks ALTER COLUMN embedding TYPE vector, {_IN_ROW}")
 
 
