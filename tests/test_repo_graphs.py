@@ -18,6 +18,7 @@ from indexer.service import open_victor
 from indexer.store import repo_graphs
 from tests.conftest import SAMPLE
 from tests.test_dense_scope import DEPTH, EPS, QUERIES, check_ranked, vectors_of
+from victor.doctor import searched_bytes
 
 SMALL = 5  # searchable chunks a repository must exceed to get its own graph, here
 
@@ -143,12 +144,26 @@ async def test_a_repository_holding_most_of_the_index_gets_no_graph(
         assert await repo_graphs.existing(victor.pool) == {shop: True, store: True}
 
 
+async def graph_bytes(victor, repo: int) -> int:
+    return await victor.pool.fetchval(
+        "SELECT pg_relation_size($1::regclass)", repo_graphs.index_name(repo)
+    )
+
+
 async def test_removing_the_repository_drops_its_graph(indexed):
     victor = indexed
     shop, store = await repo_id(victor, "shop"), await repo_id(victor, "store")
+    # `victor doctor` counts the graphs in what searches read
+    async with victor.pool.acquire() as conn:
+        _, searched = await searched_bytes(conn)
+    shop_graph, store_graph = await graph_bytes(victor, shop), await graph_bytes(victor, store)
+    assert shop_graph > 0 and await repo_graphs.size(victor.pool) == shop_graph + store_graph
     await victor.remove("shop")
     assert await repo_graphs.existing(victor.pool) == {store: True}
     assert await graph_oid(victor, shop) is None
+    async with victor.pool.acquire() as conn:
+        _, after = await searched_bytes(conn)
+    assert after <= searched - shop_graph  # (tables shrink only when vacuumed)
 
 
 async def test_reembed_rebuilds_the_graphs(indexed):

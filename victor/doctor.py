@@ -111,7 +111,8 @@ async def run_checks(settings: Settings) -> AsyncIterator[Check]:
 
 
 # What searches read, besides the few texts they return: the HNSW graph, the lexical index's
-# lists and counts, the chunk rows (path, kind, vector) and the primary keys on the way.
+# lists and counts, the chunk rows (path, kind, vector) and the primary keys on the way; and
+# the big repositories' own graphs (`store.repo_graphs`).
 SEARCHED = (
     "chunks",
     "chunks_pkey",
@@ -136,7 +137,7 @@ async def searched_bytes(conn: asyncpg.Connection) -> tuple[int, int]:
         """,
         list(SEARCHED),
     )
-    return int(row["buffers"]), int(row["searched"])
+    return int(row["buffers"]), int(row["searched"]) + await store.repo_graphs.size(conn)
 
 
 def memory_check(buffers: int, searched: int) -> Check:

@@ -44,20 +44,28 @@ def index_name(repo_id: int) -> str:
     return f"{_PREFIX}{int(repo_id)}"
 
 
+# Every repository's graph: its name, whether it is valid (false: a build was interrupted
+# or is under way) and its size.
+_GRAPHS = """
+SELECT c.relname, i.indisvalid, pg_relation_size(i.indexrelid) AS bytes
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE i.indrelid = 'chunks'::regclass AND c.relname LIKE 'chunks\\_embedding\\_hnsw\\_repo%'
+"""
+
+
 async def existing(db: asyncpg.Pool | asyncpg.Connection) -> dict[int, bool]:
     """Repository id -> whether its graph is valid (false: a build was interrupted)."""
-    rows = await db.fetch(
-        """
-        SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-        WHERE i.indrelid = 'chunks'::regclass AND c.relname LIKE 'chunks\\_embedding\\_hnsw\\_repo%'
-        """
-    )
     found = {}
-    for r in rows:
+    for r in await db.fetch(_GRAPHS):
         match = _NAME.fullmatch(r["relname"])
         if match:
             found[int(match[1])] = r["indisvalid"]
     return found
+
+
+async def size(db: asyncpg.Pool | asyncpg.Connection) -> int:
+    """Bytes of every repository's graph (what searches restricted to them read)."""
+    return sum(r["bytes"] for r in await db.fetch(_GRAPHS))
 
 
 async def wanted(db: asyncpg.Pool | asyncpg.Connection, min_chunks: int) -> tuple[set, set]:
