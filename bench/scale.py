@@ -245,6 +245,16 @@ async def database(admin_url: str, n: int) -> tuple[str, bool]:
     return url, bool(loaded)
 
 
+async def build_repo_graphs(url: str) -> None:
+    """The big repositories' own graphs (`store.repo_graphs`), as an index run builds them."""
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=1)
+    try:
+        if built := await store.repo_graphs.reconcile(pool):
+            log(f"built the graphs of repositories {built}")
+    finally:
+        await pool.close()
+
+
 async def mark_loaded(url: str, n: int) -> None:
     """Record a complete load of n chunks: `database` reuses it next time."""
     conn = await asyncpg.connect(url)
@@ -273,6 +283,7 @@ async def run(args, admin_url: str) -> dict:
             upgrade = round(time.perf_counter() - started, 1)
         finally:
             await conn.close()
+        await build_repo_graphs(url)  # loaded before they existed
         result["build"] = {"reused": True, "schema_upgrade_s": upgrade}
     else:
         log(f"loading {args.chunks} chunks")

@@ -592,6 +592,11 @@ async def load_index(
             timings["build_lexical_index_s"] = time.perf_counter() - t
             if progress:
                 progress(f"lexical index built in {timings['build_lexical_index_s']:.0f} s")
+            t = time.perf_counter()  # the big repositories' own graphs, as an index run builds them
+            built = await store.repo_graphs.reconcile(pool)
+            timings["build_repo_graphs_s"] = seconds = time.perf_counter() - t
+            if progress and built:
+                progress(f"{len(built)} repository graphs built in {seconds:.0f} s")
             t = time.perf_counter()
             await conn.execute("VACUUM (ANALYZE) chunks")
             await conn.execute("VACUUM (ANALYZE) lex_postings")

@@ -6,12 +6,14 @@ is lowered to a few chunks (`MIN_CHUNKS`, with the search's `EXACT_SCOPE`)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 
 import numpy as np
 import pytest
 
+from indexer import store
 from indexer.indexing.reembed import reembed
 from indexer.search import dense
 from indexer.service import open_victor
@@ -200,3 +202,18 @@ async def test_an_interrupted_build_is_never_used_and_is_rebuilt(indexed, tmp_pa
     async with victor.pool.acquire() as conn:
         used = await executed_indexes(conn, [shop], vector, "force_generic_plan")
         assert used == {repo_graphs.index_name(shop)}
+
+
+async def test_building_needs_one_connection(indexed, settings):
+    """The builder works on the connection holding its lock: a pool with no second connection
+    free (bench.scale loads with two and holds one) builds instead of waiting forever."""
+    victor = indexed
+    shop = await repo_id(victor, "shop")
+    await repo_graphs.drop(victor.pool, shop)
+    pool = await store.create_pool(settings, max_size=1)
+    try:
+        built = await asyncio.wait_for(repo_graphs.reconcile(pool, SMALL), timeout=120)
+    finally:
+        await pool.close()
+    assert built == [shop]
+    assert (await repo_graphs.existing(victor.pool))[shop] is True

@@ -44,30 +44,31 @@ def sync_lock(pool: asyncpg.Pool, repo_id: int):
 
 
 @asynccontextmanager
-async def _try_lock(pool: asyncpg.Pool, key: int):
-    """Yields whether this process got the session advisory lock `key`; released when the block
-    ends or the connection closes."""
-    async with pool.acquire() as conn:
-        held = await conn.fetchval("SELECT pg_try_advisory_lock($1)", key)
-        try:
-            yield held
-        finally:
-            if held:
-                with suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-                    await conn.execute("SELECT pg_advisory_unlock($1)", key)
+async def _try_lock(conn: asyncpg.Connection, key: int):
+    """Yields whether this connection got the session advisory lock `key`; released when the
+    block ends or the connection closes."""
+    held = await conn.fetchval("SELECT pg_try_advisory_lock($1)", key)
+    try:
+        yield held
+    finally:
+        if held:
+            with suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                await conn.execute("SELECT pg_advisory_unlock($1)", key)
 
 
-def summary_lock(pool: asyncpg.Pool):
+@asynccontextmanager
+async def summary_lock(pool: asyncpg.Pool):
     """Yields whether this process holds the one summary run's lock (two runs would pay twice
     for the same summaries)."""
-    return _try_lock(pool, _SUMMARY_LOCK)
+    async with pool.acquire() as conn, _try_lock(conn, _SUMMARY_LOCK) as held:
+        yield held
 
 
-def graphs_lock(pool: asyncpg.Pool):
-    """Yields whether this process holds the lock of the repositories' own graphs: a graph
-    being built is INVALID until its build ends, and another process must not take it for
-    an interrupted build (store.repo_graphs.reconcile)."""
-    return _try_lock(pool, _GRAPHS_LOCK)
+def graphs_lock(conn: asyncpg.Connection):
+    """Yields whether `conn` holds the lock of the repositories' own graphs: a graph being
+    built is INVALID until its build ends, and another process must not take it for an
+    interrupted build (store.repo_graphs.reconcile, which works on that connection alone)."""
+    return _try_lock(conn, _GRAPHS_LOCK)
 
 
 @asynccontextmanager

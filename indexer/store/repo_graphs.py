@@ -91,29 +91,29 @@ async def reconcile(pool: asyncpg.Pool, min_chunks: int | None = None) -> list[i
     go on, at the price of a second pass over the table and an INVALID index if interrupted,
     which the planner ignores and the next run rebuilds.
     """
-    async with graphs_lock(pool) as held:
-        if not held:
-            return []
-        return await _reconcile(pool, MIN_CHUNKS if min_chunks is None else min_chunks)
+    threshold = MIN_CHUNKS if min_chunks is None else min_chunks
+    # one connection for all of it: a run's pool may have no second one free (bench.scale
+    # loads with two, and holds one meanwhile)
+    async with pool.acquire() as conn, graphs_lock(conn) as held:
+        return await _reconcile(conn, threshold) if held else []
 
 
-async def _reconcile(pool: asyncpg.Pool, threshold: int) -> list[int]:
-    build, keep = await wanted(pool, threshold)
-    have = await existing(pool)
+async def _reconcile(conn: asyncpg.Connection, threshold: int) -> list[int]:
+    build, keep = await wanted(conn, threshold)
+    have = await existing(conn)
     for repo_id, valid in sorted(have.items()):
         if repo_id not in keep or not valid:
-            await drop(pool, repo_id)
+            await drop(conn, repo_id)
     built = []
     for repo_id in sorted(build - {r for r, valid in have.items() if valid}):
-        async with pool.acquire() as conn:
-            await conn.execute(f"SET maintenance_work_mem = '{BUILD_MEMORY}'")
-            try:
-                await conn.execute(
-                    f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {index_name(repo_id)} ON chunks "
-                    f"USING hnsw (embedding vector_cosine_ops) WHERE repo_id = {int(repo_id)}"
-                )
-            finally:
-                await conn.execute("RESET maintenance_work_mem")
+        await conn.execute(f"SET maintenance_work_mem = '{BUILD_MEMORY}'")
+        try:
+            await conn.execute(
+                f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {index_name(repo_id)} ON chunks "
+                f"USING hnsw (embedding vector_cosine_ops) WHERE repo_id = {int(repo_id)}"
+            )
+        finally:
+            await conn.execute("RESET maintenance_work_mem")
         log.info("built the HNSW graph of repository %d", repo_id)
         built.append(repo_id)
     return built
