@@ -553,3 +553,42 @@ def test_ranker_features_are_finite_and_named():
     x = features(cp, pool)
     assert x.shape == (3, len(FEATURES)) and np.isfinite(x).all()
     assert list(labels(cp, pool)) == [0.0, 0.0, 1.0]
+
+
+# ---------------------------------------------------------------- anchor text (anchors.py)
+
+
+def test_anchor_text_is_the_code_around_uses_resolved_like_the_call_context(tmp_path):
+    from bench.retrieval import anchors, levers
+
+    files = {
+        "a/editor.lua": "local M = {}\n-- saves the buffer\nfunction M.save(buf)\n"
+        "  return M.save_as(buf)\nend\nreturn M\n",
+        "a/other.lua": "local M = {}\nfunction M.save() end\nreturn M\n",
+        "b/keys.lua": 'local editor = require("a.editor")\nlocal other = require("a.other")\n'
+        "-- editor.save is bound below\n"
+        'vim.keymap.set("n", "<C-s>", editor.save, { desc = "Write file" })\n'
+        "local function on_key()\n  other.save()\n  local save = 1\nend\n",
+    }
+    for path, text in files.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text)
+    chunks = {
+        1: levers.Chunk("a/editor.lua", 2, 5, "function", "M.save", "", 1, 0),
+        2: levers.Chunk("a/other.lua", 2, 2, "function", "M.save", "", 1, 0),
+        3: levers.Chunk("b/keys.lua", 5, 8, "function", "on_key", "", 1, 0),
+        4: levers.Chunk("b/keys.lua", 1, 4, "module", "keys", "", 1, 0),
+    }
+    a = anchors.corpus_anchors(levers.CorpusPools("t", chunks, 1.0, 1.0), tmp_path)
+    editor, other = a.of_chunk[1], a.of_chunk[2]
+    code, code_not_own = (False, 0, True, False), (False, 0, False, False)
+    # the keymap line (its string contents too) is the editor's; the comment never counts
+    assert a.lines[code][editor] == [
+        *["vim", "keymap", "set", "n", "c", "s", "editor", "save", "desc", "write", "file"]
+    ]
+    assert a.lines[code_not_own][editor] == ["vim", "keymap", "set", "n", "c", "s", "desc",
+                                             "write", "file"]  # fmt: skip
+    assert a.names[code][editor] == []  # used from module code, by no function
+    # `other.save()` goes to the file the alias requires; `local save = 1` is not a use
+    assert a.lines[code][other] == ["other", "save"]
+    assert a.names[code][other] == ["on", "key", "onkey"]
