@@ -9,7 +9,7 @@ Every candidate of a pool (Victor's hybrid top 50) is re-scored with the core's 
   candidate at query time (`rankfeatures.py`: the fused score and its rank, the cosine and its
   gap to the best, per-field BM25 parts, how much of the query's idf the name holds, kind,
   test path, length, file agreement, call agreement); each held-out corpus is scored by a
-  model trained on the other 7 (doc and question queries, each set half of the weight);
+  model trained on the other corpora (doc and question queries, each set half of the weight);
 * `boost`: the fused score plus small agreement terms, a grid picked LOCO;
 * `prf`: the query's vector moved towards its top fused candidates (Rocchio), picked LOCO;
 * `expand`: the lexical query expanded with the words of its top results' names, picked LOCO.
