@@ -9,7 +9,7 @@ Every candidate of a pool (Victor's hybrid top 50) is re-scored with the core's 
   candidate at query time (`rankfeatures.py`: the fused score and its rank, the cosine and its
   gap to the best, per-field BM25 parts, how much of the query's idf the name holds, kind,
   test path, length, file agreement, call agreement); each held-out corpus is scored by a
-  model trained on the other 7 (doc and question queries, each set half of the weight);
+  model trained on the other corpora (doc and question queries, each set half of the weight);
 * `boost`: the fused score plus small agreement terms, a grid picked LOCO;
 * `prf`: the query's vector moved towards its top fused candidates (Rocchio), picked LOCO;
 * `expand`: the lexical query expanded with the words of its top results' names, picked LOCO.
@@ -239,8 +239,9 @@ def main(argv: list[str] | None = None) -> int:
         for cp in cps
     }
     report["tuned-fusion"] = {"per_corpus": base, "mean": table(base, sets_in)}
+    new_scores: dict[str, dict[int, np.ndarray]] = {}
     for kind in [m for m in args.models if m not in ("boost", "prf", "expand")]:
-        held = {}
+        held, new_scores[kind] = {}, {}
         for cp in cps:
             others = [o for o in cps if o is not cp]
             scorer = fit_fold(kind, others, feats, keep, args)
@@ -250,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
                 return by_score(scorer(xs[id(p)], fused_of(p)))
 
             held[cp.corpus] = {s: run_eval(cp, s, order, fused_of) for s in SETS}
+            for p in cp.pools:
+                new_scores[kind][id(p)] = scorer(xs[id(p)], fused_of(p))
             log(f"{kind} held out {cp.corpus}: " + json.dumps(
                 {s: {k: round(v, 3) for k, v in held[cp.corpus][s].items()
                      if k in ("R@5", "MRR@10", "answer@5")} for s in SETS}))  # fmt: skip
@@ -257,14 +260,26 @@ def main(argv: list[str] | None = None) -> int:
     if "prf" in args.models:
         report["prf-loco"] = loco_settings(cps, sets_in, fused_of, PRF, prf_fused)
         log(f"prf chosen: {report['prf-loco']['chosen_per_fold']}")
+        new_scores["prf"] = chosen_scores(cps, report["prf-loco"], prf_fused)
         log(f"prf objective on all: {report['prf-loco']['mrr_on_all']}")
     if "expand" in args.models:
         report["expand-loco"] = loco_settings(cps, sets_in, fused_of, EXPANSION, expanded_fused)
         log(f"expansion chosen: {report['expand-loco']['chosen_per_fold']}")
+        new_scores["expand"] = chosen_scores(cps, report["expand-loco"], expanded_fused)
         log(f"expansion objective on all: {report['expand-loco']['mrr_on_all']}")
     if "boost" in args.models:
         report["boost-loco"] = loco_boosts(cps, feats, sets_in, fused_of)
         log(f"boosts chosen: {report['boost-loco']['chosen_per_fold']}")
+        chosen = report["boost-loco"]["chosen_per_fold"]
+        new_scores["boost"] = {
+            id(p): boosted(x, chosen[cp.corpus])
+            for cp in cps
+            for p, (x, _) in zip(cp.pools, feats[cp.corpus], strict=True)
+        }
+    report["top5_edge"] = {
+        kind: edge_moves(cps, {id(p): fused_of(p) for cp in cps for p in cp.pools}, sc)
+        for kind, sc in new_scores.items()
+    }
     cols = {
         "doc": ("R@5", "MRR@10", "ctx@answer", "ctx_chars"),
         "questions": ("answer@5", "any@5", "MRR@10", "ctx@answer", "ctx_chars"),
@@ -275,6 +290,11 @@ def main(argv: list[str] | None = None) -> int:
             if isinstance(v, dict) and "mean" in v:
                 m = v["mean"][s]
                 print(f"{name:<16}" + " ".join(f"{m[c]:.3f}" for c in cols[s]))
+    for kind, e in report["top5_edge"].items():
+        moves = [
+            f"{s} +{e[s]['into_top5']} -{e[s]['out_of_top5']} of {e[s]['queries']}" for s in SETS
+        ]
+        print(f"{kind}: answers across the top-5 edge, " + ", ".join(moves))
     if args.train:
         X, Y, W = train_rows(cps, feats)
         m = fit_lr(X, Y, W, args.C)
@@ -284,6 +304,49 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.write_text(json.dumps(report, indent=1, default=str))
     return 0
+
+
+def answer_rank(cp: levers.CorpusPools, p: levers.Pool, scores: np.ndarray) -> int | None:
+    """Rank (0-based) of the answer (a question's first gold, a doc query's one) in the
+    order of `scores`, named symbols first as in the core; None when it is not in the pool."""
+    path, start, end = p.golds[0]
+    order = [*range(p.named), *(i for i in by_score(scores) if i >= p.named)]
+    for r, i in enumerate(order):
+        c = cp.chunks[p.chunk_ids[i]]
+        if c.path == path and c.start_line <= end and c.end_line >= start:
+            return r
+    return None
+
+
+def edge_moves(cps, base: dict[int, np.ndarray], new: dict[int, np.ndarray]) -> dict:
+    """Per set: answers that cross the top-5 edge each way (held-out scores against the
+    tuned fusion), answers moved up / down at all, and each crossing."""
+    out = {}
+    for s in SETS:
+        row = {"queries": 0, "into_top5": 0, "out_of_top5": 0, "up": 0, "down": 0, "moves": []}
+        for cp in cps:
+            for p in cp.pools:
+                if p.set != s:
+                    continue
+                row["queries"] += 1
+                r0, r1 = answer_rank(cp, p, base[id(p)]), answer_rank(cp, p, new[id(p)])
+                if r0 is None or r1 is None:
+                    continue
+                row["up"] += r1 < r0
+                row["down"] += r1 > r0
+                if (r0 < 5) != (r1 < 5):
+                    row["into_top5" if r1 < 5 else "out_of_top5"] += 1
+                    row["moves"].append(
+                        {"corpus": cp.corpus, "q": p.text[:120], "from": r0 + 1, "to": r1 + 1}
+                    )
+        out[s] = row
+    return out
+
+
+def chosen_scores(cps, loco: dict, scorer) -> dict[int, np.ndarray]:
+    """Each pool scored with the setting its fold chose (`loco_settings`' result)."""
+    chosen = loco["chosen_per_fold"]
+    return {id(p): scorer(cp, p, chosen[cp.corpus]) for cp in cps for p in cp.pools}
 
 
 # ---------------------------------------------------------------- agreement boosts, LOCO
