@@ -160,6 +160,23 @@ def test_heldout_blanks_exactly_the_target_doc_lines(tmp_path):
     assert b"Scale a shape" in (dest / "src/shapes.lua").read_bytes()
 
 
+def test_heldout_copy_leaves_out_a_directory_link_that_loops(tmp_path):
+    """A link back to the root (ZeroBrane Studio's macOS bundle has one) would copy forever."""
+    import shutil
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(FIXTURE, corpus)
+    (corpus / "bundle").mkdir()
+    (corpus / "bundle" / "root").symlink_to("..", target_is_directory=True)
+    (corpus / "alias.lua").symlink_to("src/util.lua")
+    queries = [q for q in doc_candidates(corpus) if q.symbol == "M.area"]
+    dest = write_heldout(corpus, queries, tmp_path / "copy")
+    assert (dest / "bundle").is_dir() and not (dest / "bundle" / "root").exists()
+    # a file link becomes a plain copy: writing the copy never writes through a link
+    assert not (dest / "alias.lua").is_symlink()
+    assert (dest / "alias.lua").read_bytes() == (corpus / "src/util.lua").read_bytes()
+
+
 def test_blank_lines_keeps_crlf_and_untouched_bytes():
     data = b"-- doc\r\nfunction f()\r\nend\r\n"
     assert blank_lines(data, {1}) == b"\r\nfunction f()\r\nend\r\n"

@@ -22,9 +22,16 @@ def blank_lines(data: bytes, lines: set[int]) -> bytes:
     return b"\n".join(out)
 
 
+def _linked_dirs(folder: str, names: list[str]) -> set[str]:
+    """Links to directories: Victor never follows them, and one may loop (ZeroBrane Studio's
+    macOS bundle links back to the repository root)."""
+    return {n for n in names if (Path(folder) / n).is_symlink() and (Path(folder) / n).is_dir()}
+
+
 def write_heldout(corpus: Path, queries: list[Query], dest: Path) -> Path:
     """Copy `corpus` to `dest` (which must not exist) with the doc lines of `queries` blanked."""
-    shutil.copytree(corpus, dest)  # symlinks followed: never write through a link
+    # file links are copied as files (never write through a link); directory links are left out
+    shutil.copytree(corpus, dest, ignore=_linked_dirs)
     by_file: dict[str, set[int]] = defaultdict(set)
     for q in queries:
         first, last = q.doc_lines
