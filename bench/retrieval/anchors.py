@@ -54,14 +54,12 @@ import numpy as np
 
 from bench.retrieval import levers
 from bench.retrieval.densequery import answer_rank
-from bench.retrieval.stage import TUNED, fuse_cosine, run_eval
+from bench.retrieval.stage import TUNED, evaluate_scores, fuse_cosine, mrr_scores
 from bench.retrieval.study import (
     SETS,
     _prep,
     bm25f,
-    by_score,
     eligible,
-    fast_mrr,
     labels,
     log,
     objective,
@@ -702,15 +700,10 @@ def main(argv: list[str] | None = None) -> int:
         }
 
     def evaluate(scores: dict) -> dict:
-        def one(cp, s):
-            return run_eval(cp, s, lambda p: by_score(scores[id(p)]), lambda p: scores[id(p)])
-
-        return {cp.corpus: {s: one(cp, s) for s in SETS} for cp in cps}
+        return evaluate_scores(cps, scores)
 
     def mrr(scores: dict) -> dict:
-        return {cp.corpus: {s: {"MRR@10": fast_mrr([(p, gold[id(p)], scores[id(p)])
-                                                    for p in cp.pools if p.set == s])}
-                            for s in SETS} for cp in cps}  # fmt: skip
+        return mrr_scores(cps, gold, scores)
 
     from bench.retrieval.study import fused
 

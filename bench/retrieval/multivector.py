@@ -36,13 +36,12 @@ import numpy as np
 from bench.retrieval import levers
 from bench.retrieval.cache import VectorCache
 from bench.retrieval.densequery import answer_rank
-from bench.retrieval.stage import TUNED, fuse_cosine, run_eval
+from bench.retrieval.stage import TUNED, evaluate_scores, fuse_cosine, mrr_scores
 from bench.retrieval.study import (
     SETS,
     bm25f,
     by_score,
     eligible,
-    fast_mrr,
     fused,
     labels,
     log,
@@ -311,15 +310,10 @@ def main(argv: list[str] | None = None) -> int:
     names = [cp.corpus for cp in cps]
 
     def evaluate(scores: dict) -> dict:
-        def one(cp, s):
-            return run_eval(cp, s, lambda p: by_score(scores[id(p)]), lambda p: scores[id(p)])
-
-        return {cp.corpus: {s: one(cp, s) for s in SETS} for cp in cps}
+        return evaluate_scores(cps, scores)
 
     def mrr(scores: dict) -> dict:
-        return {cp.corpus: {s: {"MRR@10": fast_mrr([(p, gold[id(p)], scores[id(p)])
-                                                    for p in cp.pools if p.set == s])}
-                            for s in SETS} for cp in cps}  # fmt: skip
+        return mrr_scores(cps, gold, scores)
 
     report: dict = {"coverage": coverage, "window_word_pieces": WINDOW}
     default = evaluate(base)

@@ -40,6 +40,7 @@ from bench.retrieval.study import (
     bm25f,
     by_score,
     eligible,
+    fast_mrr,
     fused,
     labels,
     log,
@@ -107,6 +108,25 @@ def run_eval(cp: levers.CorpusPools, set_name: str, order_of, fused_of) -> dict:
     qs = [_Q(p) for p in pools]
     base = score(rankings, qs) if set_name == "doc" else question_score(rankings, qs)
     return base | context_score(rankings, qs, CONTEXT_MIN_SCORE)
+
+
+def evaluate_scores(cps: list[levers.CorpusPools], scores: dict) -> dict:
+    """Corpus -> set -> figures, each pool ordered by `scores[id(pool)]` (one score per
+    candidate)."""
+
+    def one(cp, s):
+        return run_eval(cp, s, lambda p: by_score(scores[id(p)]), lambda p: scores[id(p)])
+
+    return {cp.corpus: {s: one(cp, s) for s in SETS} for cp in cps}
+
+
+def mrr_scores(cps: list[levers.CorpusPools], gold: dict, scores: dict) -> dict:
+    """Corpus -> set -> MRR@10 alone (fast: for grids), `gold[id(pool)]` its labels."""
+
+    def one(cp, s):
+        return fast_mrr([(p, gold[id(p)], scores[id(p)]) for p in cp.pools if p.set == s])
+
+    return {cp.corpus: {s: {"MRR@10": one(cp, s)} for s in SETS} for cp in cps}
 
 
 def fit_lr(X, Y, W, C: float) -> ranking.Model:
