@@ -87,15 +87,21 @@ class _Rollback(Exception):
         self.result = result
 
 
-async def fetch(conn, sql: str, args: tuple, hide: str | None) -> dict[int, float]:
-    if not hide:
-        return {r["id"]: r["cos"] for r in await conn.fetch(sql, *args)}
+async def hidden(conn, index: str, run):
+    """`await run()` with `index` dropped in a transaction rolled back after (what a statement
+    did before the index existed)."""
     try:
         async with conn.transaction():
-            await conn.execute(f"DROP INDEX IF EXISTS {hide}")
-            raise _Rollback(await fetch(conn, sql, args, None))
+            await conn.execute(f"DROP INDEX IF EXISTS {index}")
+            raise _Rollback(await run())
     except _Rollback as done:
         return done.result
+
+
+async def fetch(conn, sql: str, args: tuple, hide: str | None) -> dict[int, float]:
+    if hide:
+        return await hidden(conn, hide, lambda: fetch(conn, sql, args, None))
+    return {r["id"]: r["cos"] for r in await conn.fetch(sql, *args)}
 
 
 def indexes(node: dict) -> set[str]:
@@ -111,12 +117,7 @@ async def explain(
     """One EXECUTE of `sql` prepared under `plans`; with `hide`, that index is dropped in a
     transaction rolled back after (the plan as it was before the index existed)."""
     if hide:
-        try:
-            async with conn.transaction():
-                await conn.execute(f"DROP INDEX IF EXISTS {hide}")
-                raise _Rollback(await explain(conn, sql, args, plans))
-        except _Rollback as done:
-            return done.result
+        return await hidden(conn, hide, lambda: explain(conn, sql, args, plans))
     await conn.execute(f"SET plan_cache_mode = {plans}")
     await conn.execute(f"PREPARE probe AS {sql}")
     try:

@@ -24,11 +24,16 @@ async def indexed(settings, ollama, tmp_path):
     """The sample project indexed twice, as `shop` and `store`: two repositories whose chunks
     are equally near every query, so a filter that leaks shows."""
     async with open_victor(settings) as victor:
-        for name in ("shop", "store"):
-            dest = tmp_path / name
-            shutil.copytree(SAMPLE, dest)
-            await victor.index(str(dest), name=name)
+        await index_twice(victor, tmp_path)
         yield victor
+
+
+async def index_twice(victor, tmp_path) -> None:
+    """The sample project copied and indexed as `shop` and as `store`."""
+    for name in ("shop", "store"):
+        dest = tmp_path / name
+        shutil.copytree(SAMPLE, dest)
+        await victor.index(str(dest), name=name)
 
 
 async def vectors_of(conn, repo_id: int) -> tuple[list[int], np.ndarray]:

@@ -19,7 +19,14 @@ from indexer.search import dense
 from indexer.service import open_victor
 from indexer.store import repo_graphs
 from tests.conftest import SAMPLE
-from tests.test_dense_scope import DEPTH, EPS, QUERIES, check_ranked, vectors_of
+from tests.test_dense_scope import (
+    DEPTH,
+    EPS,
+    QUERIES,
+    check_ranked,
+    index_twice,
+    vectors_of,
+)
 from victor.doctor import searched_bytes
 
 SMALL = 5  # searchable chunks a repository must exceed to get its own graph, here
@@ -32,10 +39,7 @@ async def indexed(settings, ollama, tmp_path, monkeypatch):
     monkeypatch.setattr(repo_graphs, "MIN_CHUNKS", SMALL)
     monkeypatch.setattr(dense, "EXACT_SCOPE", SMALL)
     async with open_victor(settings) as victor:
-        for name in ("shop", "store"):
-            dest = tmp_path / name
-            shutil.copytree(SAMPLE, dest)
-            await victor.index(str(dest), name=name)
+        await index_twice(victor, tmp_path)
         yield victor
 
 
