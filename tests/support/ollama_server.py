@@ -44,6 +44,7 @@ class FakeOllama:
         self.delay = 0.0  # seconds to sleep before answering /api/embed
         self.fail_status: int | None = None  # answer /api/embed with this HTTP status
         self.wrong_dims: int | None = None  # answer with vectors of this many dimensions
+        self.closed = False
         self.server = _QuietServer(("127.0.0.1", port), self._handler())
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -64,14 +65,21 @@ class FakeOllama:
         return self
 
     def stop(self) -> None:
+        """Stop serving and wait for an encode in flight. Handler threads are daemons; one still
+        inside torch when the interpreter exits aborts the process ("terminate called without an
+        active exception"), e.g. a slow request whose client already gave up."""
         self.server.shutdown()
         self.server.server_close()
+        with self.encode_lock:
+            self.closed = True
 
     def knows(self, model: str) -> bool:
         return (model if ":" in model else model + ":latest") in self.models
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         with self.encode_lock:
+            if self.closed:
+                raise ConnectionError("the stand-in Ollama has stopped")
             vectors = self.model.encode(texts, batch_size=32, normalize_embeddings=True)
         return vectors.tolist()
 
