@@ -17,7 +17,7 @@ from indexer import store
 from indexer.indexing.reembed import reembed
 from indexer.search import dense
 from indexer.service import open_victor
-from indexer.store import repo_graphs
+from indexer.store import postings, repo_graphs
 from tests.conftest import SAMPLE
 from tests.test_dense_scope import (
     DEPTH,
@@ -220,4 +220,94 @@ async def test_building_needs_one_connection(indexed, settings):
     finally:
         await pool.close()
     assert built == [shop]
+    assert (await repo_graphs.existing(victor.pool))[shop] is True
+
+
+async def test_a_repository_removed_while_its_graph_builds(indexed):
+    """CREATE INDEX CONCURRENTLY waits for every transaction older than its own snapshot before
+    it ends: a transaction held open here keeps the shop graph's build under way (its index
+    INVALID in the catalog). Removing shop meanwhile waits for the builder (dropping the index
+    while its build ends made one of the two fail: "tuple concurrently updated"), then removes
+    the repository and the graph: nothing is left behind, and the other repository keeps its
+    graph."""
+    victor = indexed
+    shop, store = await repo_id(victor, "shop"), await repo_id(victor, "store")
+    await repo_graphs.drop(victor.pool, shop)
+    async with victor.pool.acquire() as holder:
+        old = holder.transaction(isolation="repeatable_read")
+        await old.start()
+        await holder.fetchval("SELECT count(*) FROM chunks")  # its snapshot is taken here
+        build = asyncio.create_task(repo_graphs.reconcile(victor.pool, SMALL))
+        for _ in range(600):
+            if shop in await repo_graphs.existing(victor.pool):
+                break
+            await asyncio.sleep(0.05)
+        assert (await repo_graphs.existing(victor.pool)).get(shop) is False, "not under way"
+        removal = asyncio.create_task(victor.remove("shop"))
+        await asyncio.sleep(1.0)
+        assert not build.done() and not removal.done()
+        await old.rollback()
+    assert await asyncio.wait_for(build, timeout=60) == [shop]
+    await asyncio.wait_for(removal, timeout=60)
+    assert await repo_graphs.existing(victor.pool) == {store: True}
+    assert await graph_oid(victor, shop) is None
+    assert await victor.pool.fetchval("SELECT count(*) FROM chunks WHERE repo_id = $1", shop) == 0
+    async with victor.pool.acquire() as conn:
+        assert await postings.check(conn) == {"postings": 0, "terms": 0, "stats": 0}
+
+
+async def hold_snapshot(victor):
+    """An open transaction with a snapshot: a graph build (CREATE INDEX CONCURRENTLY) waits
+    for it before it ends. Returns (connection, transaction); roll back and release after."""
+    conn = await victor.pool.acquire()
+    old = conn.transaction(isolation="repeatable_read")
+    await old.start()
+    await conn.fetchval("SELECT count(*) FROM chunks")
+    return conn, old
+
+
+async def test_a_build_outlasts_the_per_statement_time_limit(indexed, settings):
+    """A big repository's build takes minutes: the pool's per-statement limit
+    (VICTOR_SQL_TIMEOUT, here 1 s) must not cut it, or it would fail on every run."""
+    victor = indexed
+    shop = await repo_id(victor, "shop")
+    await repo_graphs.drop(victor.pool, shop)
+    pool = await store.create_pool(settings.model_copy(update={"sql_timeout": 1.0}))
+    conn, old = await hold_snapshot(victor)
+    try:
+        build = asyncio.create_task(repo_graphs.reconcile(pool, SMALL))
+        await asyncio.sleep(2.5)
+        assert not build.done()
+        await old.rollback()
+        assert await asyncio.wait_for(build, timeout=60) == [shop]
+    finally:
+        await victor.pool.release(conn)
+        await pool.close()
+    assert (await repo_graphs.existing(victor.pool))[shop] is True
+
+
+async def test_a_failed_build_is_a_warning_and_the_next_run_builds(indexed, settings, caplog):
+    """A build the server cancels (its statement_timeout, here 0.5 s) leaves an INVALID index:
+    the run that asked for it goes on with a warning, and the next one builds the graph."""
+    victor = indexed
+    shop = await repo_id(victor, "shop")
+    await repo_graphs.drop(victor.pool, shop)
+    database = await victor.pool.fetchval("SELECT current_database()")
+    await victor.pool.execute(f'ALTER DATABASE "{database}" SET statement_timeout = 500')
+    pool = await store.create_pool(settings, max_size=1)  # new connections: the timeout
+    conn, old = await hold_snapshot(victor)
+    try:
+        assert await repo_graphs.reconcile(pool, SMALL) == []
+    finally:
+        await old.rollback()
+        await victor.pool.release(conn)
+        await pool.close()
+        await victor.pool.execute(f'ALTER DATABASE "{database}" RESET statement_timeout')
+    assert "could not build the HNSW graph of repository" in caplog.text
+    assert (await repo_graphs.existing(victor.pool))[shop] is False
+    pool = await store.create_pool(settings, max_size=1)
+    try:
+        assert await repo_graphs.reconcile(pool, SMALL) == [shop]
+    finally:
+        await pool.close()
     assert (await repo_graphs.existing(victor.pool))[shop] is True

@@ -72,6 +72,18 @@ def graphs_lock(conn: asyncpg.Connection):
 
 
 @asynccontextmanager
+async def graphs_lock_waiting(conn: asyncpg.Connection):
+    """Hold the graphs' lock on `conn` for the block, waiting for a builder to finish first
+    (store.repo_graphs.remove)."""
+    await conn.execute("SELECT pg_advisory_lock($1)", _GRAPHS_LOCK)
+    try:
+        yield
+    finally:
+        with suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            await conn.execute("SELECT pg_advisory_unlock($1)", _GRAPHS_LOCK)
+
+
+@asynccontextmanager
 async def transaction(db: asyncpg.Pool | asyncpg.Connection):
     if isinstance(db, asyncpg.Pool):
         async with db.acquire() as conn, conn.transaction():

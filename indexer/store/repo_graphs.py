@@ -25,7 +25,7 @@ import re
 
 import asyncpg
 
-from indexer.store.locks import graphs_lock
+from indexer.store.locks import graphs_lock, graphs_lock_waiting
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,8 @@ MIN_CHUNKS = 20_000
 # "hnsw graph no longer fits into maintenance_work_mem"); 384-dim vectors take ~2 KB each, so
 # 1 GB holds a repository of ~500,000 chunks. A ceiling, not an allocation.
 BUILD_MEMORY = "1GB"
+# asyncpg applies the pool's command timeout to a statement given none: a day instead.
+BUILD_TIMEOUT = 24 * 3600.0
 
 _PREFIX = "chunks_embedding_hnsw_repo"
 _NAME = re.compile(rf"{_PREFIX}(\d+)")
@@ -106,22 +108,49 @@ async def _reconcile(conn: asyncpg.Connection, threshold: int) -> list[int]:
             await drop(conn, repo_id)
     built = []
     for repo_id in sorted(build - {r for r, valid in have.items() if valid}):
-        await conn.execute(f"SET maintenance_work_mem = '{BUILD_MEMORY}'")
-        try:
-            await conn.execute(
-                f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {index_name(repo_id)} ON chunks "
-                f"USING hnsw (embedding vector_cosine_ops) WHERE repo_id = {int(repo_id)}"
-            )
-        finally:
-            await conn.execute("RESET maintenance_work_mem")
-        log.info("built the HNSW graph of repository %d", repo_id)
-        built.append(repo_id)
+        if await _build(conn, repo_id):
+            built.append(repo_id)
     return built
+
+
+async def _build(conn: asyncpg.Connection, repo_id: int) -> bool:
+    """Build one repository's graph; False when the build failed. A graph only speeds searches
+    up, so a failed build is a warning, never the failure of the index run that asked for it
+    (whose chunks are already committed): e.g. a server's statement_timeout. What it leaves
+    (an INVALID index), the next run builds again. The build has no client-side limit: the
+    pool's per-statement one (VICTOR_SQL_TIMEOUT, 300 s) is shorter than a big repository's
+    build (~270 s for 250,000 chunks here), which would then fail on every run."""
+    await conn.execute(f"SET maintenance_work_mem = '{BUILD_MEMORY}'")
+    try:
+        await conn.execute(
+            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {index_name(repo_id)} ON chunks "
+            f"USING hnsw (embedding vector_cosine_ops) WHERE repo_id = {int(repo_id)}",
+            timeout=BUILD_TIMEOUT,
+        )
+    except (asyncpg.PostgresError, TimeoutError) as exc:
+        log.warning(
+            "could not build the HNSW graph of repository %d (%s); the next run tries again",
+            repo_id,
+            exc,
+        )
+        return False
+    finally:
+        await conn.execute("RESET maintenance_work_mem")
+    log.info("built the HNSW graph of repository %d", repo_id)
+    return True
 
 
 async def drop(db: asyncpg.Pool | asyncpg.Connection, repo_id: int) -> None:
     """Drop a repository's graph without blocking searches (outside any transaction)."""
     await db.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {index_name(repo_id)}")
+
+
+async def remove(pool: asyncpg.Pool, repo_id: int) -> None:
+    """Drop the graph of a repository being removed, after any build under way: dropping an
+    index while CREATE INDEX CONCURRENTLY finishes it makes one of the two fail ("tuple
+    concurrently updated"). The wait is the builder's (minutes for a big repository)."""
+    async with pool.acquire() as conn, graphs_lock_waiting(conn):
+        await drop(conn, repo_id)
 
 
 async def drop_all(conn: asyncpg.Connection) -> None:

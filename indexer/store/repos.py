@@ -91,12 +91,12 @@ async def repo_counts(db: asyncpg.Pool | asyncpg.Connection) -> dict[int, tuple[
     return {r["id"]: (r["files"], r["chunks"]) for r in rows}
 
 
-async def remove_repo(db: asyncpg.Pool | asyncpg.Connection, name: str) -> None:
-    repo = await get_repo(db, name)
+async def remove_repo(pool: asyncpg.Pool, name: str) -> None:
+    repo = await get_repo(pool, name)
     # its own graph first, on its own (DROP INDEX CONCURRENTLY: no search waits for it); if
     # the removal below fails, the next index run builds the graph again
-    await repo_graphs.drop(db, repo.id)
-    async with transaction(db) as conn:
+    await repo_graphs.remove(pool, repo.id)
+    async with transaction(pool) as conn:
         repo_id = await conn.fetchval("SELECT id FROM repos WHERE name = $1", name)
         await postings.remove_repo(conn, repo_id)
         await conn.execute("DELETE FROM chunks WHERE repo_id = $1", repo_id)
