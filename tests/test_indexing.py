@@ -209,6 +209,37 @@ async def test_reembed_moves_the_index_to_another_model(settings, ollama, projec
         assert report.files_unchanged == 4 and report.chunks_embedded == 0
 
 
+async def test_reembed_outlasts_the_per_statement_time_limit(settings, ollama, project):
+    """`victor reembed` swaps every chunk's vector and rebuilds the HNSW graph in one
+    transaction: minutes at 100k+ chunks, longer than VICTOR_SQL_TIMEOUT. Here the limit is
+    1 s and another transaction holds the table, so the swap waits 2.5 s, and succeeds."""
+    from indexer.indexing.reembed import reembed
+
+    async with open_victor(settings) as victor:
+        await victor.index(str(project), name="shop")
+    local = settings.model_copy(update={"embed_backend": "local", "sql_timeout": 1.0})
+    async with open_victor(local) as victor:
+        async with victor.pool.acquire() as holder:
+            held = holder.transaction()
+            await held.start()
+            await holder.execute("LOCK TABLE chunks IN ROW EXCLUSIVE MODE")
+            swap = asyncio.create_task(reembed(victor.pool, victor.embedder))
+            waiting = (
+                "SELECT count(*) FROM pg_locks WHERE relation = 'chunks'::regclass AND NOT granted"
+            )
+            for _ in range(1200):  # the texts are embedded first
+                if await victor.pool.fetchval(waiting) or swap.done():
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(2.5)
+            assert not swap.done(), "the swap did not wait for the table"
+            await held.rollback()
+        count, _ = await asyncio.wait_for(swap, timeout=120)
+        assert count > 0
+        space = await store.embedding_space(victor.pool)
+        assert space.space == local.embedding_space
+
+
 @pytest.mark.hardening  # 52 files, ~1,100 texts to embed: minutes on a busy 2-core machine
 async def test_victor_index_with_two_parse_workers_writes_what_one_process_writes(
     settings, cli_env, ollama, tmp_path

@@ -25,18 +25,13 @@ import re
 
 import asyncpg
 
+from indexer.store.limits import BUILD_MEMORY, UNBOUNDED
 from indexer.store.locks import graphs_lock, graphs_lock_waiting
 
 log = logging.getLogger(__name__)
 
 # Searchable chunks a repository must exceed to get its own graph (the test suite lowers it).
 MIN_CHUNKS = 20_000
-# Memory for a build: a graph that outgrows it builds several times slower (pgvector's notice
-# "hnsw graph no longer fits into maintenance_work_mem"); 384-dim vectors take ~2 KB each, so
-# 1 GB holds a repository of ~500,000 chunks. A ceiling, not an allocation.
-BUILD_MEMORY = "1GB"
-# asyncpg applies the pool's command timeout to a statement given none: a day instead.
-BUILD_TIMEOUT = 24 * 3600.0
 
 _PREFIX = "chunks_embedding_hnsw_repo"
 _NAME = re.compile(rf"{_PREFIX}(\d+)")
@@ -117,15 +112,14 @@ async def _build(conn: asyncpg.Connection, repo_id: int) -> bool:
     """Build one repository's graph; False when the build failed. A graph only speeds searches
     up, so a failed build is a warning, never the failure of the index run that asked for it
     (whose chunks are already committed): e.g. a server's statement_timeout. What it leaves
-    (an INVALID index), the next run builds again. The build has no client-side limit: the
-    pool's per-statement one (VICTOR_SQL_TIMEOUT, 300 s) is shorter than a big repository's
-    build (~270 s for 250,000 chunks here), which would then fail on every run."""
+    (an INVALID index), the next run builds again. The pool's per-statement limit does not
+    apply (`limits.UNBOUNDED`): a big repository's build would fail on every run."""
     await conn.execute(f"SET maintenance_work_mem = '{BUILD_MEMORY}'")
     try:
         await conn.execute(
             f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {index_name(repo_id)} ON chunks "
             f"USING hnsw (embedding vector_cosine_ops) WHERE repo_id = {int(repo_id)}",
-            timeout=BUILD_TIMEOUT,
+            timeout=UNBOUNDED,
         )
     except (asyncpg.PostgresError, TimeoutError) as exc:
         log.warning(
@@ -157,4 +151,4 @@ async def drop_all(conn: asyncpg.Connection) -> None:
     """Drop every repository's graph, inside the caller's transaction (a change of the vector
     space: `store.unbind_space`)."""
     for repo_id in await existing(conn):
-        await conn.execute(f"DROP INDEX IF EXISTS {index_name(repo_id)}")
+        await conn.execute(f"DROP INDEX IF EXISTS {index_name(repo_id)}", timeout=UNBOUNDED)

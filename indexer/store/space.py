@@ -9,6 +9,7 @@ import asyncpg
 
 from indexer.errors import ModelMismatch, SchemaError
 from indexer.store import repo_graphs
+from indexer.store.limits import BUILD_MEMORY, UNBOUNDED
 from indexer.store.locks import transaction
 
 
@@ -110,14 +111,20 @@ async def use_embedding_space(
 
 
 async def bind_space(conn: asyncpg.Connection, space: str, model: str, dims: int) -> None:
-    """Fix the column to vector(dims), build the HNSW index, record the model."""
-    await conn.execute("DROP INDEX IF EXISTS chunks_embedding_hnsw")
+    """Fix the column to vector(dims), build the HNSW index, record the model. Inside the
+    caller's transaction. On an empty index (the first run) this is instant; after `victor
+    reembed` it rewrites and indexes every chunk: no per-statement limit, and the graph's
+    build memory (`limits.BUILD_MEMORY`) for this transaction."""
+    await conn.execute("DROP INDEX IF EXISTS chunks_embedding_hnsw", timeout=UNBOUNDED)
     await conn.execute(
-        f"ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({int(dims)}), {_IN_ROW}"
+        f"ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({int(dims)}), {_IN_ROW}",
+        timeout=UNBOUNDED,
     )
+    await conn.execute(f"SET LOCAL maintenance_work_mem = '{BUILD_MEMORY}'")
     await conn.execute(
         "CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw ON chunks "
-        "USING hnsw (embedding vector_cosine_ops)"
+        "USING hnsw (embedding vector_cosine_ops)",
+        timeout=UNBOUNDED,
     )
     await conn.executemany(
         """
@@ -131,10 +138,13 @@ async def bind_space(conn: asyncpg.Connection, space: str, model: str, dims: int
 async def unbind_space(conn: asyncpg.Connection) -> None:
     """For `victor reembed`: free the column from its dimension, inside its transaction (the
     repositories' own graphs go with the global one; the next index run or `reembed` builds
-    them again: `repo_graphs.reconcile`)."""
-    await conn.execute("DROP INDEX IF EXISTS chunks_embedding_hnsw")
+    them again: `repo_graphs.reconcile`). Each statement waits for the table (searches
+    reading it) and may rewrite it: no per-statement limit (`limits.UNBOUNDED`)."""
+    await conn.execute("DROP INDEX IF EXISTS chunks_embedding_hnsw", timeout=UNBOUNDED)
     await repo_graphs.drop_all(conn)
-    await conn.execute(f"ALTER TABLE chunks ALTER COLUMN embedding TYPE vector, {_IN_ROW}")
+    await conn.execute(
+        f"ALTER TABLE chunks ALTER COLUMN embedding TYPE vector, {_IN_ROW}", timeout=UNBOUNDED
+    )
 
 
 async def set_vectors_from_cache(conn: asyncpg.Connection, space: str) -> None:
@@ -151,4 +161,5 @@ async def set_vectors_from_cache(conn: asyncpg.Connection, space: str) -> None:
         WHERE c.searchable
         """,
         space,
+        timeout=UNBOUNDED,
     )
