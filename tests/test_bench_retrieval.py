@@ -409,15 +409,21 @@ def _dev_corpus(name: str) -> Path | None:
 
 
 def test_the_question_set_is_wide_enough():
-    """At least 8 corpora with 15+ questions each, penlight and roact among them."""
+    """At least 8 corpora with 15+ questions each, penlight and roact among them; a small
+    corpus's file (a one-file library) still has enough questions to enter the mean."""
+    import tomllib
+
+    from bench.retrieval.run import MIN_QUERIES
+
     names = {f.stem for f in QUESTION_FILES}
     assert {"penlight", "roact"} <= names and len(names) >= 8
+    sizes = {}
     for f in QUESTION_FILES:
-        import tomllib
-
         data = tomllib.loads(f.read_text())
         assert data["corpus"] == f.stem
-        assert len(data["q"]) >= 15, f.name
+        sizes[f.stem] = len(data["q"])
+        assert sizes[f.stem] >= MIN_QUERIES, f.name
+    assert sum(n >= 15 for n in sizes.values()) >= 8
 
 
 @pytest.mark.parametrize("file", QUESTION_FILES, ids=lambda f: f.stem)
@@ -609,3 +615,17 @@ def test_anchor_text_is_the_code_around_uses_resolved_like_the_call_context(tmp_
     # `other.save()` goes to the file the alias requires; `local save = 1` is not a use
     assert a.lines[code][other] == ["other", "save"]
     assert a.names[code][other] == ["on", "key", "onkey"]
+
+
+def test_the_settings_retested_on_fresh_corpora_are_points_of_their_studies_grids():
+    """fresh.py retests what the studies could pick, not a new setting fitted after the fact."""
+    from bench.retrieval import anchors, fresh, study
+
+    assert fresh.ANCHORS_NAMED in anchors.GRID and fresh.ANCHORS_NAMED != anchors.OFF
+    grid = study.fusion_grid()
+    assert any(
+        (f.alpha, f.weights, f.k1, f.half, f.b_doc)
+        == (fresh.FUSION_NAMED.alpha, fresh.FUSION_NAMED.weights, fresh.FUSION_NAMED.k1,
+            fresh.FUSION_NAMED.half, fresh.FUSION_NAMED.b_doc)
+        for f in grid
+    )  # fmt: skip

@@ -662,15 +662,10 @@ def _outside_has_anchor(cp, p, a: Anchors) -> bool:
     return False
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.retrieval.anchors", description=__doc__)
-    ap.add_argument("--pools", type=Path, required=True)
-    ap.add_argument("--corpora", type=Path, nargs="+", required=True, help="folders of corpora")
-    ap.add_argument("--out", type=Path)
-    args = ap.parse_args(argv)
-    cps = levers.load(args.pools)
-    sets_in = eligible(cps)
-    anchors = {cp.corpus: corpus_anchors(cp, corpus_root(cp.corpus, args.corpora)) for cp in cps}
+def scorer(cps: list[levers.CorpusPools], roots: list[Path]):
+    """The anchors of every corpus, the stems and query lexemes, and `scores_of(setting)`:
+    pool id -> each candidate's tuned fusion with that setting's anchor fields."""
+    anchors = {cp.corpus: corpus_anchors(cp, corpus_root(cp.corpus, roots)) for cp in cps}
     for name, a in anchors.items():
         log(f"{name}: {a.stats}")
     vocab = sorted(
@@ -688,16 +683,30 @@ def main(argv: list[str] | None = None) -> int:
     _QLEX.update(qlex)
     log(f"{len(vocab)} anchor words stemmed")
     fields = pool_fields(cps, anchors, stems, qlex)
-    pools = [(cp, p) for cp in cps for p in cp.pools]
-    gold = {id(p): labels(cp, p) for cp, p in pools}
-    answer = {id(p): answer_labels(cp, p) for cp, p in pools}
-    names = [cp.corpus for cp in cps]
 
     def scores_of(s: Setting) -> dict:
         return {
             id(p): fuse_cosine(cp, p, p.cos.astype(np.float32), lexical(cp, p, fields[id(p)], s))
-            for cp, p in pools
+            for cp in cps
+            for p in cp.pools
         }
+
+    return anchors, stems, qlex, scores_of
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.retrieval.anchors", description=__doc__)
+    ap.add_argument("--pools", type=Path, required=True)
+    ap.add_argument("--corpora", type=Path, nargs="+", required=True, help="folders of corpora")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args(argv)
+    cps = levers.load(args.pools)
+    sets_in = eligible(cps)
+    anchors, stems, qlex, scores_of = scorer(cps, args.corpora)
+    pools = [(cp, p) for cp in cps for p in cp.pools]
+    gold = {id(p): labels(cp, p) for cp, p in pools}
+    answer = {id(p): answer_labels(cp, p) for cp, p in pools}
+    names = [cp.corpus for cp in cps]
 
     def evaluate(scores: dict) -> dict:
         return evaluate_scores(cps, scores)
