@@ -90,8 +90,8 @@ class Pipeline:
             ge=0.0,
             le=1.0,
             description="Leave out chunks scoring below this. Scores are 0-1; the right "
-            "function usually scores 0.25-0.5, chat that is not about code below 0.16 "
-            "(0: keep all).",
+            "function usually scores 0.25-0.5, chat that is not about code below 0.18 "
+            "(0: keep all; 0.2 keeps more answers on terse code, and more off-topic code).",
         )
         repos: list[str] = Field(
             default=[], description="Search only these indexed repositories (empty: all)."
