@@ -266,6 +266,28 @@ def test_the_ordering_key_is_frozen_apart_from_the_tuning():
     assert not hasattr(postings, "DEFAULT_TUNING") and not hasattr(postings, "Tuning")
 
 
+async def test_the_impact_gives_back_the_reference_frequency(settings, ollama, project):
+    """The lexical statement ranks candidates by each posting's BM25F part saturated with the
+    search's own k1, recovered from the stored impact (saturated with REF_K1): inverting the
+    saturation must give back the posting's field-weighted frequency at reference lengths."""
+    async with open_victor(settings) as victor:
+        await victor.index(str(project), name="shop")
+        rows = await victor.pool.fetch("SELECT * FROM lex_postings WHERE NOT module")
+    wa, wb, wc, wd = postings.REF_WEIGHTS
+    k = postings.REF_K1
+    assert len(rows) > 50
+    for r in rows:
+        doc = r["nc"] / (
+            1 - postings.REF_B_DOC + postings.REF_B_DOC * r["doc_len"] / postings.REF_DOC_LEN
+        )
+        body = r["nd"] / (
+            1 - postings.REF_B_BODY + postings.REF_B_BODY * r["body_len"] / postings.REF_BODY_LEN
+        )
+        tf = wa * r["na"] + wb * r["nb"] + wc * doc + wd * body
+        recovered = r["impact"] * k / (k + 1 - r["impact"])
+        assert recovered == pytest.approx(tf, rel=1e-5), dict(r)
+
+
 async def test_a_one_repository_search_is_bm25f_within_that_repository(settings, ollama, project):
     """N, document frequencies and mean lengths are the repository's own, as before."""
     (project / "src" / "more.lua").write_text(
