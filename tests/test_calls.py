@@ -197,3 +197,24 @@ async def test_a_name_called_everywhere_gets_callers_only_where_they_are_sure(co
         found = await callers(conn, fail)
     assert found[0].result.symbol == "L.check"  # the sure one first
     assert len(found) == 4  # then the others, as many as a hit gets
+
+
+CALLER = (
+    'local L = require("lib")\nlocal M = {}\n\nfunction M.go(x)\n  return L.flush(x)\nend\n'
+    "\nreturn M\n"
+)
+
+
+async def test_callers_that_tie_come_in_path_order(settings, tmp_path):
+    """Two callers as close to the function and as long as each other come in path order,
+    whatever order the index holds them in (here the later path is indexed first), so the
+    context is the same on every run."""
+    root = tmp_path / "tie"
+    lib = "local L = {}\n\nfunction L.flush(x)\n  return x\nend\n\nreturn L\n"
+    async for victor in _indexed(settings, root, {"src/lib.lua": lib, "src/z.lua": CALLER}):
+        (root / "src/a.lua").write_text(CALLER)
+        await victor.index(str(root), name=root.name)
+        hit = await _hit(victor, "L.flush")
+        async with victor.pool.acquire() as conn:
+            found = await callers(conn, hit)
+        assert [n.result.path for n in found] == ["src/a.lua", "src/z.lua"]

@@ -86,7 +86,16 @@ async def callees(conn: asyncpg.Connection, hit: SearchResult, limit: int) -> li
         found = [r for r in found if (r["path"], r["start_line"]) != (hit.path, hit.start_line)]
         if not found:
             continue
-        ranked = sorted(found, key=lambda r: -_closeness(call, hit.path, r["symbol"], r["path"]))
+        # ties in path order: the rows come in no fixed order, and a context must not change
+        # from one run to the next
+        ranked = sorted(
+            found,
+            key=lambda r: (
+                -_closeness(call, hit.path, r["symbol"], r["path"]),
+                r["path"],
+                r["start_line"],
+            ),
+        )
         best = ranked[0]
         if _closeness(call, hit.path, best["symbol"], best["path"]) == 0 and (
             len(found) > MAX_DEFINITIONS or is_test_path(best["path"])
@@ -161,7 +170,9 @@ async def callers(
         ranked.append((close, -len(r["text"]), r))
     if not ranked:
         return []
-    ranked.sort(key=lambda t: (t[0], t[1]), reverse=True)
+    # the closest, then the shortest; ties in path order (the rows come in no fixed order,
+    # and a context must not change from one run to the next)
+    ranked.sort(key=lambda t: (-t[0], -t[1], t[2]["path"], t[2]["start_line"]))
     if ranked[0][0] == 0 and len(ranked) > MAX_DEFINITIONS * MAX_CALLERS:
         return []  # a common name called everywhere: which of these mean this function?
     return [Neighbour(result_of(r, hit.score), f"calls {hit.symbol}") for _, _, r in ranked[:limit]]
