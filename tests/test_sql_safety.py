@@ -36,7 +36,8 @@ QUERY_METHODS = {
 ALLOWED = {
     ("indexer/store/space.py", "bind_space"): (
         "ALTER TABLE ... TYPE vector(N): a type modifier cannot be a parameter; N is passed "
-        "through int(), so only digits reach the statement"
+        "through int(), so only digits reach the statement; SET LOCAL takes no parameter: "
+        "maintenance_work_mem is the constant limits.BUILD_MEMORY"
     ),
     ("indexer/search/lexical.py", "lexical_ids"): (
         "store.named() turns the literal query's :name placeholders into $n: the values "
@@ -74,9 +75,10 @@ ALLOWED = {
         "scoped_statement(), the module constants _SCOPED and _OWN_GRAPH with repository ids "
         "passed through int(); the vector, depth and ids are $n parameters"
     ),
-    ("indexer/store/repo_graphs.py", "_reconcile"): (
+    ("indexer/store/repo_graphs.py", "_build"): (
         "CREATE INDEX ... WHERE repo_id = N: a partial index's predicate cannot be a "
-        "parameter; the index name and N come from int() of a repository id"
+        "parameter; the index name and N come from int() of a repository id; SET takes no "
+        "parameter: maintenance_work_mem is the constant limits.BUILD_MEMORY"
     ),
     ("indexer/store/repo_graphs.py", "drop"): (
         "DROP INDEX takes no parameter; the name is index_name(), built from int(repo_id)"

@@ -93,8 +93,9 @@ async def repo_counts(db: asyncpg.Pool | asyncpg.Connection) -> dict[int, tuple[
 
 async def remove_repo(pool: asyncpg.Pool, name: str) -> None:
     repo = await get_repo(pool, name)
-    # its own graph first, on its own (DROP INDEX CONCURRENTLY: no search waits for it); if
-    # the removal below fails, the next index run builds the graph again
+    # its own graph first, on its own (DROP INDEX CONCURRENTLY: no search waits for it), after
+    # any graph build under way; if the removal below fails, the next index run builds the
+    # graph again
     await repo_graphs.remove(pool, repo.id)
     async with transaction(pool) as conn:
         repo_id = await conn.fetchval("SELECT id FROM repos WHERE name = $1", name)
