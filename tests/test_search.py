@@ -106,6 +106,23 @@ async def test_a_named_symbol_ranks_first(settings, ollama, project):
         assert discount.symbol == "M.apply_discount"
 
 
+async def test_a_module_path_names_the_definition_on_the_module_table(settings, ollama, project):
+    """`shop.prices.apply_discount` means `M.apply_discount` in shop/prices.lua, not a bare
+    `apply_discount` elsewhere whose name the term merely ends with (as APISIX's many
+    `check_schema`s: bench/README.md, "Symbol lookup on 14 corpora")."""
+    (project / "src" / "shop" / "legacy.lua").write_text(
+        "local function apply_discount(total)\n  return total * 0.9\nend\n\n"
+        "return { old = apply_discount }\n"
+    )
+    async with open_victor(settings) as victor:
+        await victor.index(str(project), name="shop")
+        for query in ("shop.prices.apply_discount", "where is shop.prices.apply_discount defined"):
+            (found,) = await search_one(victor, query, top_k=1)
+            assert (found.path, found.symbol) == ("src/shop/prices.lua", "M.apply_discount")
+        (bare,) = await search_one(victor, "shop.legacy.apply_discount", top_k=1)
+        assert bare.path == "src/shop/legacy.lua"
+
+
 async def test_lexical_search_understands_identifiers(settings, ollama, project):
     async with open_victor(settings) as victor:
         await victor.index(str(project), name="shop")

@@ -58,10 +58,13 @@ async def symbol_hits(
 def match_strength(term: str, name: str, path: str) -> tuple[int, bool]:
     """How well a query term names a defined function, as (level, same case).
 
-    Level 4: the same name (`Picker:get_selection`); 3: the term ends with the name
-    (`pl.data.write` for `data.write`); 2: the term's qualifiers are in the file's path or
-    the name (`pl.List:slice` for `List:slice` in pl/List.lua), or an identifier-like
-    term (`get_selection`) names it; 1: only the last names agree; 0: another function.
+    Level 4: the same name (`Picker:get_selection`); 3: a qualified name the term ends with
+    (`pl.data.write` for `data.write`), or whose file's path and qualifiers hold the term's
+    qualifiers (`apisix.secret.aws.get` for `_M.get` in apisix/secret/aws.lua); 2: the same
+    for a bare name (`local function get` there), or an identifier-like term
+    (`get_selection`) naming it; 1: only the last names agree; 0: another function.
+    A bare name never matches a qualified term by its ending alone: every `check_schema`
+    ends `apisix.plugins.acl.check_schema`, and only the one in that file is meant.
     """
     if words.symbol_key(term) != words.symbol_key(name):
         return (0, False)
@@ -69,11 +72,15 @@ def match_strength(term: str, name: str, path: str) -> tuple[int, bool]:
     term_l, name_l = term.lower(), name.lower()
     if term_l == name_l:
         return (4, same_case)
-    if term_l.endswith(("." + name_l, ":" + name_l)):
+    name_parts = re.split(r"[.:]", name_l)
+    qualified = len(name_parts) > 1
+    if qualified and term_l.endswith(("." + name_l, ":" + name_l)):
         return (3, same_case)
     term_parts = re.split(r"[.:]", term_l)
     if len(term_parts) == 1:
         identifier = "_" in term.strip("_") or re.search(r"[a-z][A-Z]", term) is not None
         return (2 if identifier else 1, same_case)
-    where = set(re.split(r"[/._-]", path.lower())) | set(re.split(r"[.:]", name_l)[:-1])
-    return (2 if set(term_parts[:-1]) <= where else 1, same_case)
+    where = set(re.split(r"[/._-]", path.lower())) | set(name_parts[:-1])
+    if set(term_parts[:-1]) <= where:
+        return (3 if qualified else 2, same_case)
+    return (1, same_case)
