@@ -151,8 +151,12 @@ class Victor:
             top_k=top_k,
             repos=repos,
             timeout=self.settings.query_timeout if timeout is None else timeout,
-            tuning=tuning,
+            tuning=self._tuned(tuning),
         )
+
+    def _tuned(self, tuning: Tuning = DEFAULT_TUNING) -> Tuning:
+        """`tuning` with the ranking stage off when VICTOR_RANKING_STAGE says so."""
+        return tuning if self.settings.ranking_stage else replace(tuning, stage=False)
 
     async def _refuse_followed(self, name: str) -> None:
         """`victor index` over a followed repository would change its URL and branch."""
@@ -189,7 +193,7 @@ class Victor:
         # embedding: each connection taken from the pool costs a round trip to reset it
         async with self.pool.acquire() as conn:
             (found,) = await search.search_with(
-                conn, self.embedder, [query], asked, top_k=top_k, repos=repos
+                conn, self.embedder, [query], asked, top_k=top_k, repos=repos, tuning=self._tuned()
             )
             kept = [r for r in found.results if r.score >= min_score]
             extra = await self._around(conn, kept, self.settings.call_context)

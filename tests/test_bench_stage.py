@@ -1,4 +1,5 @@
-"""Tests of the ranking-stage study's features and model file (bench/retrieval/rankfeatures.py)."""
+"""Tests of the ranking stage's features and model file (indexer/search/ranking.py) and of its
+study (bench/retrieval/stage.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from bench.retrieval.rankfeatures import FEATURES, Candidates, Model, features
+from indexer.search.ranking import FEATURES, Candidates, Model, features
 
 
 def _candidates() -> Candidates:
@@ -22,8 +23,12 @@ def _candidates() -> Candidates:
         lines=np.array([10, 3, 20, 40], np.float32),
         paths=["lua/save.lua", "lua/save.lua", "spec/save_spec.lua", "lua/util.lua"],
         symbols=["M.save_buffer", "write_file", "it", "util"],
-        calls=[["write_file", "vim.notify"], [], ["M.save_buffer"], []],
-        query_words=3,
+        texts=[
+            "function m.save_buffer() write_file(buf) vim.notify('saved') end",
+            "local function write_file(buf) end",
+            "it('saves', function() m.save_buffer() end)",
+            "return util",
+        ],
         query="what happens when I save the buffer",
     )
 
@@ -51,7 +56,7 @@ def test_no_candidates_no_rows():
     c = _candidates()
     empty = Candidates(
         *(v[:0] for v in (c.fused, c.cos, c.parts, c.cover, c.module, c.test, c.lines)),
-        [], [], [], 0,
+        [], [], [],
     )  # fmt: skip
     assert features(empty).shape == (0, len(FEATURES))
 

@@ -180,7 +180,7 @@ async def test_a_candidate_only_the_dense_side_found_gets_its_lexical_share(
         await victor.index(str(project), name="shop")
         for query in queries:
             for depth in (1, 2, 3):
-                tuning = Tuning(depth=depth, symbols=False)
+                tuning = Tuning(depth=depth, symbols=False, stage=False)
                 (dense,) = await victor.search([query], mode="dense", top_k=depth, tuning=tuning)
                 (hybrid,) = await victor.search([query], mode="hybrid", top_k=depth, tuning=tuning)
                 async with victor.pool.acquire() as conn:

@@ -1,11 +1,11 @@
 """Victor's own search modes as benchmark systems: "victor-dense", "victor-lexical",
-"victor-hybrid".
+"victor-hybrid", and "victor-fusion" (the hybrid without its ranking stage).
 
 Everything goes through Victor's core, as a user's `victor index` / `victor search --batch`
 would: the held-out copy is indexed by `Victor.index` (Victor's chunker, embedding texts,
 lexical fields) into a fresh database on a throw-away embedded PostgreSQL, and each query
-set is searched with `Victor.find` (all queries in one call, one embedding batch). The three
-modes share that one index, so only the first mode's `index()` does the work; the others
+set is searched with `Victor.find` (all queries in one call, one embedding batch). The
+systems share that one index, so only the first one's `index()` does the work; the others
 report the time of their own (no-change) index run.
 
 Victor embeds with its `local` backend: the same all-MiniLM-L6-v2 as the baselines, in this
@@ -16,11 +16,13 @@ prompt (it only adds a header line per snippet and merges neighbours).
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import tempfile
 import time
 import weakref
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -189,18 +191,23 @@ def release(ctx: Context) -> None:
 
 
 class VictorSystem:
-    def __init__(self, mode: str, ctx: Context):
-        self.name = f"victor-{mode}"
+    def __init__(self, mode: str, ctx: Context, name: str = "", tuning: Tuning = DEFAULT_TUNING):
+        self.name = name or f"victor-{mode}"
         self.mode = mode
+        self.tuning = tuning
         self.ctx = ctx
         self.embed_seconds = 0.0
 
     def index(self, corpus_dir: Path) -> None:
         self.embed_seconds = shared_index(self.ctx).index(corpus_dir)
+        self.corpus = corpus_dir.name
 
     def search_batch(self, queries: list[str], k: int) -> list[list[Hit]]:
-        self.results = shared_index(self.ctx).results(queries, self.mode, k)
+        self.results = shared_index(self.ctx).results(queries, self.mode, k, self.tuning_now())
         return [[_hit(r) for r in rs] for rs in self.results]
+
+    def tuning_now(self) -> Tuning:
+        return self.tuning
 
     def contexts(
         self, calls: str | None = None, seeds: int = CALL_SEEDS, first: str = CALL_FIRST
@@ -215,3 +222,30 @@ def _factory(mode: str):
 
 for _mode in MODES:
     register(f"victor-{_mode}")(_factory(_mode))
+
+# The hybrid without its ranking stage: fusion's order (what the stage is measured against).
+register("victor-fusion")(
+    lambda ctx: VictorSystem("hybrid", ctx, "victor-fusion", replace(DEFAULT_TUNING, stage=False))
+)
+
+
+class StageLocoSystem(VictorSystem):
+    """The hybrid with, for each corpus, a stage model trained without it: the shipped model
+    saw every dev corpus, so only this measures the stage on a corpus it has not seen. Its
+    models: `python -m bench.retrieval.stage --train-loco DIR`, then VICTOR_BENCH_STAGE_LOCO=DIR."""
+
+    def __init__(self, ctx: Context):
+        super().__init__("hybrid", ctx, "victor-stage-loco")
+        folder = os.environ.get("VICTOR_BENCH_STAGE_LOCO", "")
+        if not folder:
+            raise NotImplementedError("set VICTOR_BENCH_STAGE_LOCO to the --train-loco folder")
+        self.folder = Path(folder)
+
+    def tuning_now(self) -> Tuning:
+        model = self.folder / f"{self.corpus}.json"
+        if not model.is_file():
+            raise NotImplementedError(f"no fold model {model}")
+        return replace(self.tuning, stage_model=str(model))
+
+
+register("victor-stage-loco")(StageLocoSystem)

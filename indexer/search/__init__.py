@@ -8,8 +8,10 @@
   lexical index Victor keeps itself (`indexer.store.postings`), so a function whose name says
   what the query says outranks long code that merely mentions the words.
 * hybrid: the cosine plus an equal share of the lexical score (score-level fusion; RRF is
-  kept as an option for comparison). bench/README.md has the measurements behind every
-  default in `Tuning`.
+  kept as an option for comparison), then the ranking stage (`indexer.search.ranking`): a
+  linear model trained on 14 Lua codebases re-orders the fused top 50 by what fusion cannot
+  see (the name's share of the query, calls to and from the best candidates, the file's other
+  candidates). bench/README.md has the measurements behind every default in `Tuning`.
 
 In every mode a query that names a function (`Picker:get_selection`, `get_selection`,
 `where is trim defined`) gets its definition first, also when it is a helper defined inside
@@ -22,7 +24,8 @@ Scores are in [0, 1] in every mode, so one `min_score` works for all:
   few rare words in a function's name);
 * hybrid: (cosine + ALPHA x lexical share) / (1 + ALPHA), every candidate with its real
   lexical score (the dense side's candidates are scored in the lexical statement too); with
-  ALPHA 1 a chunk with no lexical match scores half its cosine;
+  ALPHA 1 a chunk with no lexical match scores half its cosine. The ranking stage changes the
+  order, not the scale: the n-th result carries the n-th best fused score;
 * the definition of the function a query names scores 1.
 Measured with all-MiniLM-L6-v2 on the developer questions of 14 codebases (bench/README.md,
 `bench.retrieval.scores`, "Where min_score sits, on 14 codebases"): in hybrid mode the right
@@ -44,6 +47,7 @@ import numpy as np
 
 from indexer.embedding import Embedder, check_dimensions
 from indexer.errors import EmbeddingError, VictorError
+from indexer.search import ranking
 from indexer.search.dense import (
     Degraded,
     check_space,
@@ -204,9 +208,48 @@ async def _one(
     named = _named_first(symbols, candidates, scores)
     # a result with no score at all (lexical mode: none of the query's words) is noise
     ranked = [i for i in sorted(scores, key=lambda i: -scores[i]) if scores[i] > 0]
-    order = (named + [i for i in ranked if i not in named])[:top_k]
+    order = named + [i for i in ranked if i not in named]
+    if mode == "hybrid" and tuning.fusion == "score" and tuning.stage:
+        model = ranking.model_at(tuning.stage_model)
+        order, scores = await _staged(conn, query, order, len(named), candidates, scores, model)
+    order = order[:top_k]
     rows = await fetch_results(conn, order)
     return [replace(rows[i], score=1.0 if i in named else scores[i]) for i in order if i in rows]
+
+
+async def _staged(
+    conn: asyncpg.Connection,
+    query: str,
+    order: list[int],
+    named: int,
+    candidates: dict[int, Candidate],
+    scores: dict[int, float],
+    model: ranking.Model,
+) -> tuple[list[int], dict[int, float]]:
+    """`order` with its top STAGE_DEPTH re-ordered by the ranking stage, and the scores each
+    re-ordered candidate now carries (the fused score of the rank it lands on)."""
+    top = order[: ranking.STAGE_DEPTH]
+    if len(top) - named < 2:
+        return order, scores
+    texts = await fetch_texts(conn, top)
+    cands = [candidates[i] for i in top]
+    fused = np.array([scores[i] for i in top])  # float64: handed out as the scores
+    c = ranking.Candidates(
+        fused=fused,
+        cos=np.array([x.cos for x in cands], np.float32),
+        parts=np.array([x.parts for x in cands], np.float32),
+        cover=np.array([x.cover for x in cands], np.float32),
+        module=np.array([x.kind in ("module", "window") for x in cands]),
+        test=np.array([is_test_path(x.path) for x in cands]),
+        lines=np.array([x.lines for x in cands], np.float32),
+        paths=[x.path for x in cands],
+        symbols=[x.symbol for x in cands],
+        texts=[texts.get(i, "").lower() for i in top],
+        query=query,
+    )
+    positions, values = ranking.reorder(c, named, model)
+    moved = [top[p] for p in positions]
+    return moved + order[len(top) :], scores | dict(zip(moved[named:], values, strict=True))
 
 
 def _named_first(
@@ -238,18 +281,28 @@ async def fetch_candidates(
     """id -> what fusion needs: path, kind and cosine similarity (0 without a vector)."""
     if not ids:
         return {}
+    columns = "id, path, kind, symbol, end_line - start_line + 1 AS lines"
     if vector is None:
         rows = await conn.fetch(
-            "SELECT id, path, kind, 0.0::float8 AS cos FROM chunks WHERE id = ANY($1)", ids
+            f"SELECT {columns}, 0.0::float8 AS cos FROM chunks WHERE id = ANY($1)", ids
         )
     else:
         rows = await conn.fetch(
-            "SELECT id, path, kind, coalesce(1 - (embedding <=> $2), 0.0) AS cos FROM chunks"
+            f"SELECT {columns}, coalesce(1 - (embedding <=> $2), 0.0) AS cos FROM chunks"
             " WHERE id = ANY($1)",
             ids,
             vector,
         )
-    return {r["id"]: Candidate(r["path"], r["kind"], float(r["cos"])) for r in rows}
+    return {
+        r["id"]: Candidate(r["path"], r["kind"], float(r["cos"]), r["symbol"], r["lines"])
+        for r in rows
+    }
+
+
+async def fetch_texts(conn: asyncpg.Connection, ids: list[int]) -> dict[int, str]:
+    """id -> the chunk's text."""
+    rows = await conn.fetch("SELECT id, text FROM chunks WHERE id = ANY($1)", ids)
+    return {r["id"]: r["text"] for r in rows}
 
 
 async def fetch_results(conn: asyncpg.Connection, ids: list[int]) -> dict[int, SearchResult]:

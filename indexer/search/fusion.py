@@ -41,6 +41,10 @@ class Tuning:
     rrf_k: int = 10  # for fusion="rrf"
     lexical_half: float = 30.0  # the BM25F score whose lexical share is 0.5
     symbols: bool = True  # put the definition of a named symbol first
+    # hybrid, score fusion: re-order the fused top 50 with the learned stage
+    # (`indexer.search.ranking`; bench/README.md, "A learned ranking stage in the core")
+    stage: bool = True
+    stage_model: str = ""  # the stage's model file; "": the one Victor ships
     module_lexical: float = 0.0  # lexical score factor of module/window chunks (see b_doc)
     module_dense: float = 0.8  # cosine factor of module/window chunks
     tests: float = 0.8  # score factor of chunks in test/spec files

@@ -47,6 +47,7 @@ import numpy as np
 
 from indexer import words as lexical_words
 from indexer.search.fusion import Tuning
+from indexer.search.ranking import PART_K1
 from indexer.search.results import Candidate
 from indexer.store.named import named
 from indexer.store.postings import REF_K1
@@ -64,18 +65,39 @@ RESCORE = 200  # approximate-best candidates scored exactly (at least 2 x depth)
 EXACT = 3000  # lists read to their ends and <= this many postings or chunks: all scored
 
 # One posting's field-weighted term frequency (`x.tf`, BM25F's length normalisation of the
-# doc and body fields against the scope's means in `consts k`), and a chunk's score summed over
-# its postings in term order (so equal scores are equal to the bit): both ways of scoring in
-# `scored` below use them.
+# doc and body fields against the scope's means in `consts k`) and its word's idf (`x.idf`),
+# and a chunk's score summed over its postings in term order (so equal scores are equal to the
+# bit): both ways of scoring in `scored` below use them.
 _TF = """CROSS JOIN LATERAL (SELECT :w_name::float8 * p.na + :w_context::float8 * p.nb
                  + CASE WHEN p.nc > 0 THEN :w_doc::float8 * p.nc / (1 - :b_doc::float8
                         + :b_doc::float8 * p.doc_len / k.doc_avg) ELSE 0 END
                  + CASE WHEN p.nd > 0 THEN :w_body::float8 * p.nd / (1 - :b_body::float8
                         + :b_body::float8 * p.body_len / k.body_avg) ELSE 0 END
-                 AS tf) x"""
-_SCORE = """sum(k.idfs[array_position(k.terms, p.term)]
-                   * x.tf * (:k1::float8 + 1) / (x.tf + :k1::float8) ORDER BY p.term)
+                 AS tf,
+                 k.idfs[array_position(k.terms, p.term)] AS idf) x"""
+_IDF = "x.idf"  # the posting's word's idf, looked up once in `_TF`
+_SCORE = f"""sum({_IDF} * x.tf * (:k1::float8 + 1) / (x.tf + :k1::float8) ORDER BY p.term)
                * CASE WHEN bool_or(p.module) THEN :module_factor::float8 ELSE 1 END AS score"""
+# What the ranking stage reads of a scored chunk (`indexer.search.ranking`): per field, the
+# words' idf x saturated count, unweighted and not length-normalised; and the share of the
+# query's idf the name field holds, and all fields.
+_PART = "sum({idf} * p.{n} * (:part_k1::float8 + 1) / (p.{n} + :part_k1::float8)) AS {name}"
+_PARTS = (
+    ",\n".join(
+        _PART.format(idf=_IDF, n=n, name=name)
+        for n, name in (
+            ("na", "part_name"),
+            ("nb", "part_context"),
+            ("nc", "part_doc"),
+            ("nd", "part_body"),
+        )
+    )
+    + f""",
+               sum(CASE WHEN p.na > 0 THEN {_IDF} ELSE 0 END) / k.idf_total AS cover_name,
+               sum({_IDF}) / k.idf_total AS cover_any"""
+)
+_STAGE = ("part_name", "part_context", "part_doc", "part_body", "cover_name", "cover_any")
+_STAGE_COLUMNS = ", ".join(_STAGE)
 
 # The reference k1 the stored impacts were saturated with (`indexer.store.postings`).
 _REF_K1 = f"{float(REF_K1)!r}::float8"
@@ -124,7 +146,7 @@ complete AS MATERIALIZED (
 ),
 consts AS (
     SELECT array_agg(i.term ORDER BY i.term) AS terms, array_agg(i.idf ORDER BY i.term) AS idfs,
-           tot.doc_avg, tot.body_avg
+           sum(i.idf) AS idf_total, tot.doc_avg, tot.body_avg
     FROM idf i CROSS JOIN totals tot
     GROUP BY tot.doc_avg, tot.body_avg
 ),
@@ -135,11 +157,12 @@ best AS (
     SELECT unnest(:extra::int8[])
 ),
 scored AS (
-    SELECT b.chunk_id, s.score
+    SELECT b.chunk_id, s.*
     FROM best b
     CROSS JOIN consts k
     CROSS JOIN LATERAL (
-        SELECT {_SCORE}
+        SELECT {_SCORE},
+               {_PARTS}
         FROM lex_postings p
         {_TF}
         WHERE p.chunk_id = b.chunk_id AND p.term = ANY(k.terms)
@@ -147,7 +170,8 @@ scored AS (
     ) s
     WHERE NOT (SELECT yes FROM complete)
     UNION ALL
-    SELECT p.chunk_id, {_SCORE}
+    SELECT p.chunk_id, {_SCORE},
+           {_PARTS}
     FROM consts k
     CROSS JOIN dfs d
     CROSS JOIN LATERAL (
@@ -158,11 +182,11 @@ scored AS (
     ) p
     {_TF}
     WHERE (SELECT yes FROM complete)
-    GROUP BY p.chunk_id
+    GROUP BY p.chunk_id, k.idf_total
 ),
 ranked AS (
-    SELECT chunk_id, score FROM (
-        SELECT chunk_id, score, row_number() OVER (ORDER BY score DESC, chunk_id) AS n
+    SELECT chunk_id, score, {_STAGE_COLUMNS} FROM (
+        SELECT *, row_number() OVER (ORDER BY score DESC, chunk_id) AS n
         FROM scored
     ) s
     WHERE n <= :depth::int OR chunk_id = ANY(:extra::int8[])
@@ -171,19 +195,22 @@ ranked AS (
 
 _SCORES = _TOP + "SELECT chunk_id, score FROM ranked"
 
-# The same, and what fusion needs of every candidate (the lexical side's and the `extra`
-# ones): path, kind and the cosine to the query vector, read in the same statement rather
-# than in one more round trip. An `extra` chunk holding no query word has no score.
+# The same, and what fusion and the ranking stage need of every candidate (the lexical
+# side's and the `extra` ones): path, kind, symbol, lines and the cosine to the query vector,
+# read in the same statement rather than in one more round trip. An `extra` chunk holding no
+# query word has no score and no parts.
 _CANDIDATES = (
     _TOP
-    + """
-SELECT c.id AS chunk_id, u.score, c.path, c.kind,
+    + f"""
+SELECT c.id AS chunk_id, u.score, {_STAGE_COLUMNS},
+       c.path, c.kind, c.symbol, c.end_line - c.start_line + 1 AS lines,
        coalesce(1 - (c.embedding <=> :vector::vector), 0.0) AS cos
 FROM (
-    SELECT chunk_id, max(score) AS score FROM (
-        SELECT chunk_id, score FROM ranked
+    SELECT chunk_id, max(score) AS score, {", ".join(f"max({c}) AS {c}" for c in _STAGE)}
+    FROM (
+        SELECT chunk_id, score, {_STAGE_COLUMNS} FROM ranked
         UNION ALL
-        SELECT unnest(:extra::int8[]), NULL::float8
+        SELECT unnest(:extra::int8[]), {", ".join(["NULL::float8"] * (len(_STAGE) + 1))}
     ) a
     GROUP BY chunk_id
 ) u
@@ -239,8 +266,18 @@ async def lexical_side(
     sql, args = statement
     rows = await conn.fetch(sql, *args)
     scores = {r["chunk_id"]: float(r["score"]) for r in rows if r["score"] is not None}
-    candidates = {r["chunk_id"]: Candidate(r["path"], r["kind"], float(r["cos"])) for r in rows}
-    return scores, candidates
+    return scores, {r["chunk_id"]: _candidate(r) for r in rows}
+
+
+def _candidate(row: asyncpg.Record) -> Candidate:
+    if row["score"] is None:  # an `extra` chunk holding no query word
+        parts, cover = (0.0, 0.0, 0.0, 0.0), (0.0, 0.0)
+    else:
+        parts = (row["part_name"], row["part_context"], row["part_doc"], row["part_body"])
+        cover = (row["cover_name"], row["cover_any"])
+    return Candidate(
+        row["path"], row["kind"], float(row["cos"]), row["symbol"], row["lines"], parts, cover
+    )
 
 
 def _statement(
@@ -275,6 +312,7 @@ def _statement(
         b_doc=tuning.b_doc,
         b_body=tuning.b_body,
         module_factor=tuning.module_lexical,
+        part_k1=PART_K1,
         depth=depth,
         exact=EXACT,
         extra=list(extra),

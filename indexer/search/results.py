@@ -48,12 +48,20 @@ class Found:
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """What fusion needs of a candidate chunk. Its text and links are read only for the
-    results a search returns (`RESULT_SELECT`), not for every candidate of both sides."""
+    """What fusion and the ranking stage need of a candidate chunk. Its text and links are
+    read only for the candidates the stage re-orders and the results a search returns
+    (`RESULT_SELECT`), not for every candidate of both sides."""
 
     path: str
     kind: str
     cos: float  # cosine similarity to the query; 0 without a vector
+    symbol: str = ""
+    lines: int = 1
+    # per field (name, module/params, doc/calls, body): the query words' idf x saturated
+    # count, unweighted and not length-normalised (`indexer.search.ranking`); 0 without a match
+    parts: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    # the share of the query words' idf found in the name field, and in any field
+    cover: tuple[float, float] = (0.0, 0.0)
 
 
 # A result's row: `RESULT_SELECT + "WHERE ..."`. The file's commit is a per-row primary-key

@@ -1,16 +1,22 @@
-"""Features of a learned ranking stage over the fused candidates of one query, and its linear
-model, as the core would run them (bench/README.md, "A learned stage on the tuned fusion").
+"""The ranking stage of a hybrid search: a linear model re-orders the fused top STAGE_DEPTH.
 
-Written against what `indexer.search._one` has for every fused candidate (the fused score,
-the cosine, per-field BM25 parts the lexical statement could return, the chunk's path, symbol,
-kind, lines and text) and vectorised where the work is per candidate, so it can move to
-`indexer/search/` unchanged if a model wins held-out; the study (`stage.py`) found none that
-wins on both benchmarks, so the core does not run it. The model is a JSON of weights per
-feature name, evaluated with NumPy (no model library at run time).
+Fusion scores each candidate by its cosine and its BM25F share alone. The stage also weighs
+what fusion cannot see: how much of the query's idf the function's *name* holds, the
+candidate's standing against the best one, whether it calls or is called by one of the best
+candidates (flow questions are answered by a chain of functions), whether its file holds
+other strong candidates, test files. Trained leave-one-corpus-out on the doc-comment and
+developer-question sets of 14 Lua codebases it ranks better on both held out
+(bench/README.md, "A learned ranking stage in the core").
+
+The model is a JSON of weights per feature name (`ranking_model.json`, written by `python -m
+bench.retrieval.stage --train`), evaluated with NumPy: no model library at run time. A
+re-ordered result keeps a fused score, handed out in the new order: the stage changes the
+order, not the scale `min_score` was calibrated on.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +27,14 @@ from indexer import words
 
 PART_K1 = 1.2  # saturation of the per-field BM25 parts (the lexical statement's, see lexical.py)
 CALL_TOP = 10  # call agreement: calls to/from the best CALL_TOP fused candidates count
+STAGE_DEPTH = 50  # fused candidates the stage re-orders: the depth it was trained on
+MODEL_PATH = Path(__file__).with_name("ranking_model.json")
 
 FEATURES = (
     "fused", "fused_gap", "fused_rank", "cos", "cos_gap", "cos_rank",
     "part_name", "part_context", "part_doc", "part_body", "cover_name", "cover_any",
     "name_in_query", "module", "test", "log_lines", "file_others", "file_best_gap",
-    "calls_top", "called_by_top", "query_words",
+    "calls_top", "called_by_top",
 )  # fmt: skip
 
 
@@ -43,8 +51,7 @@ class Candidates:
     lines: np.ndarray  # the chunk's line count
     paths: list[str]
     symbols: list[str]
-    calls: list[list[str]]  # names each chunk's code calls (`words.called_names`)
-    query_words: int  # the query's distinct lexemes
+    texts: list[str]  # each chunk's code, lower-cased (calls: `name(` of a candidate's name)
     query: str = ""
 
 
@@ -87,15 +94,17 @@ def _agreement(c: Candidates) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
             best[i] = float(np.delete(scores, k).max()) - top
     top_ids = [int(i) for i in np.argsort(-c.fused, kind="stable")[:CALL_TOP]]
     keys = [words.symbol_key(s) for s in c.symbols]
-    called = [{words.symbol_key(x) for x in calls} for calls in c.calls]
+    calls = [k + "(" if k else "" for k in keys]  # how code calls it: `lookup(`, `M.lookup(`
     calls_top = np.zeros(n, np.float32)
     called_by = np.zeros(n, np.float32)
-    for i in range(n):
-        for j in top_ids:
-            if j == i or not keys[j] or keys[i] == keys[j]:
+    for j in top_ids:
+        if not keys[j]:
+            continue
+        for i in range(n):
+            if j == i or keys[i] == keys[j]:
                 continue
-            calls_top[i] += keys[j] in called[i]
-            called_by[i] += keys[i] in called[j]
+            calls_top[i] += calls[j] in c.texts[i]
+            called_by[i] += bool(calls[i]) and calls[i] in c.texts[j]
     return np.log1p(others), best, np.log1p(calls_top), np.log1p(called_by)
 
 
@@ -111,7 +120,6 @@ def features(c: Candidates) -> np.ndarray:
         *np.log1p(np.asarray(c.parts, np.float32)).T, *np.asarray(c.cover, np.float32).T,
         _name_in_query(c.symbols, c.query), c.module, c.test, np.log1p(c.lines),
         others, file_best, calls_top, called_by,
-        np.full(n, np.log1p(c.query_words), np.float32),
     ]  # fmt: skip
     return np.stack([np.asarray(x, np.float32) for x in cols], axis=1)
 
@@ -160,3 +168,21 @@ class Model:
             )
         w = np.array([float(got[f]) for f in FEATURES], np.float64)
         return cls(list(FEATURES), w, float(data["bias"]), int(data["version"]), data["about"])
+
+
+@functools.cache
+def model_at(path: str = "") -> Model:
+    """The model in the file `path` ("": the one Victor ships, `MODEL_PATH`), read once per
+    process."""
+    return Model.load(Path(path) if path else MODEL_PATH)
+
+
+def reorder(c: Candidates, named: int, model: Model) -> tuple[list[int], list[float]]:
+    """The candidates' new order, as positions into `c`, and the scores of the re-ordered
+    ones in that order. The first `named` (the definitions of a symbol the query names) stay
+    first; the others go by the model, each given the fused score of the rank it lands on."""
+    rest = np.arange(named, len(c.fused))
+    model_scores = model.score(features(c))[rest]
+    moved = rest[np.argsort(-model_scores, kind="stable")]
+    values = np.sort(c.fused[rest])[::-1]
+    return [*range(named), *moved.tolist()], [float(v) for v in values]
