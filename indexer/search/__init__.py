@@ -28,12 +28,13 @@ Scores are in [0, 1] in every mode, so one `min_score` works for all:
   order, not the scale: the n-th result carries the n-th best fused score;
 * the definition of the function a query names scores 1.
 Measured with all-MiniLM-L6-v2 on the developer questions of 14 codebases (bench/README.md,
-`bench.retrieval.scores`, "Where min_score sits, on 14 codebases"): in hybrid mode the right
-function scores 0.25-0.5 (10th-90th percentile), while the best chunk for an off-topic chat
-message ("hello, how are you?", "write me a poem about the sea") scores 0.06-0.18, so a
-min_score of 0.25 (the Pipelines filter's default) keeps code out of 98 % of chats that are
-not about code, and lets the answer through for 73 % of questions (80 % have it in the top
-10); 0.2 would let 78 % through, and 6.5 % of off-topic chats get code. Lexical-only scores (the
+`bench.retrieval.scores`, "Where min_score sits, on 14 codebases", and with the ranking
+stage, "A learned ranking stage in the core"): in hybrid mode the right function scores
+0.25-0.5 (10th-90th percentile), while the best chunk for an off-topic chat message ("hello,
+how are you?", "write me a poem about the sea") scores 0.06-0.18, so a min_score of 0.25 (the
+Pipelines filter's default) keeps code out of 98 % of chats that are not about code, and lets
+the answer through for 72 % of questions (81 % have it in the top 10); 0.2 would let 78 %
+through, and 6.5 % of off-topic chats get code. Lexical-only scores (the
 fallback) are on another scale: s / (s + 30) alone, common English words can reach 0.3.
 """
 
