@@ -1,7 +1,7 @@
 """Latency the "Lua Codebase" filter adds to a chat, before and after a change, in one run.
 
     python -m bench.filter_before_after --before REV --data-dir DIR [--chunks 100000]
-                                        [--requests 200] [--out FILE]
+                                        [--requests 200] [--embed-ms MS] [--out FILE]
 
 Two real Pipelines servers on the same database (the synthetic index of `bench.scale
 --data-dir DIR --chunks N`): one runs the filter of this checkout next to a do-nothing
@@ -12,7 +12,8 @@ every other question: the second one finds the pages the first read cached), so 
 this shared machine hits all three alike. The questions have the realistic vocabulary of
 `bench.scale` (prose made of the codebase's common and rare words, and symbol lookups); the
 query embedding comes from a stand-in answering at once with the synthetic word vectors
-(`bench.synthetic.WordVectorOllama`), so its cost is left out, its HTTP round trip stays in.
+(`bench.synthetic.WordVectorOllama`), so its cost is left out, its HTTP round trip stays in;
+`--embed-ms` adds Ollama's own time back (the stand-in answers after it).
 Reported for all repositories and for the smallest one (the `repos` valve): p50/p95 of each
 and the latency each filter adds over the do-nothing one.
 """
@@ -100,6 +101,12 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument(
+        "--embed-ms",
+        type=float,
+        default=0.0,
+        help="the stand-in answers each embedding request after this long (Ollama's own time)",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -111,7 +118,9 @@ def main() -> None:
     before_tree = checkout(args.before, run_dir / "before")
     (run_dir / "noop_filter.py").write_text(NOOP_FILTER)
     pg_server = pgserver.get_server(args.data_dir / "pgdata", cleanup_mode="stop")
-    embed = synthetic.WordVectorOllama(synthetic.WordVectors(synthetic.Codebase(), 384))
+    embed = synthetic.WordVectorOllama(
+        synthetic.WordVectors(synthetic.Codebase(), 384), delay_ms=args.embed_ms
+    )
     servers = []
     try:
         url, loaded = asyncio.run(database(pg_server.get_uri(), args.chunks))
@@ -152,6 +161,7 @@ def main() -> None:
                 text=True,
             ).stdout.strip(),
             "load_average_at_start": load_average(),
+            "embed_ms": args.embed_ms,
             "examples": texts[:2] + texts[-2:],
         }
         with httpx.Client(timeout=60) as client:

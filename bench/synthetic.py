@@ -317,15 +317,17 @@ class WordVectors:
 
 
 class VectorOllama:
-    """Ollama's /api/embed answering at once with precomputed random unit vectors. Records how
-    long each answer took inside the server (`service_ms`)."""
+    """Ollama's /api/embed answering at once with precomputed random unit vectors, or after
+    `delay_ms` (Ollama's own time to embed, which a stand-in does not have). Records how
+    long each answer took inside the server (`service_ms`, the delay included)."""
 
-    def __init__(self, dims: int, seed: int = 7):
+    def __init__(self, dims: int, seed: int = 7, delay_ms: float = 0.0):
         rng = np.random.default_rng(seed)
         pool = rng.standard_normal((256, dims)).astype(np.float32)
         self.vectors = (pool / np.linalg.norm(pool, axis=1, keepdims=True)).tolist()
         self.count = 0
         self.service_ms: list[float] = []
+        self.delay_ms = delay_ms
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -352,6 +354,8 @@ class VectorOllama:
                 length = int(self.headers.get("Content-Length") or 0)
                 texts = json.loads(self.rfile.read(length) or b"{}").get("input") or [""]
                 texts = [texts] if isinstance(texts, str) else texts
+                if fake.delay_ms:
+                    time.sleep(fake.delay_ms / 1000)
                 body = json.dumps({"model": MODEL, "embeddings": fake.vectors_for(texts)}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -370,9 +374,9 @@ class VectorOllama:
 class WordVectorOllama(VectorOllama):
     """Ollama's /api/embed answering at once with `WordVectors.embed` of each input."""
 
-    def __init__(self, vectors: WordVectors):
+    def __init__(self, vectors: WordVectors, delay_ms: float = 0.0):
         self.words = vectors
-        super().__init__(vectors.dims)
+        super().__init__(vectors.dims, delay_ms=delay_ms)
 
     def vectors_for(self, texts: list[str]) -> list[list[float]]:
         return [self.words.embed(t).tolist() for t in texts]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,7 +24,7 @@ from indexer.errors import ConfigError, NotFound, SourceError
 from indexer.search import DEFAULT_TUNING, Found, Mode, Tuning
 from indexer.search.calls import CALL_FIRST, CALL_SEEDS, CallContext, labelled
 from indexer.search.calls import neighbours as call_neighbours
-from indexer.search.context import Context, build_context
+from indexer.search.context import Context, build_context, passing
 from indexer.sync import git, jobs
 
 if TYPE_CHECKING:
@@ -97,6 +97,7 @@ class Victor:
         self.settings = settings
         self.pool = pool
         self.embedder = embedder
+        self._chats = 0  # `retrieve` calls in flight
 
     async def index(
         self,
@@ -182,21 +183,55 @@ class Victor:
     ) -> Context:
         """Search (hybrid) and assemble the context block a chat puts in front of the model.
 
-        `min_score` (0-1) leaves out weaker results; see indexer/search/__init__.py for what scores
-        mean. `timeout` bounds the query embedding (default VICTOR_QUERY_TIMEOUT). Never fails
+        Nothing is sent unless the best result scores `min_score` (0-1) or more
+        (`indexer.search.context.passing`; indexer/search/__init__.py says what scores mean).
+        `timeout` bounds the query embedding (default VICTOR_QUERY_TIMEOUT). Never fails
         for a down or slow embedder: the context then comes from lexical search,
         `Context.notice` says so in a short phrase any user may see, `Context.detail` says why.
         """
         timeout = self.settings.query_timeout if timeout is None else timeout
-        asked = await search.embedded(self.embedder, [query], mode="hybrid", timeout=timeout)
-        # one connection for the search and the code around its hits, taken after the
-        # embedding: each connection taken from the pool costs a round trip to reset it
-        async with self.pool.acquire() as conn:
-            (found,) = await search.search_with(
-                conn, self.embedder, [query], asked, top_k=top_k, repos=repos, tuning=self._tuned()
-            )
-            kept = [r for r in found.results if r.score >= min_score]
-            extra = await self._around(conn, kept, self.settings.call_context)
+        tuning = self._tuned()
+        self._chats += 1
+        try:
+            return await self._retrieve(query, top_k, budget, min_score, repos, timeout, tuning)
+        finally:
+            self._chats -= 1
+
+    async def _retrieve(
+        self,
+        query: str,
+        top_k: int,
+        budget: int,
+        min_score: float,
+        repos: Sequence[str] | None,
+        timeout: float,
+        tuning: Tuning,
+    ) -> Context:
+        # A lone chat reads its lexical top while the query is embedded (it needs no vector)
+        # on a second connection: the cores are idle. With other chats in flight they are
+        # not, and the second connection only adds work (20 chats: p95 +10 %; bench/README.md).
+        ahead = (
+            search.lexical_ahead(self.pool, query, top_k=top_k, repos=repos, tuning=tuning)
+            if self._chats == 1
+            else nullcontext()
+        )
+        # one connection for the rest of the search and the code around its hits, taken
+        # after the embedding: each connection costs a round trip to reset it
+        async with ahead as early:
+            asked = await search.embedded(self.embedder, [query], mode="hybrid", timeout=timeout)
+            async with self.pool.acquire() as conn:
+                (found,) = await search.search_with(
+                    conn,
+                    self.embedder,
+                    [query],
+                    asked,
+                    top_k=top_k,
+                    repos=repos,
+                    tuning=tuning,
+                    ahead=early,
+                )
+                kept = passing(found.results, min_score)
+                extra = await self._around(conn, kept, self.settings.call_context)
         context = build_context(kept, budget=budget, extra=extra)
         if not found.notice:
             return context
@@ -212,10 +247,11 @@ class Victor:
         seeds: int = CALL_SEEDS,
         first: str = CALL_FIRST,
     ) -> Context:
-        """The context block of a search's results: those scoring `min_score` or more, then,
-        while the budget has room, the code around the best (`calls`, default
-        VICTOR_CALL_CONTEXT: what it calls and what calls it; indexer/search/calls.py)."""
-        kept = [r for r in results if r.score >= min_score]
+        """The context block of a search's results (all of them, when the best scores
+        `min_score` or more: `passing`), then, while the budget has room, the code around the
+        best (`calls`, default VICTOR_CALL_CONTEXT: what it calls and what calls it;
+        indexer/search/calls.py)."""
+        kept = passing(results, min_score)
         mode = self.settings.call_context if calls is None else calls
         extra: list[search.SearchResult] = []
         if kept and mode != "off":  # a connection only when there is code to look for

@@ -89,9 +89,10 @@ class Pipeline:
             default=0.25,
             ge=0.0,
             le=1.0,
-            description="Leave out chunks scoring below this. Scores are 0-1; the right "
-            "function usually scores 0.25-0.5, chat that is not about code below 0.18 "
-            "(0: keep all; 0.2 keeps more answers on terse code, and more off-topic code).",
+            description="Send code only when the best match scores at least this; then "
+            "all top_k matches go, within the budget. Scores are 0-1; the right function "
+            "usually scores 0.25-0.5, chat that is not about code below 0.18 (0: always "
+            "send code; 0.2 lets more terse questions through, and more off-topic chats).",
         )
         repos: list[str] = Field(
             default=[], description="Search only these indexed repositories (empty: all)."

@@ -482,7 +482,7 @@ def test_question_metrics_count_the_answer_and_any_gold():
     assert m["answer@5 how"] == 0.0 and m["answer@5 why"] == 1.0
 
 
-def test_gold_in_context_follows_the_filter_floor_and_budget():
+def test_gold_in_context_follows_the_floor_and_budget():
     from bench.retrieval.metrics import context_score
     from bench.retrieval.questions import Gold, Question
 
@@ -493,6 +493,9 @@ def test_gold_in_context_follows_the_filter_floor_and_budget():
     assert kept["ctx@answer"] == 1.0 and kept["ctx_chars"] > 0
     floored = context_score([[strong, weak]], [q], min_score=0.2)
     assert floored["ctx@answer"] == 0.0  # below the floor: not sent
+    # Victor's rule: the floor asks whether the best result passes, then all of them go
+    assert context_score([[strong, weak]], [q], min_score=0.2, gated=True)["ctx@answer"] == 1.0
+    assert context_score([[weak, weak]], [q], min_score=0.2, gated=True)["ctx_chars"] == 0
     huge = Hit("b.lua", 1, 4000, "x = 1\n" * 4000, 0.9)
     budget = context_score([[huge, weak]], [q], min_score=None)
     assert budget["ctx_chars"] <= 2000 * 3.5  # the 2000-token budget

@@ -35,7 +35,10 @@ class HookSettings(BaseSettings):
         description="Budget of the code context, in tokens (about 3.5 characters each).",
     )
     min_score: float = Field(
-        default=0.0, ge=0.0, le=1.0, description="Leave out chunks scoring below this (0-1)."
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Send code only when the best match scores at least this (0-1).",
     )
     repos: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(), description="Search only these indexed repositories (empty: all)."

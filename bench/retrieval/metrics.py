@@ -91,17 +91,24 @@ def _build_context():
     return budget_chars, build_context, SearchResult
 
 
-def context_score(rankings: list[list[Hit]], queries: list, min_score: float | None) -> dict:
+def context_score(
+    rankings: list[list[Hit]], queries: list, min_score: float | None, *, gated: bool = False
+) -> dict:
     """What the chat filter sends: Victor's context assembly over the top 8 results with
     score >= `min_score` (None: no floor, for systems whose scores are not on Victor's 0-1
-    scale) under a 2000-token budget. ctx@answer / ctx@any: the answer / any gold function
+    scale; `gated`: Victor's own rule, `indexer.search.context.passing`, all 8 when the best
+    passes) under a 2000-token budget. ctx@answer / ctx@any: the answer / any gold function
     overlaps a snippet that made it into the block; ctx_chars: the block's length.
     (Victor's own systems are scored on `Victor.assemble` itself: `contexts_score`.)"""
     budget_chars, build_context, SearchResult = _build_context()
     budget = budget_chars(tokens=CONTEXT_TOKENS)
     contexts = []
     for hits in rankings:
-        top = [h for h in hits[:CONTEXT_TOP_K] if min_score is None or h.score >= min_score]
+        top = hits[:CONTEXT_TOP_K]
+        if gated and min_score is not None:
+            top = top if top and max(h.score for h in top) >= min_score else []
+        elif min_score is not None:
+            top = [h for h in top if h.score >= min_score]
         results = [
             SearchResult("bench", h.path, h.start_line, h.end_line, h.symbol, "", h.score, h.text)
             for h in top

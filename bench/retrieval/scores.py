@@ -8,8 +8,9 @@ its developer questions and a fixed list of off-topic chat messages in hybrid mo
 the core's defaults and once with the settings before the cross-corpus tuning (alpha 0.1,
 weights 6/2/0.5/0.5, k1 6). Reported per tuning, over all corpora: percentiles of the answer
 function's score (when it is in the top 10) and of each off-topic message's best score, and
-for a few floors the share of questions whose answer passes it and of off-topic messages whose
-best result passes it.
+for a few floors the share of questions whose answer passes it, of questions whose answer is in
+the top 10 and whose best result passes it (the core applies the floor to a chat's best result:
+`indexer.search.context.passing`), and of off-topic messages whose best result passes it.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def corpus_scores(index: VictorIndex, corpus: Path, questions_dir: Path) -> dict
         off = index.results(OFF_TOPIC, "hybrid", 1, tuning)
         out[name] = {
             "answer": answers,
+            "best": [max((r.score for r in rs), default=0.0) for rs in found],
             "off_topic_best": [rs[0].score if rs else 0.0 for rs in off],
         }
     return out
@@ -92,6 +94,19 @@ def summary(per_corpus: dict) -> dict:
             },
             "off_topic_passes": {f: round(sum(o >= f for o in off) / len(off), 3) for f in FLOORS},
         }
+        if all("best" in c[name] for c in per_corpus.values()):  # files written before it
+            best = [b for c in per_corpus.values() for b in c[name]["best"]]
+            # the core's rule (indexer.search.context.passing): the floor is asked of the best
+            # result, then every result goes: the answer reaches the context when it is in the
+            # top 10 and the question's best result passes
+            out[name]["answer_through_gate"] = {
+                f: round(
+                    sum(a is not None and b >= f for a, b in zip(answers, best, strict=True))
+                    / len(answers),
+                    3,
+                )
+                for f in FLOORS
+            }
     return out
 
 

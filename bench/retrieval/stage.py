@@ -108,7 +108,7 @@ def run_eval(cp: levers.CorpusPools, set_name: str, order_of, fused_of) -> dict:
     rankings = [hits_with_scores(cp, p, order_of(p), fused_of(p)) for p in pools]
     qs = [_Q(p) for p in pools]
     base = score(rankings, qs) if set_name == "doc" else question_score(rankings, qs)
-    return base | context_score(rankings, qs, CONTEXT_MIN_SCORE)
+    return base | context_score(rankings, qs, CONTEXT_MIN_SCORE, gated=True)
 
 
 def evaluate_scores(cps: list[levers.CorpusPools], scores: dict) -> dict:

@@ -250,7 +250,7 @@ def evaluate(cp: levers.CorpusPools, set_name: str, order_of) -> dict:
     rankings = [hits_in_order(cp, p, order_of(p)) for p in pools]
     qs = [_Q(p) for p in pools]
     base = score(rankings, qs) if set_name == "doc" else question_score(rankings, qs)
-    return base | context_score(rankings, qs, CONTEXT_MIN_SCORE)
+    return base | context_score(rankings, qs, CONTEXT_MIN_SCORE, gated=True)
 
 
 def fast_mrr(items: list[tuple[levers.Pool, np.ndarray, np.ndarray]]) -> float:

@@ -31,16 +31,20 @@ Measured with all-MiniLM-L6-v2 on the developer questions of 14 codebases (bench
 `bench.retrieval.scores`, "Where min_score sits, on 14 codebases", and with the ranking
 stage, "A learned ranking stage in the core"): in hybrid mode the right function scores
 0.25-0.5 (10th-90th percentile), while the best chunk for an off-topic chat message ("hello,
-how are you?", "write me a poem about the sea") scores 0.06-0.18, so a min_score of 0.25 (the
-Pipelines filter's default) keeps code out of 98 % of chats that are not about code, and lets
-the answer through for 72 % of questions (81 % have it in the top 10); 0.2 would let 78 %
-through, and 6.5 % of off-topic chats get code. Lexical-only scores (the
-fallback) are on another scale: s / (s + 30) alone, common English words can reach 0.3.
+how are you?", "write me a poem about the sea") scores 0.06-0.18. A chat gets code when its
+best result passes `min_score` (`search.context.passing`), so a min_score of 0.25 (the
+Pipelines filter's default) keeps code out of 98 % of chats that are not about code and sends
+the answer for 76.5 % of questions (81 % have it in the top 10; held to the floor one result
+at a time, 72 % would pass); 0.2 would send it for 80 %, and 6.5 % of off-topic chats would get
+code. Lexical-only scores (the fallback) are on another scale: s / (s + 30) alone, common
+English words can reach 0.3.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 
 import asyncpg
@@ -58,7 +62,7 @@ from indexer.search.dense import (
     embedder_missing,
 )
 from indexer.search.fusion import DEFAULT_TUNING, Tuning, fuse, is_test_path
-from indexer.search.lexical import lexical_side
+from indexer.search.lexical import Side, lexical_extra, lexical_side, merge_sides
 from indexer.search.results import (
     MODES,
     RESULT_SELECT,
@@ -79,6 +83,7 @@ __all__ = [
     "SearchResult",
     "Tuning",
     "embedded",
+    "lexical_ahead",
     "search",
     "search_with",
 ]
@@ -127,6 +132,69 @@ async def embedded(
     return Embedded(vectors, degraded)
 
 
+@dataclass(frozen=True, slots=True)
+class Ahead:
+    """A hybrid search's lexical top, being read on a connection of its own (`lexical_ahead`)
+    for the search it was started for."""
+
+    task: asyncio.Task[Side]
+    query: str
+    top_k: int
+    repos: tuple[str, ...]
+    tuning: Tuning
+
+    def serves(
+        self, queries: Sequence[str], top_k: int, repos: Sequence[str] | None, tuning: Tuning
+    ) -> bool:
+        return (list(queries), top_k, tuple(repos or ()), tuning) == (
+            [self.query],
+            self.top_k,
+            self.repos,
+            self.tuning,
+        )
+
+
+@asynccontextmanager
+async def lexical_ahead(
+    pool: asyncpg.Pool,
+    query: str,
+    *,
+    top_k: int = 8,
+    repos: Sequence[str] | None = None,
+    tuning: Tuning = DEFAULT_TUNING,
+) -> AsyncIterator[Ahead | None]:
+    """Read the lexical side's own top for `query` while the caller embeds it and runs the
+    dense side (`search_with(..., ahead=)`): that statement needs no vector, and it is most of
+    a search's time in PostgreSQL, so a chat waits for the longer of the two instead of both.
+
+    Only on a connection the pool has idle (else None: the search reads its own top): when
+    every connection is busy, the cores are too, and a second connection per chat would only
+    queue. It is taken here, before the caller takes its own, and given back as soon as the
+    statement has run: a search never holds one connection while it waits for another, so a
+    full pool makes it wait, never deadlock. Leaving the block waits for the statement (a
+    search that did not use it, e.g. lexical because the embedder is down)."""
+    if pool.get_idle_size() == 0:
+        yield None
+        return
+    conn = await pool.acquire()
+
+    async def own_top() -> Side:
+        try:
+            ids = await repo_ids(conn, repos)
+            depth = max(tuning.depth, top_k)
+            return await lexical_side(
+                conn, query=query, vector=None, depth=depth, repos=ids, tuning=tuning
+            )
+        finally:
+            await pool.release(conn)
+
+    task = asyncio.create_task(own_top())
+    try:
+        yield Ahead(task, query, top_k, tuple(repos or ()), tuning)
+    finally:
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def search_with(
     conn: asyncpg.Connection,
     embedder: Embedder | None,
@@ -137,13 +205,16 @@ async def search_with(
     top_k: int = 8,
     repos: Sequence[str] | None = None,
     tuning: Tuning = DEFAULT_TUNING,
+    ahead: Ahead | None = None,
 ) -> list[Found]:
     """The searches for `queries` on one connection, with their vectors from `embedded`.
 
     The index's vector space is checked first, on this connection (no other one is taken
     for it): a query embedded by another model than the index's would return noise, so a
     search refuses it, as it refuses an empty index; vectors of another dimension than the
-    index's make the search lexical, as a down embedder does."""
+    index's make the search lexical, as a down embedder does. `ahead`: the lexical top of
+    the one query, read meanwhile (`lexical_ahead`); a search it was not started for, or one
+    that is not hybrid with score fusion, reads its own."""
     vectors, degraded = asked.vectors, asked.degraded
     if mode != "lexical" and queries and embedder is not None:
         dims = await check_space(conn, embedder)
@@ -156,9 +227,14 @@ async def search_with(
     used: Mode = mode if vectors is not None or mode == "lexical" else "lexical"
     found: list[Found] = []
     ids = await repo_ids(conn, repos)
+    early = None
+    if ahead is not None and used == "hybrid" and ahead.serves(queries, top_k, repos, tuning):
+        early = ahead.task
     for n, query in enumerate(queries):
         vector = vectors[n] if vectors is not None else None
-        results = await _one(conn, query, vector, mode=used, top_k=top_k, repos=ids, tuning=tuning)
+        results = await _one(
+            conn, query, vector, mode=used, top_k=top_k, repos=ids, tuning=tuning, ahead=early
+        )
         found.append(Found(results, used, notice, summary))
     return found
 
@@ -172,8 +248,10 @@ async def _one(
     top_k: int,
     repos: list[int] | None,
     tuning: Tuning = DEFAULT_TUNING,
+    ahead: asyncio.Task[Side] | None = None,
 ) -> list[SearchResult]:
-    """One search on one connection. Without a vector, only the lexical side runs."""
+    """One search on one connection (and the lexical top read `ahead` on another). Without
+    a vector, only the lexical side runs."""
     if vector is None:
         mode = "lexical"
     depth = max(tuning.depth, top_k)
@@ -191,15 +269,28 @@ async def _one(
         # each side's own ranks, so it gets the lexical side's top alone. The statement also
         # reads what fusion needs of every candidate it is given or finds.
         extra = dense.keys() | {h.id for h in symbols}
-        lex, candidates = await lexical_side(
-            conn,
-            query=query,
-            vector=vector,
-            depth=depth,
-            repos=repos,
-            tuning=tuning,
-            extra=sorted(extra) if tuning.fusion == "score" else (),
-        )
+        if ahead is not None and mode == "hybrid" and tuning.fusion == "score":
+            own = await ahead
+            more = await lexical_extra(
+                conn,
+                query=query,
+                vector=vector,
+                repos=repos,
+                tuning=tuning,
+                extra=sorted(extra),
+                also=sorted(own[1].keys() - extra),
+            )
+            lex, candidates = merge_sides(own, more, depth, extra)
+        else:
+            lex, candidates = await lexical_side(
+                conn,
+                query=query,
+                vector=vector,
+                depth=depth,
+                repos=repos,
+                tuning=tuning,
+                extra=sorted(extra) if tuning.fusion == "score" else (),
+            )
     ids = dense.keys() | lex.keys() | {h.id for h in symbols}
     if ids - candidates.keys():  # dense mode, RRF, or a query with no word to search for
         candidates |= await fetch_candidates(conn, list(ids - candidates.keys()), vector)
@@ -210,11 +301,15 @@ async def _one(
     # a result with no score at all (lexical mode: none of the query's words) is noise
     ranked = [i for i in sorted(scores, key=lambda i: -scores[i]) if scores[i] > 0]
     order = named + [i for i in ranked if i not in named]
+    rows: dict[int, SearchResult] = {}
     if mode == "hybrid" and tuning.fusion == "score" and tuning.stage:
         model = ranking.model_at(tuning.stage_model)
-        order, scores = await _staged(conn, query, order, len(named), candidates, scores, model)
+        order, scores, rows = await _staged(
+            conn, query, order, len(named), candidates, scores, model
+        )
     order = order[:top_k]
-    rows = await fetch_results(conn, order)
+    if not rows.keys() >= set(order):
+        rows = await fetch_results(conn, order)
     return [replace(rows[i], score=1.0 if i in named else scores[i]) for i in order if i in rows]
 
 
@@ -226,13 +321,16 @@ async def _staged(
     candidates: dict[int, Candidate],
     scores: dict[int, float],
     model: ranking.Model,
-) -> tuple[list[int], dict[int, float]]:
-    """`order` with its top STAGE_DEPTH re-ordered by the ranking stage, and the scores each
-    re-ordered candidate now carries (the fused score of the rank it lands on)."""
+) -> tuple[list[int], dict[int, float], dict[int, SearchResult]]:
+    """`order` with its top STAGE_DEPTH re-ordered by the ranking stage, the scores each
+    re-ordered candidate now carries (the fused score of the rank it lands on), and those
+    candidates as results: the stage reads their texts, so the results come with them
+    rather than in one more statement."""
     top = order[: ranking.STAGE_DEPTH]
     if len(top) - named < 2:
-        return order, scores
-    texts = await fetch_texts(conn, top)
+        return order, scores, {}
+    rows = await fetch_results(conn, top)
+    texts = {i: r.text for i, r in rows.items()}
     cands = [candidates[i] for i in top]
     fused = np.array([scores[i] for i in top])  # float64: handed out as the scores
     c = ranking.Candidates(
@@ -250,7 +348,8 @@ async def _staged(
     )
     positions, values = ranking.reorder(c, named, model)
     moved = [top[p] for p in positions]
-    return moved + order[len(top) :], scores | dict(zip(moved[named:], values, strict=True))
+    scores = scores | dict(zip(moved[named:], values, strict=True))
+    return moved + order[len(top) :], scores, rows
 
 
 def _named_first(
@@ -298,12 +397,6 @@ async def fetch_candidates(
         r["id"]: Candidate(r["path"], r["kind"], float(r["cos"]), r["symbol"], r["lines"])
         for r in rows
     }
-
-
-async def fetch_texts(conn: asyncpg.Connection, ids: list[int]) -> dict[int, str]:
-    """id -> the chunk's text."""
-    rows = await conn.fetch("SELECT id, text FROM chunks WHERE id = ANY($1)", ids)
-    return {r["id"]: r["text"] for r in rows}
 
 
 async def fetch_results(conn: asyncpg.Connection, ids: list[int]) -> dict[int, SearchResult]:

@@ -109,6 +109,22 @@ def budget_chars(chars: int | None = None, tokens: int | None = None) -> int:
     return chars if chars is not None else 6000
 
 
+def passing(results: Sequence[SearchResult], min_score: float) -> list[SearchResult]:
+    """The results a chat's context is built from: every one when the best scores
+    `min_score` or more, none otherwise.
+
+    The floor tells a chat about the code from one that is not (an off-topic message's best
+    match scores 0.06-0.18, the right function 0.25-0.5); it is a question about the chat,
+    asked of its best match. Once a chat passes, a weaker result is still one of its top_k and
+    the budget decides how much of it the model reads: held to the floor one by one, results
+    left the answer out of 2.7 % more questions' contexts on 14 codebases, and kept no
+    off-topic chat away from code (bench/README.md, "min_score asks whether a chat is about
+    the code")."""
+    if not results or max(r.score for r in results) < min_score:
+        return []
+    return list(results)
+
+
 def _touch(a_start: int, a_end: int, b_start: int, b_end: int) -> bool:
     """Two line ranges overlap or are adjacent (no line between them)."""
     return a_start <= b_end + 1 and a_end >= b_start - 1

@@ -33,6 +33,9 @@ impact (its BM25F part at reference lengths), so one statement:
    lexical share, not 0 because the lexical side's own top `depth` missed it;
 5. in a search (`lexical_side`), also returns what fusion needs of every candidate (path,
    kind, cosine to the query vector), so no other statement reads the candidates' rows.
+A chat may run it in two halves (`indexer.search.lexical_ahead`): steps 1-3 before the query's
+vector is known, on a connection of their own while the query is embedded; then step 4 and the
+cosines (`lexical_extra`); `merge_sides` gives what the one statement gives.
 N, the document frequencies and the mean lengths come from `lex_stats` and `lex_terms`: no
 statistics scan, no estimate. A word in a third of a large index costs `reach` index entries,
 not a third of the index.
@@ -40,7 +43,8 @@ not a third of the index.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
+from dataclasses import replace
 
 import asyncpg
 import numpy as np
@@ -196,9 +200,9 @@ ranked AS (
 _SCORES = _TOP + "SELECT chunk_id, score FROM ranked"
 
 # The same, and what fusion and the ranking stage need of every candidate (the lexical
-# side's and the `extra` ones): path, kind, symbol, lines and the cosine to the query vector,
-# read in the same statement rather than in one more round trip. An `extra` chunk holding no
-# query word has no score and no parts.
+# side's and the `extra` ones, and the `also` ones, which are not scored): path, kind, symbol,
+# lines and the cosine to the query vector, read in the same statement rather than in one more
+# round trip. An `extra` chunk holding no query word has no score and no parts.
 _CANDIDATES = (
     _TOP
     + f"""
@@ -210,7 +214,8 @@ FROM (
     FROM (
         SELECT chunk_id, score, {_STAGE_COLUMNS} FROM ranked
         UNION ALL
-        SELECT unnest(:extra::int8[]), {", ".join(["NULL::float8"] * (len(_STAGE) + 1))}
+        SELECT unnest(:extra::int8[] || :also::int8[]),
+               {", ".join(["NULL::float8"] * (len(_STAGE) + 1))}
     ) a
     GROUP BY chunk_id
 ) u
@@ -251,15 +256,28 @@ async def lexical_side(
     repos: Sequence[int] | None,
     tuning: Tuning,
     extra: Sequence[int] = (),
+    also: Sequence[int] = (),
     reach: int = REACH,
     rescore: int = RESCORE,
 ) -> tuple[dict[int, float], dict[int, Candidate]]:
     """What `lexical_ids` returns, and in the same statement the `Candidate` of each chunk
-    scored and of each `extra` one (cosine to `vector`; 0 without one): a search's lexical
-    side and its fetch of the candidates in one round trip. A query with no word to search
-    for returns nothing, not even the extra chunks."""
+    scored, of each `extra` one and of each `also` one (cosine to `vector`; 0 without one;
+    an `also` chunk is not scored): a search's lexical side and its fetch of the candidates
+    in one round trip. With `reach` 0 no list is read: only the `extra` chunks are scored
+    (`lexical_extra`). A query with no word to search for returns nothing, not even the
+    extra chunks."""
     statement = _statement(
-        _CANDIDATES, depth, repos, tuning, None, query, reach, rescore, extra, vector=vector
+        _CANDIDATES,
+        depth,
+        repos,
+        tuning,
+        None,
+        query,
+        reach,
+        rescore,
+        extra,
+        vector=vector,
+        also=list(also),
     )
     if statement is None:
         return {}, {}
@@ -302,7 +320,7 @@ def _statement(
         words=text,
         repos=None if repos is None else list(repos),
         reach=reach,
-        min_reach=MIN_REACH,
+        min_reach=MIN_REACH if reach > 0 else 0,
         rescore=max(rescore, 2 * depth),
         w_name=wa,
         w_context=wb,
@@ -326,3 +344,51 @@ async def query_lexemes(conn: asyncpg.Connection, query: str) -> list[str]:
     if not text:
         return []
     return list(await conn.fetchval("SELECT tsvector_to_array(to_tsvector('english', $1))", text))
+
+
+async def lexical_extra(
+    conn: asyncpg.Connection,
+    *,
+    query: str,
+    vector: np.ndarray | None,
+    repos: Sequence[int] | None,
+    tuning: Tuning,
+    extra: Sequence[int],
+    also: Sequence[int],
+) -> tuple[dict[int, float], dict[int, Candidate]]:
+    """The second half of a lexical side whose own top was read before the query's vector was
+    known (`lexical_side` without `vector` or `extra`): the `extra` chunks scored, no list
+    read, and the `Candidate` of each `extra` and `also` chunk with its cosine to `vector`.
+    `merge_sides` puts the halves together."""
+    return await lexical_side(
+        conn,
+        query=query,
+        vector=vector,
+        depth=0,
+        repos=repos,
+        tuning=tuning,
+        extra=extra,
+        also=also,
+        reach=0,
+        rescore=0,
+    )
+
+
+Side = tuple[dict[int, float], dict[int, Candidate]]
+
+
+def merge_sides(own: Side, more: Side, depth: int, extra: Set[int]) -> Side:
+    """What `lexical_side` returns with `extra`, from its two halves: `own`, the lexical
+    side's own top (`lexical_side` with no `extra`), and `more`, the `extra` chunks scored
+    with every candidate's cosine (`lexical_extra`, `also` = the rest of the own top).
+
+    The statement keeps the best `depth` of all it scored (ties by chunk id) and every extra
+    chunk; the own top is the best `depth` of the same approximate stage, so the best `depth`
+    of both halves together is the statement's. A chunk of the own top with no candidate row
+    in `more` was deleted between the two statements (a re-index): it is left out."""
+    (own_scores, own_cands), (more_scores, more_cands) = own, more
+    scored = {i: s for i, s in own_scores.items() if i in more_cands} | more_scores
+    best = sorted(scored, key=lambda i: (-scored[i], i))[:depth]
+    scores = {i: scored[i] for i in best} | more_scores
+    candidates = {i: replace(own_cands[i], cos=more_cands[i].cos) for i in scores.keys() - extra}
+    return scores, candidates | {i: more_cands[i] for i in extra if i in more_cands}
