@@ -116,10 +116,10 @@ def passing(results: Sequence[SearchResult], min_score: float) -> list[SearchRes
     The floor tells a chat about the code from one that is not (an off-topic message's best
     match scores 0.06-0.18, the right function 0.25-0.5); it is a question about the chat,
     asked of its best match. Once a chat passes, a weaker result is still one of its top_k and
-    the budget decides how much of it the model reads: held to the floor one by one, results
-    left the answer out of 2.7 % more questions' contexts on 14 codebases, and kept no
-    off-topic chat away from code (bench/README.md, "min_score asks whether a chat is about
-    the code")."""
+    the budget decides how much of it the model reads. Held to the floor one by one, results
+    kept the answer out of more contexts (developer questions on 14 codebases: the answer in
+    the context for 69.8 % of them, against 71.3 % now) and no off-topic chat away from code
+    (bench/README.md, "min_score asks whether a chat is about the code")."""
     if not results or max(r.score for r in results) < min_score:
         return []
     return list(results)
