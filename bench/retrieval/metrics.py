@@ -86,9 +86,9 @@ def question_score(rankings: list[list[Hit]], queries: list) -> dict[str, float]
 
 def _build_context():
     from indexer.search import SearchResult
-    from indexer.search.context import budget_chars, build_context
+    from indexer.search.context import budget_chars, build_context, passing
 
-    return budget_chars, build_context, SearchResult
+    return budget_chars, build_context, passing, SearchResult
 
 
 def context_score(
@@ -100,19 +100,18 @@ def context_score(
     passes) under a 2000-token budget. ctx@answer / ctx@any: the answer / any gold function
     overlaps a snippet that made it into the block; ctx_chars: the block's length.
     (Victor's own systems are scored on `Victor.assemble` itself: `contexts_score`.)"""
-    budget_chars, build_context, SearchResult = _build_context()
+    budget_chars, build_context, passing, SearchResult = _build_context()
     budget = budget_chars(tokens=CONTEXT_TOKENS)
     contexts = []
     for hits in rankings:
-        top = hits[:CONTEXT_TOP_K]
-        if gated and min_score is not None:
-            top = top if top and max(h.score for h in top) >= min_score else []
-        elif min_score is not None:
-            top = [h for h in top if h.score >= min_score]
         results = [
             SearchResult("bench", h.path, h.start_line, h.end_line, h.symbol, "", h.score, h.text)
-            for h in top
+            for h in hits[:CONTEXT_TOP_K]
         ]
+        if gated and min_score is not None:
+            results = passing(results, min_score)
+        elif min_score is not None:
+            results = [r for r in results if r.score >= min_score]
         contexts.append(build_context(results, budget=budget))
     return contexts_score(contexts, queries)
 
