@@ -31,6 +31,10 @@ if TYPE_CHECKING:
     from indexer.indexing.run import IndexReport, Progress
     from indexer.sync.repo_sync import SyncReport
 
+# A lone chat's second connection for its call context is taken only when one is idle, and
+# waited for no longer than this, in case another chat took it first (seconds).
+SPARE_WAIT = 0.01
+
 # Indexing (and syncing, which indexes) import the Lua parser (luaparser, ANTLR): 0.2 s and
 # more of a cold `victor search` that never parses. They are imported where they are used.
 
@@ -208,15 +212,16 @@ class Victor:
         tuning: Tuning,
     ) -> Context:
         # A lone chat reads its lexical top while the query is embedded (it needs no vector)
-        # on a second connection: the cores are idle. With other chats in flight they are
-        # not, and the second connection only adds work (20 chats: p95 +10 %; bench/README.md).
+        # on a second connection, and later the callers and callees of its best hit at once:
+        # the cores are idle. With other chats in flight they are not, and the second
+        # connection only adds work (20 chats: p95 +10 %; bench/README.md).
         ahead = (
             search.lexical_ahead(self.pool, query, top_k=top_k, repos=repos, tuning=tuning)
             if self._chats == 1
             else nullcontext()
         )
         # one connection for the rest of the search and the code around its hits, taken
-        # after the embedding: each connection costs a round trip to reset it
+        # after the embedding: a chat waiting for Ollama holds none another chat could use
         async with ahead as early:
             asked = await search.embedded(self.embedder, [query], mode="hybrid", timeout=timeout)
             async with self.pool.acquire() as conn:
@@ -231,7 +236,9 @@ class Victor:
                     ahead=early,
                 )
                 kept = passing(found.results, min_score)
-                extra = await self._around(conn, kept, self.settings.call_context)
+                mode = self.settings.call_context
+                async with self._spare(bool(kept) and mode == "both") as spare:
+                    extra = await self._around(conn, kept, mode, spare=spare)
         context = build_context(kept, budget=budget, extra=extra)
         if not found.notice:
             return context
@@ -267,12 +274,30 @@ class Victor:
         *,
         seeds: int = CALL_SEEDS,
         first: str = CALL_FIRST,
+        spare: asyncpg.Connection | None = None,
     ) -> list[search.SearchResult]:
         """The code around the `kept` results (see assemble), labelled for the context."""
         if not kept or mode == "off":
             return []
-        found = await call_neighbours(conn, kept, mode, seeds=seeds, first=first)
+        found = await call_neighbours(conn, kept, mode, seeds=seeds, first=first, spare=spare)
         return [labelled(n) for n in found]
+
+    @asynccontextmanager
+    async def _spare(self, wanted: bool):
+        """A second connection for a lone chat (`wanted`), when one is idle now, else None.
+        Never waited for beyond SPARE_WAIT: the chat already holds a connection, and chats
+        that each hold one while waiting for another could wait for ever."""
+        conn = None
+        if wanted and self._chats == 1 and self.pool.get_idle_size() > 0:
+            try:
+                conn = await self.pool.acquire(timeout=SPARE_WAIT)
+            except TimeoutError:  # another chat took it first
+                conn = None
+        try:
+            yield conn
+        finally:
+            if conn is not None:
+                await self.pool.release(conn)
 
     async def repos(self) -> list[store.Repo]:
         return await store.list_repos(self.pool)

@@ -341,6 +341,7 @@ def test_run_cli_scores_bm25_and_victor_in_one_run(victor_index, tmp_path, capsy
     out = tmp_path / "r.json"
     dump = tmp_path / "dump"
     args = [str(FIXTURE), "--systems", "bm25", "victor-lexical", "--out", str(out)]
+    args += ["--context-top-k", "2", "--context-tokens", "300"]
     code = bench_run.main([*args, "--dump", str(dump), "--cache", str(tmp_path / "cache")])
     assert code == 0
     report = json.loads(out.read_text())
@@ -349,6 +350,11 @@ def test_run_cli_scores_bm25_and_victor_in_one_run(victor_index, tmp_path, capsy
     assert corpus["results"]["bm25"]["doc"]["n"] == 8
     assert corpus["results"]["victor-lexical"]["symbol"]["R@1"] == 1.0
     assert corpus["not_run"] == {}
+    # the context from fewer results, under a smaller budget, and both: never longer
+    doc = corpus["results"]["victor-lexical"]["doc"]
+    assert doc["ctx_chars"] > doc["ctx_chars tokens=300"] >= doc["ctx_chars top=2 tokens=300"]
+    assert doc["ctx_chars"] > doc["ctx_chars top=2"] >= doc["ctx_chars top=2 tokens=300"]
+    assert doc["ctx@answer"] >= doc["ctx@answer top=2"]
     # one corpus: its figures are the mean
     mean = report["mean"]["doc"]["systems"]["bm25"]
     assert mean["R@5"] == corpus["results"]["bm25"]["doc"]["R@5"] and mean["corpora"] == 1

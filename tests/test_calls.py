@@ -4,11 +4,13 @@ names and tests left out, and the context it adds labelled and within the budget
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
-from indexer.search.calls import callees, callers
+from indexer import service
+from indexer.search.calls import callees, callers, neighbours
 from indexer.service import open_victor
 
 FILES = {
@@ -141,6 +143,49 @@ async def test_the_context_adds_the_code_around_the_best_hit(editor, mode, added
     # with room for the hit alone, nothing is added and the hit stays whole
     tight = await editor.assemble([hit], budget=len(context.sources[0].text) + 120, calls=mode)
     assert [s.symbol for s in tight.sources] == ["M.save"]
+
+
+async def test_with_a_spare_connection_both_sides_are_read_at_once(editor):
+    """The callers on the spare connection while the callees are read: the same neighbours,
+    in the same order, as one side after the other."""
+    hit = await _hit(editor, "M.save")
+    async with editor.pool.acquire() as conn, editor.pool.acquire() as spare:
+        for first in ("callers", "callees"):
+            one_by_one = await neighbours(conn, [hit], "both", first=first)
+            at_once = await neighbours(conn, [hit], "both", first=first, spare=spare)
+            assert at_once == one_by_one
+            assert len(at_once) == 3
+
+
+async def test_only_a_lone_chat_reads_both_sides_at_once(editor, settings, monkeypatch):
+    """A lone chat takes an idle connection for the callers; with other chats in flight, or
+    no connection idle, a chat reads both sides on its own: the same context either way."""
+    spares: list[bool] = []
+    real = service.call_neighbours
+
+    async def spy(conn, hits, mode, **options):
+        spares.append(options.get("spare") is not None)
+        return await real(conn, hits, mode, **options)
+
+    monkeypatch.setattr(service, "call_neighbours", spy)
+    async with open_victor(settings, min_size=3) as victor:
+        alone = await victor.retrieve("M.save", top_k=1, budget=4000)
+        assert spares == [True]
+        together = await asyncio.gather(
+            *(victor.retrieve("M.save", top_k=1, budget=4000) for _ in range(3))
+        )
+        # the first of the three to get there has the other two in flight (the last may not)
+        assert len(spares) == 4 and spares[1] is False
+    async with open_victor(settings, min_size=1, max_size=1) as victor:
+        crowded = await victor.retrieve("M.save", top_k=1, budget=4000)
+        assert spares[4:] == [False]
+    assert [s.symbol for s in alone.sources] == [
+        "M.save",
+        "keys.on_key; calls M.save",
+        "M.serialize; called by M.save",
+        "fs.write_file; called by M.save",
+    ]
+    assert all(c.text == alone.text for c in [*together, crowded])
 
 
 async def test_the_setting_is_the_default_of_the_context(editor, settings):

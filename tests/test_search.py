@@ -390,3 +390,33 @@ async def test_every_pool_connection_carries_the_hnsw_settings(settings):
                     await conn.execute("SET jit = on")
     finally:
         await pool.close()
+
+
+async def test_a_reading_pool_gives_connections_back_without_a_reset_round_trip(settings):
+    """The chat adapters' pool (apply=False) skips asyncpg's reset statement on every
+    connection given back, but still ends a transaction left open; the indexer's pool keeps
+    the reset: its advisory locks and session settings must not outlive a block."""
+    writer = await store.create_pool(settings, min_size=1, max_size=1)  # migrates
+    reader = await store.create_pool(settings, min_size=1, max_size=1, apply=False)
+    try:
+        async with reader.acquire() as conn:
+            pid = conn.get_server_pid()
+            await conn.execute("SET application_name = 'left by a reader'")
+            await conn.execute("BEGIN")
+            await conn.execute("SELECT 1 FROM chunks LIMIT 1")
+        async with reader.acquire() as conn:
+            assert conn.get_server_pid() == pid  # the same connection, no reset statement
+            assert not conn.is_in_transaction()
+            assert await conn.fetchval("SHOW application_name") == "left by a reader"
+        async with writer.acquire() as conn:
+            await conn.execute("SET application_name = 'left by the indexer'")
+            await conn.execute("SELECT pg_advisory_lock(1, 2)")
+        async with writer.acquire() as conn:
+            assert await conn.fetchval("SHOW application_name") != "left by the indexer"
+            assert not await conn.fetchval(
+                "SELECT count(*) FROM pg_locks "
+                "WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+            )
+    finally:
+        await reader.close()
+        await writer.close()

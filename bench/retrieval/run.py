@@ -35,6 +35,8 @@ from bench.retrieval.cache import VectorCache
 from bench.retrieval.heldout import write_heldout
 from bench.retrieval.metrics import (
     CONTEXT_MIN_SCORE,
+    CONTEXT_TOKENS,
+    CONTEXT_TOP_K,
     context_score,
     contexts_score,
     gold_ranks,
@@ -77,11 +79,24 @@ def evaluate(system: str, set_name: str, hits: list, queries: list) -> dict:
     return base | context_score(hits, queries, floor_of(system))
 
 
-def victor_contexts(system, queries: list, calls: list[str]) -> dict:
+def victor_contexts(
+    system, queries: list, calls: list[str], tops: list[int] = (), budgets: list[int] = ()
+) -> dict:
     """A Victor system's context figures from `Victor.assemble` itself (what the filter runs,
-    VICTOR_CALL_CONTEXT's default), and one set per `calls` variant (`MODE[/FIRST][:SEEDS]`,
-    keys suffixed ` calls=MODE[/FIRST]:SEEDS`; FIRST: the side tried first with both)."""
+    VICTOR_CALL_CONTEXT's default), one set per `calls` variant (`MODE[/FIRST][:SEEDS]`,
+    keys suffixed ` calls=MODE[/FIRST]:SEEDS`; FIRST: the side tried first with both), and
+    one per top_k in `tops` and token budget in `budgets`, each with the other's default
+    (keys suffixed ` top=N`, ` tokens=N`, ` top=N tokens=N`)."""
     out = contexts_score(system.contexts(), queries)
+    for top in [CONTEXT_TOP_K, *tops]:
+        for tokens in [CONTEXT_TOKENS, *budgets]:
+            if (top, tokens) == (CONTEXT_TOP_K, CONTEXT_TOKENS):
+                continue
+            suffix = (f" top={top}" if top != CONTEXT_TOP_K else "") + (
+                f" tokens={tokens}" if tokens != CONTEXT_TOKENS else ""
+            )
+            blocks = system.contexts(top_k=top, tokens=tokens)
+            out |= contexts_score(blocks, queries, suffix)
     for variant in calls:
         mode, _, seeds = variant.partition(":")
         mode, _, first = mode.partition("/")  # both/callers: callers first
@@ -104,6 +119,8 @@ def run_corpus(
     questions_dir: Path | None = None,
     only_sets: tuple[str, ...] = SETS,
     calls: list[str] = (),
+    tops: list[int] = (),
+    budgets: list[int] = (),
 ) -> dict:
     """Build the query sets and the held-out copy, index and query every system, score.
     Sets not in `only_sets` are neither built into copies nor searched."""
@@ -149,11 +166,15 @@ def run_corpus(
                             if not queries:
                                 continue
                             t0 = time.perf_counter()
-                            hits = system.search_batch([q.text for q in queries], K)
+                            depth = max([K, *tops])  # deeper lists for the top=N contexts
+                            hits = system.search_batch([q.text for q in queries], depth)
+                            hits = [h[:K] for h in hits]
                             entry[f"{set_name}_search_seconds"] = time.perf_counter() - t0
                             entry[set_name] = evaluate(name, set_name, hits, queries)
                             if set_name != "symbol" and hasattr(system, "contexts"):
-                                entry[set_name] |= victor_contexts(system, queries, calls)
+                                entry[set_name] |= victor_contexts(
+                                    system, queries, calls, tops, budgets
+                                )
                             ranks[set_name][name] = [
                                 gold_ranks(h, q) for h, q in zip(hits, queries, strict=True)
                             ]
@@ -344,6 +365,24 @@ def main(argv: list[str] | None = None) -> int:
         help="Victor systems: also score the context with the code around the best SEEDS hits "
         "(off, callees, callers, both, both/callers = callers first; e.g. both:1 callees:3)",
     )
+    ap.add_argument(
+        "--context-top-k",
+        nargs="+",
+        type=int,
+        default=[],
+        metavar="N",
+        help="Victor systems: also score the context built from the top N results (the "
+        "filter's top_k valve; default 8)",
+    )
+    ap.add_argument(
+        "--context-tokens",
+        nargs="+",
+        type=int,
+        default=[],
+        metavar="N",
+        help="Victor systems: also score the context under a budget of N tokens (the "
+        "filter's context_tokens valve; default 2000), with each --context-top-k too",
+    )
     ap.add_argument("--cache", type=Path, help="embedding cache folder ($VICTOR_BENCH_CACHE)")
     ap.add_argument("--no-cache", action="store_true", help="embed everything again")
     ap.add_argument("--out", type=Path, help="write the summary (per corpus and means) as JSON")
@@ -390,6 +429,8 @@ def main(argv: list[str] | None = None) -> int:
             qdir,
             args.sets,
             args.calls,
+            args.context_top_k,
+            args.context_tokens,
         )
         queries = r.pop("queries")
         per_corpus[corpus.name] = r

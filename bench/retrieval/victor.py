@@ -139,17 +139,19 @@ class VictorIndex:
         calls: str | None = None,
         seeds: int = CALL_SEEDS,
         first: str = CALL_FIRST,
+        top_k: int = CONTEXT_TOP_K,
+        tokens: int = CONTEXT_TOKENS,
     ) -> list[Block]:
         """The block the chat filter would send for each query's results, built by Victor's
-        own `Victor.assemble` with the filter's defaults (top 8, score >= 0.2, 2000 tokens);
+        own `Victor.assemble` with the filter's defaults (top 8, score >= 0.25, 2000 tokens);
         `calls`: the code around the best hit (None: VICTOR_CALL_CONTEXT's default)."""
-        budget = budget_chars(tokens=CONTEXT_TOKENS)
+        budget = budget_chars(tokens=tokens)
         victor = self._victor()
 
         async def build() -> list[Block]:
             return [
                 await victor.assemble(
-                    rs[:CONTEXT_TOP_K],
+                    rs[:top_k],
                     budget=budget,
                     min_score=CONTEXT_MIN_SCORE,
                     calls=calls,
@@ -210,10 +212,15 @@ class VictorSystem:
         return self.tuning
 
     def contexts(
-        self, calls: str | None = None, seeds: int = CALL_SEEDS, first: str = CALL_FIRST
+        self,
+        calls: str | None = None,
+        seeds: int = CALL_SEEDS,
+        first: str = CALL_FIRST,
+        top_k: int = CONTEXT_TOP_K,
+        tokens: int = CONTEXT_TOKENS,
     ) -> list[Block]:
         """The filter's context block for each query of the last `search_batch`."""
-        return shared_index(self.ctx).contexts(self.results, calls, seeds, first)
+        return shared_index(self.ctx).contexts(self.results, calls, seeds, first, top_k, tokens)
 
 
 def _factory(mode: str):

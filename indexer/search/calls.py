@@ -14,6 +14,7 @@ ordered the same way (the closest call first, then the shortest chunk) and tests
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -211,17 +212,18 @@ async def neighbours(
     seeds: int = CALL_SEEDS,
     limit: int = 6,
     first: str = CALL_FIRST,
+    spare: asyncpg.Connection | None = None,
 ) -> list[Neighbour]:
     """What the best `seeds` hits call and are called by (per `mode`), in the order the
     context should try them (for `both`: the `first` side of each hit, then the other);
-    never a chunk that is one of `hits`."""
+    never a chunk that is one of `hits`. With a `spare` connection, `both` reads the two
+    sides at once, the callers on it."""
     if mode == "off" or not hits:
         return []
     taken = {(h.repo, h.path, h.start_line) for h in hits}
     out: list[Neighbour] = []
     for hit in hits[:seeds]:
-        down = await callees(conn, hit, limit) if mode in ("callees", "both") else []
-        up = await callers(conn, hit) if mode in ("callers", "both") else []
+        down, up = await _sides(conn, hit, mode, limit, spare)
         found = up + down if first == "callers" else down + up
         for n in found:
             where = (n.result.repo, n.result.path, n.result.start_line)
@@ -229,6 +231,29 @@ async def neighbours(
                 taken.add(where)
                 out.append(n)
     return out[: limit * seeds]
+
+
+async def _sides(
+    conn: asyncpg.Connection,
+    hit: SearchResult,
+    mode: CallContext,
+    limit: int,
+    spare: asyncpg.Connection | None,
+) -> tuple[list[Neighbour], list[Neighbour]]:
+    """What `hit` calls and what calls it, as `mode` asks. Both on two connections: a lone
+    chat then waits for the slower side rather than for the two in turn."""
+    down_too, up_too = mode in ("callees", "both"), mode in ("callers", "both")
+    if spare is not None and down_too and up_too:
+        # a task group: if one side fails the other is cancelled, not left running on a
+        # connection about to be given back
+        async with asyncio.TaskGroup() as group:
+            down = group.create_task(callees(conn, hit, limit))
+            up = group.create_task(callers(spare, hit))
+        return down.result(), up.result()
+    return (
+        await callees(conn, hit, limit) if down_too else [],
+        await callers(conn, hit) if up_too else [],
+    )
 
 
 def labelled(n: Neighbour) -> SearchResult:

@@ -144,6 +144,17 @@ HNSW_SETTINGS = {"hnsw.iterative_scan": "relaxed_order", "hnsw.ef_search": "100"
 POOL_SETTINGS = {**HNSW_SETTINGS, "jit": "off"}
 
 
+async def _end_transaction(conn: asyncpg.Connection) -> None:
+    """What a reading pool does to a connection given back: only end a transaction left open
+    (a statement cancelled inside one; asyncpg's pool ends it too, before calling this).
+    asyncpg's own reset (advisory locks, cursors, LISTEN, session settings) is one more round
+    trip per connection given back, two per chat turn, and a reader holds none of that state:
+    its only settings are `SET LOCAL`, inside a transaction. The indexer, which takes locks
+    and sets session settings, keeps the reset."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 async def create_pool(
     settings: Settings,
     *,
@@ -155,7 +166,8 @@ async def create_pool(
     """A pool with the pgvector codec on every connection.
 
     With `apply`, pending migrations run first. Without (a chat adapter reads the index and
-    never changes its tables), a database with no Victor schema at all is refused.
+    never changes its tables), a database with no Victor schema at all is refused, and a
+    connection given back is not reset beyond ending an open transaction (`_end_transaction`).
     """
     url = await asyncio.to_thread(database_url, settings)
     conn = await connect_once(url, timeout)
@@ -178,6 +190,7 @@ async def create_pool(
             connect=_pool_connect(url),
             command_timeout=settings.sql_timeout,
             server_settings=POOL_SETTINGS,
+            reset=None if apply else _end_transaction,
         )
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         raise DatabaseUnavailable(describe(exc, url)) from None
