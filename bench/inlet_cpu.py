@@ -167,14 +167,21 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="write a cProfile of the requests here")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    measure(args, lambda admin_url, pgdata: run(args, admin_url, pgdata))
 
+
+def measure(args, work, **fields) -> None:
+    """Run `work(admin_url, pgdata)` on the index of `args.data_dir` (its embedded server
+    started for it, stopped after) and write its report, with the machine, the load average
+    before and after, `args.chunks` and `fields`, to `args.out` (stdout without)."""
     import pgserver
 
     args.data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(args.data_dir / "pgdata", cleanup_mode="stop")
+    pgdata = args.data_dir / "pgdata"
+    server = pgserver.get_server(pgdata, cleanup_mode="stop")
     before = load_average()
     try:
-        result = asyncio.run(run(args, server.get_uri(), args.data_dir / "pgdata"))
+        result = asyncio.run(work(server.get_uri(), pgdata))
     finally:
         server.cleanup()
     emit(
@@ -183,6 +190,7 @@ def main() -> None:
             "load_average_before": before,
             "load_average_after": load_average(),
             "chunks": args.chunks,
+            **fields,
             **result,
         },
         args.out,

@@ -20,7 +20,6 @@ steps are on a turn's critical path, which the totals of `bench.inlet_cpu` do no
 from __future__ import annotations
 
 import argparse
-import asyncio
 import random
 import statistics
 import sys
@@ -31,10 +30,9 @@ from pathlib import Path
 import asyncpg
 
 from bench import synthetic
-from bench.inlet_cpu import WARM_UP, load_filter
-from bench.inlet_latency import emit, machine, pct
+from bench.inlet_cpu import WARM_UP, load_filter, measure
+from bench.inlet_latency import pct
 from bench.inlet_load import prepare
-from bench.scale import load_average
 from indexer.embedding.ollama import OllamaEmbedder
 from tests.plugins import inlet_request
 
@@ -143,27 +141,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
-    import pgserver
+    async def work(admin_url: str, _pgdata: Path) -> dict:
+        return await run(args, admin_url)
 
-    args.data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(args.data_dir / "pgdata", cleanup_mode="stop")
-    before = load_average()
-    try:
-        result = asyncio.run(run(args, server.get_uri()))
-    finally:
-        server.cleanup()
-    emit(
-        {
-            "machine": machine(),
-            "load_average_before": before,
-            "load_average_after": load_average(),
-            "chunks": args.chunks,
-            "repos": args.repos,
-            "embed_ms": args.embed_ms,
-            **result,
-        },
-        args.out,
-    )
+    measure(args, work, repos=args.repos, embed_ms=args.embed_ms)
 
 
 if __name__ == "__main__":
