@@ -21,7 +21,7 @@ from bench.retrieval.baselines import (
 )
 from bench.retrieval.heldout import blank_lines, write_heldout
 from bench.retrieval.luascan import find_functions, tokenize
-from bench.retrieval.metrics import is_hit, score
+from bench.retrieval.metrics import CONTEXT_TOKENS, is_hit, score
 from bench.retrieval.queries import (
     Query,
     definitions,
@@ -504,7 +504,7 @@ def test_gold_in_context_follows_the_floor_and_budget():
     assert context_score([[weak, weak]], [q], min_score=0.2, gated=True)["ctx_chars"] == 0
     huge = Hit("b.lua", 1, 4000, "x = 1\n" * 4000, 0.9)
     budget = context_score([[huge, weak]], [q], min_score=None)
-    assert budget["ctx_chars"] <= 2000 * 3.5  # the 2000-token budget
+    assert budget["ctx_chars"] <= CONTEXT_TOKENS * 3.5  # the filter's budget
 
 
 def test_embedding_cache_round_trips_and_keys_by_model(tmp_path):

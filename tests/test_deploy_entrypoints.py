@@ -285,7 +285,7 @@ async def test_pipelines_container_start(container_env, settings, ollama, tmp_pa
         ).json()
         handover = body["metadata"]["lua_codebase"]
         assert handover["status"] == "ok", handover
-        assert len(handover["sources"]) == 3  # the saved top_k, not the default 8
+        assert len(handover["sources"]) == 3  # the saved top_k, not the default
         assert handover["sources"][0]["path"] == "src/shop/cart.lua"
 
         valves = httpx.get(f"{url}/lua_codebase/valves", timeout=10).json()

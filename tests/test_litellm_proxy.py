@@ -31,6 +31,7 @@ from tests.support.fake_llm import DEFAULT_REPLY, FakeLLM
 from tests.support.pipelines import Proc, free_port
 from tests.support.require import missing
 from tests.support.tcp_relay import TcpRelay
+from victor.litellm_config import HookSettings
 
 pytestmark = pytest.mark.litellm
 
@@ -42,6 +43,9 @@ SLACK = 1.5  # the proxy, HTTP and a busy 2-core machine
 QUESTION = "How is the total of the cart computed, with the discount?"
 TAG = "<lua_codebase_context>"
 TIMINGS: dict[str, float] = {}
+# the hook's defaults, which these tests leave as they are
+TOP_K = HookSettings.model_fields["top_k"].default
+CONTEXT_TOKENS = HookSettings.model_fields["context_tokens"].default
 
 
 def litellm_venv() -> Path:
@@ -173,7 +177,10 @@ async def expected_context(shop_url: str, ollama_url: str, tmp_path: Path) -> Co
     )
     async with open_victor(settings) as victor:
         return await victor.retrieve(
-            QUESTION, top_k=8, budget=budget_chars(tokens=2000), repos=["shop", "engine"]
+            QUESTION,
+            top_k=TOP_K,
+            budget=budget_chars(tokens=CONTEXT_TOKENS),
+            repos=["shop", "engine"],
         )
 
 

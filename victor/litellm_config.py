@@ -27,9 +27,10 @@ class HookSettings(BaseSettings):
     timeout: float = Field(
         default=5.0, gt=0, le=120, description="Seconds the hook may take; past it, no context."
     )
-    top_k: int = Field(default=8, ge=1, le=100, description="Chunks to retrieve.")
+    # the Pipelines filter's defaults (bench/README.md, "How much code")
+    top_k: int = Field(default=12, ge=1, le=100, description="Chunks to retrieve.")
     context_tokens: int = Field(
-        default=2000,
+        default=3000,
         ge=100,
         le=100_000,
         description="Budget of the code context, in tokens (about 3.5 characters each).",

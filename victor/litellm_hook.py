@@ -15,8 +15,8 @@ Settings, from the proxy's environment:
 
     VICTOR_LITELLM_MODELS          aliases that get context: comma-separated globs (`*-lua`)
     VICTOR_LITELLM_TIMEOUT         seconds the hook may take (5); past it, no context
-    VICTOR_LITELLM_TOP_K           chunks to retrieve (8)
-    VICTOR_LITELLM_CONTEXT_TOKENS  size of the code context (2000)
+    VICTOR_LITELLM_TOP_K           chunks to retrieve (12)
+    VICTOR_LITELLM_CONTEXT_TOKENS  size of the code context (3000)
     VICTOR_LITELLM_MIN_SCORE       leave out weaker matches (0)
     VICTOR_LITELLM_REPOS           only these indexed repositories (all)
     VICTOR_DATABASE_URL            required; its password in PGPASSWORD, not in the URL

@@ -33,9 +33,9 @@ def score(rankings: list[list[Hit]], queries: list[Query]) -> dict[str, float]:
 # ---------------------------------------------------------------- several golds, and the context
 
 # The Pipelines filter's defaults (pipelines/lua_codebase.py valves): what the chat really sends.
-CONTEXT_TOP_K = 8
+CONTEXT_TOP_K = 12
 CONTEXT_MIN_SCORE = 0.25
-CONTEXT_TOKENS = 2000
+CONTEXT_TOKENS = 3000
 
 
 def spans(q) -> list[tuple[str, int, int]]:
@@ -94,11 +94,11 @@ def _build_context():
 def context_score(
     rankings: list[list[Hit]], queries: list, min_score: float | None, *, gated: bool = False
 ) -> dict:
-    """What the chat filter sends: Victor's context assembly over the top 8 results with
-    score >= `min_score` (None: no floor, for systems whose scores are not on Victor's 0-1
-    scale; `gated`: Victor's own rule, `indexer.search.context.passing`, all 8 when the best
-    passes) under a 2000-token budget. ctx@answer / ctx@any: the answer / any gold function
-    overlaps a snippet that made it into the block; ctx_chars: the block's length.
+    """What the chat filter sends: Victor's context assembly over the top CONTEXT_TOP_K results
+    with score >= `min_score` (None: no floor, for systems whose scores are not on Victor's 0-1
+    scale; `gated`: Victor's own rule, `indexer.search.context.passing`, all of them when the
+    best passes) under a budget of CONTEXT_TOKENS. ctx@answer / ctx@any: the answer / any
+    gold function overlaps a snippet that made it into the block; ctx_chars: its length.
     (Victor's own systems are scored on `Victor.assemble` itself: `contexts_score`.)"""
     budget_chars, build_context, passing, SearchResult = _build_context()
     budget = budget_chars(tokens=CONTEXT_TOKENS)

@@ -372,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="N",
         help="Victor systems: also score the context built from the top N results (the "
-        "filter's top_k valve; default 8)",
+        f"filter's top_k valve; default {CONTEXT_TOP_K})",
     )
     ap.add_argument(
         "--context-tokens",
@@ -381,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="N",
         help="Victor systems: also score the context under a budget of N tokens (the "
-        "filter's context_tokens valve; default 2000), with each --context-top-k too",
+        f"filter's context_tokens valve; default {CONTEXT_TOKENS}), with each --context-top-k too",
     )
     ap.add_argument("--cache", type=Path, help="embedding cache folder ($VICTOR_BENCH_CACHE)")
     ap.add_argument("--no-cache", action="store_true", help="embed everything again")

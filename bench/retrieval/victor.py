@@ -143,8 +143,9 @@ class VictorIndex:
         tokens: int = CONTEXT_TOKENS,
     ) -> list[Block]:
         """The block the chat filter would send for each query's results, built by Victor's
-        own `Victor.assemble` with the filter's defaults (top 8, score >= 0.25, 2000 tokens);
-        `calls`: the code around the best hit (None: VICTOR_CALL_CONTEXT's default)."""
+        own `Victor.assemble` with the filter's defaults (the best `top_k`, CONTEXT_MIN_SCORE,
+        a budget of `tokens`); `calls`: the code around the best hit (None:
+        VICTOR_CALL_CONTEXT's default)."""
         budget = budget_chars(tokens=tokens)
         victor = self._victor()
 
