@@ -72,10 +72,12 @@ def floor_of(system: str) -> float | None:
 
 
 def evaluate(system: str, set_name: str, hits: list, queries: list) -> dict:
-    """The figures of one system on one query set (hits: its top K per query)."""
+    """The figures of one system on one query set (hits: its results per query, at least
+    the top K for the ranking figures and the filter's top_k for the context's)."""
+    top = [h[:K] for h in hits]
     if set_name == "symbol":
-        return score(hits, queries)
-    base = score(hits, queries) if set_name == "doc" else question_score(hits, queries)
+        return score(top, queries)
+    base = score(top, queries) if set_name == "doc" else question_score(top, queries)
     return base | context_score(hits, queries, floor_of(system))
 
 
@@ -166,11 +168,12 @@ def run_corpus(
                             if not queries:
                                 continue
                             t0 = time.perf_counter()
-                            depth = max([K, *tops])  # deeper lists for the top=N contexts
-                            hits = system.search_batch([q.text for q in queries], depth)
-                            hits = [h[:K] for h in hits]
+                            # deep enough for the filter's context and the top=N ones
+                            depth = max([K, CONTEXT_TOP_K, *tops])
+                            deep = system.search_batch([q.text for q in queries], depth)
+                            hits = [h[:K] for h in deep]
                             entry[f"{set_name}_search_seconds"] = time.perf_counter() - t0
-                            entry[set_name] = evaluate(name, set_name, hits, queries)
+                            entry[set_name] = evaluate(name, set_name, deep, queries)
                             if set_name != "symbol" and hasattr(system, "contexts"):
                                 entry[set_name] |= victor_contexts(
                                     system, queries, calls, tops, budgets
