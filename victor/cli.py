@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import TextIO
 
@@ -582,7 +583,14 @@ async def status(ctx, as_json: bool) -> None:
         click.echo(
             json.dumps(
                 {
-                    "model": {"name": space.model, "dims": space.dims} if space else None,
+                    "model": {
+                        "name": space.model,
+                        "dims": space.dims,
+                        # where the model puts the probes (indexer.embedding.scale)
+                        "scale": asdict(space.scale) if space.scale else None,
+                    }
+                    if space
+                    else None,
                     "repos": [
                         {
                             "name": r.name,

@@ -104,10 +104,26 @@ async def run_checks(settings: Settings) -> AsyncIterator[Check]:
     elif recorded is None:
         yield Check("model match", True, "index not bound to a model yet (first index will)")
     elif recorded.space == embedder.space and recorded.dims == dims:
-        yield Check("model match", True, f"index uses {recorded.model} ({recorded.dims} dims)")
+        yield Check(
+            "model match",
+            True,
+            f"index uses {recorded.model} ({recorded.dims} dims); {_scale_note(recorded)}",
+        )
     else:
         message = store.mismatch_message(recorded, embedder.space, embedder.model)
         yield Check("model match", False, f"{message} {await _ollama_note(settings, recorded)}")
+
+
+def _scale_note(recorded: store.EmbeddingSpace) -> str:
+    """Whether searches map this model's cosines (`indexer.embedding.scale`)."""
+    if recorded.scale is None:
+        return "its cosine scale is not measured yet (the next `victor index` or sync will)"
+    if recorded.scale.mapping().identity:
+        return "its cosines are on the scale the ranking was tuned on"
+    return (
+        f"its cosines are mapped onto the scale the ranking was tuned on (question and answer "
+        f"{recorded.scale.related:.2f}, unrelated code {recorded.scale.unrelated:.2f})"
+    )
 
 
 # What searches read, besides the few texts they return: the HNSW graph, the lexical index's

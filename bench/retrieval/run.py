@@ -11,11 +11,14 @@ Three query sets per corpus:
 * symbol  a function's name -> its definition (read R@1), on the same copy;
 * questions  hand-written developer questions (questions/<corpus>.toml, questions.py), on the
         corpus as it is, scored on the answer function, any gold, and what the chat's context
-        block (top 8, score >= 0.2, 2000 tokens) would really contain.
+        block would really contain (the filter's defaults: metrics.CONTEXT_TOP_K results,
+        CONTEXT_MIN_SCORE, CONTEXT_TOKENS).
 
 --corpora (or $VICTOR_DEV_CORPORA) is a folder of unpacked corpora; the ones listed in
 dev-corpora.tsv (next to --shared, or --list) are used, each under its repository's name.
 Embeddings are cached on disk (cache.py): a re-run embeds only texts it has not seen.
+VICTOR_BENCH_COSINE_SCALE and VICTOR_BENCH_COSINE_MAP run Victor's systems with a model on
+another cosine scale (victor.py).
 """
 
 from __future__ import annotations
@@ -448,6 +451,8 @@ def main(argv: list[str] | None = None) -> int:
             (args.dump / f"{corpus.name}.json").write_text(json.dumps(queries, indent=0))
         report = {
             "model": "all-MiniLM-L6-v2",
+            "cosine_scale": victor.COSINE_SCALE or None,  # VICTOR_BENCH_COSINE_SCALE
+            "cosine_map": victor.COSINE_MAP,
             "seed": args.seed,
             "max_queries": args.max_queries,
             "k": K,

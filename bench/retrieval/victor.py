@@ -41,17 +41,34 @@ from indexer.service import Victor, open_victor
 MODES = ("dense", "lexical", "hybrid")
 
 
+# VICTOR_BENCH_COSINE_SCALE=B (0 < B < 1): a model on another cosine scale. Every vector v of
+# all-MiniLM-L6-v2 is served as [sqrt(B) v, sqrt(1 - B)], so every cosine is B x cos + 1 - B:
+# the same neighbours with a higher floor and a narrower spread, as some models have.
+# VICTOR_BENCH_COSINE_MAP=off drops the scale Victor records for it, so searches use the raw
+# cosines as before Victor mapped them (`indexer.embedding.scale`).
+COSINE_SCALE = float(os.environ.get("VICTOR_BENCH_COSINE_SCALE") or 0)
+COSINE_MAP = os.environ.get("VICTOR_BENCH_COSINE_MAP", "on") != "off"
+
+
+def _rescaled(vectors: list[list[float]]) -> list[list[float]]:
+    if not COSINE_SCALE:
+        return vectors
+    a, b = COSINE_SCALE**0.5, (1 - COSINE_SCALE) ** 0.5
+    return [[a * x for x in v] + [b] for v in vectors]
+
+
 class TimedEmbedder(LocalEmbedder):
     """Victor's local embedder, counting the seconds spent embedding documents, and reading
     and writing the benchmark's on-disk vector cache (keyed by the exact text the model
-    reads, prefix included), so a re-run embeds only what changed."""
+    reads, prefix included), so a re-run embeds only what changed; on another cosine scale
+    with VICTOR_BENCH_COSINE_SCALE (the cache keeps all-MiniLM-L6-v2's own vectors)."""
 
     seconds = 0.0
     disk: VectorCache | None = None
 
     async def _encode(self, texts: list[str]) -> list[list[float]]:
         if self.disk is None:
-            return await super()._encode(texts)
+            return _rescaled(await super()._encode(texts))
         known = self.disk.get_many(self.model, texts)
         missing = list(dict.fromkeys(t for t in texts if t not in known))
         if missing:
@@ -59,7 +76,13 @@ class TimedEmbedder(LocalEmbedder):
             pairs = list(zip(missing, vecs, strict=True))
             self.disk.put_many(self.model, pairs)
             known.update((t, np.asarray(v, dtype=np.float32)) for t, v in pairs)
-        return [known[t].tolist() for t in texts]
+        return _rescaled([known[t].tolist() for t in texts])
+
+    async def _encode_queries(self, texts: list[str]) -> list[list[float]]:
+        return _rescaled(await super()._encode_queries(texts))
+
+    async def dimensions(self) -> int:
+        return await super().dimensions() + (1 if COSINE_SCALE else 0)
 
     async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
         t0 = time.perf_counter()
@@ -109,6 +132,10 @@ class VictorIndex:
         """Index `corpus_dir` (incremental: a second call changes nothing); embedding seconds."""
         before = self.embedder.seconds
         self.loop.run_until_complete(self._victor().index(str(corpus_dir), name="bench"))
+        if not COSINE_MAP:
+            self.loop.run_until_complete(
+                self.victor.pool.execute("DELETE FROM victor_meta WHERE key = 'embed_scale'")
+            )
         if self.settings.summaries_on:  # VICTOR_SUMMARY_* set: measure them (docs/summaries.md)
             from indexer.summaries.run import summarize
 

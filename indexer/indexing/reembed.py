@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from indexer import store
-from indexer.embedding import Embedder
+from indexer.embedding import Embedder, scale
 from indexer.embedding.texts import embedding_text, name_text, text_hash
 from indexer.indexing.run import NoProgress, Progress
 from indexer.models import Chunk, ChunkKind
@@ -25,6 +25,7 @@ async def reembed(pool, embedder: Embedder, progress: Progress | None = None) ->
     """Re-embed every chunk with `embedder`. Returns (chunks, newly embedded texts)."""
     progress = progress or NoProgress()
     dims = await embedder.dimensions()
+    measured = await scale.measure(embedder)  # before the swap: it never waits for a model
     total = await pool.fetchval("SELECT count(*) FROM chunks WHERE searchable")
     progress.start(total)
     embedded, last_id = 0, 0
@@ -66,7 +67,7 @@ async def reembed(pool, embedder: Embedder, progress: Progress | None = None) ->
     async with pool.acquire() as conn, conn.transaction():
         await store.unbind_space(conn)
         await store.set_vectors_from_cache(conn, embedder.space)
-        await store.bind_space(conn, embedder.space, embedder.model, dims)
+        await store.bind_space(conn, embedder.space, embedder.model, dims, measured)
         count = await conn.fetchval("SELECT count(*) FROM chunks")
     await store.repo_graphs.reconcile(pool)  # the big repositories' own graphs, in the new space
     return count, embedded

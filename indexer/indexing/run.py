@@ -25,9 +25,9 @@ import numpy as np
 
 from indexer import store
 from indexer.config import Settings
-from indexer.embedding import Embedder, check_dimensions
+from indexer.embedding import Embedder, check_dimensions, scale
 from indexer.embedding.texts import EMBED_TEXT_VERSION, embedding_text, name_text, text_hash
-from indexer.errors import ModelMismatch
+from indexer.errors import EmbedderUnavailable, EmbeddingError, ModelMismatch, ModelMissing
 from indexer.indexing.sources import Skipped, Source, SourceFile, binary_reason, decode_lua
 from indexer.models import Chunk, ChunkKind, FileChunks, ParseMode
 from indexer.parsing.chunker import CHUNKER_VERSION
@@ -116,20 +116,36 @@ class IndexRun:
 
 
 async def ensure_space(pool: asyncpg.Pool, embedder: Embedder) -> int:
-    """Refuse a model other than the index's; bind the space on first use. Returns the
-    index's vector dimension.
+    """Refuse a model other than the index's; bind the space on first use, with the model's
+    cosine scale (`indexer.embedding.scale`). Returns the index's vector dimension.
 
-    Probing the dimension costs an embedding request, so it only happens when
-    nothing is recorded yet: re-indexing unchanged code makes no request.
+    Probing the dimension and the scale costs embedding requests, so it only happens when
+    nothing is recorded yet (or, once, the scale of an index bound before Victor measured
+    scales): re-indexing unchanged code makes no request.
     """
     recorded = await store.embedding_space(pool)
     if recorded is not None:
         if recorded.space != embedder.space:
             raise ModelMismatch(store.mismatch_message(recorded, embedder.space, embedder.model))
+        if recorded.scale is None:
+            await _record_scale(pool, recorded.space, embedder)
         return recorded.dims
     dims = await embedder.dimensions()
-    await store.use_embedding_space(pool, embedder.space, embedder.model, dims)
+    measured = await scale.measure(embedder)
+    await store.use_embedding_space(pool, embedder.space, embedder.model, dims, measured)
     return dims
+
+
+async def _record_scale(pool: asyncpg.Pool, space: str, embedder: Embedder) -> None:
+    """Measure and record the scale of an index bound before Victor measured scales. A run with
+    nothing to embed must not fail for it while the embedder is down: the next run measures."""
+    try:
+        measured = await scale.measure(embedder)
+    except (EmbedderUnavailable, EmbeddingError, ModelMissing, TimeoutError, OSError) as exc:
+        # the type only: an embedder's message may name its host
+        log.warning("cosine scale not measured (%s); the next run measures it", type(exc).__name__)
+        return
+    await store.record_scale(pool, space, measured)
 
 
 async def index_source(

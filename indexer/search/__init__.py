@@ -19,7 +19,8 @@ another function. Module chunks and test/spec files are ranked slightly lower: q
 about functions, and about the code rather than its tests.
 
 Scores are in [0, 1] in every mode, so one `min_score` works for all:
-* dense: the cosine similarity;
+* dense: the cosine similarity, on all-MiniLM-L6-v2's scale whatever the model (each model's
+  cosines are mapped onto it: `indexer.embedding.scale`), as everywhere below;
 * lexical: s / (s + LEXICAL_HALF) for a BM25F score s (0.5 is a match about as strong as a
   few rare words in a function's name);
 * hybrid: (cosine + ALPHA x lexical share) / (1 + ALPHA), every candidate with its real
@@ -51,6 +52,7 @@ import asyncpg
 import numpy as np
 
 from indexer.embedding import Embedder, check_dimensions
+from indexer.embedding.scale import IDENTITY, Mapping
 from indexer.errors import EmbeddingError, VictorError
 from indexer.search import ranking
 from indexer.search.dense import (
@@ -216,11 +218,14 @@ async def search_with(
     the one query, read meanwhile (`lexical_ahead`); a search it was not started for, or one
     that is not hybrid with score fusion, reads its own."""
     vectors, degraded = asked.vectors, asked.degraded
+    cosines = IDENTITY
     if mode != "lexical" and queries and embedder is not None:
-        dims = await check_space(conn, embedder)
+        space = await check_space(conn, embedder)
+        if space.scale is not None:
+            cosines = space.scale.mapping()
         if vectors is not None:
             try:
-                check_dimensions(vectors, dims, embedder.model)
+                check_dimensions(vectors, space.dims, embedder.model)
             except EmbeddingError as exc:
                 vectors, degraded = None, embedder_down(exc)
     notice, summary = (degraded.detail, degraded.notice) if degraded else ("", "")
@@ -233,7 +238,15 @@ async def search_with(
     for n, query in enumerate(queries):
         vector = vectors[n] if vectors is not None else None
         results = await _one(
-            conn, query, vector, mode=used, top_k=top_k, repos=ids, tuning=tuning, ahead=early
+            conn,
+            query,
+            vector,
+            mode=used,
+            top_k=top_k,
+            repos=ids,
+            tuning=tuning,
+            ahead=early,
+            cosines=cosines,
         )
         found.append(Found(results, used, notice, summary))
     return found
@@ -249,9 +262,11 @@ async def _one(
     repos: list[int] | None,
     tuning: Tuning = DEFAULT_TUNING,
     ahead: asyncio.Task[Side] | None = None,
+    cosines: Mapping = IDENTITY,
 ) -> list[SearchResult]:
     """One search on one connection (and the lexical top read `ahead` on another). Without
-    a vector, only the lexical side runs."""
+    a vector, only the lexical side runs. `cosines` puts the model's cosines on the scale
+    fusion, the ranking stage and `min_score` were tuned on (`indexer.embedding.scale`)."""
     if vector is None:
         mode = "lexical"
     depth = max(tuning.depth, top_k)
@@ -296,6 +311,8 @@ async def _one(
         candidates |= await fetch_candidates(conn, list(ids - candidates.keys()), vector)
     # in id order, as one fetch by primary key returned them: equal scores keep their order
     candidates = {i: candidates[i] for i in sorted(ids) if i in candidates}
+    if mode != "lexical" and not cosines.identity:
+        candidates = {i: replace(c, cos=cosines(c.cos)) for i, c in candidates.items()}
     scores = fuse(candidates, dense, lex, mode, tuning)
     named = _named_first(symbols, candidates, scores)
     # a result with no score at all (lexical mode: none of the query's words) is noise

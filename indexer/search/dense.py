@@ -32,15 +32,17 @@ from indexer.errors import (
 )
 
 
-async def check_space(db: asyncpg.Pool | asyncpg.Connection, embedder: Embedder) -> int:
+async def check_space(
+    db: asyncpg.Pool | asyncpg.Connection, embedder: Embedder
+) -> store.EmbeddingSpace:
     """A query embedded in another vector space than the index's would return noise.
-    Returns the index's vector dimension."""
+    Returns the index's space: its vector dimension and its model's cosine scale."""
     recorded = await store.embedding_space(db)
     if recorded is None:
         raise VictorError("The index is empty. Index some Lua code first: victor index PATH")
     if recorded.space != embedder.space:
         raise ModelMismatch(store.mismatch_message(recorded, embedder.space, embedder.model))
-    return recorded.dims
+    return recorded
 
 
 _EMBEDDER_DOWN = (EmbedderUnavailable, EmbeddingError, ModelMissing, TimeoutError, OSError)

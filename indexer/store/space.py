@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from indexer.embedding.scale import Scale
 from indexer.errors import ModelMismatch, SchemaError
 from indexer.store import repo_graphs
 from indexer.store.limits import BUILD_MEMORY, UNBOUNDED
@@ -18,17 +19,33 @@ class EmbeddingSpace:
     space: str
     model: str
     dims: int
+    scale: Scale | None = None  # where the model puts the probes (`indexer.embedding.scale`)
 
 
 async def embedding_space(db: asyncpg.Pool | asyncpg.Connection) -> EmbeddingSpace | None:
     rows = await db.fetch(
         "SELECT key, value FROM victor_meta "
-        "WHERE key IN ('embed_space', 'embed_model', 'embed_dims')"
+        "WHERE key IN ('embed_space', 'embed_model', 'embed_dims', 'embed_scale')"
     )
     meta = {r["key"]: r["value"] for r in rows}
     if "embed_space" not in meta:
         return None
-    return EmbeddingSpace(meta["embed_space"], meta["embed_model"], int(meta["embed_dims"]))
+    scale = Scale.from_json(meta["embed_scale"]) if "embed_scale" in meta else None
+    return EmbeddingSpace(meta["embed_space"], meta["embed_model"], int(meta["embed_dims"]), scale)
+
+
+async def record_scale(db: asyncpg.Pool | asyncpg.Connection, space: str, scale: Scale) -> None:
+    """Record the scale of an index bound to `space` before Victor measured scales; nothing
+    when the index has moved to another space meanwhile (`victor reembed` records its own)."""
+    await db.execute(
+        """
+        INSERT INTO victor_meta (key, value)
+        SELECT 'embed_scale', $2 FROM victor_meta WHERE key = 'embed_space' AND value = $1
+        ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
+        """,
+        space,
+        scale.to_json(),
+    )
 
 
 def describe_space(space: str) -> str:
@@ -79,7 +96,11 @@ async def keep_vectors_in_rows(conn: asyncpg.Connection) -> None:
 
 
 async def use_embedding_space(
-    db: asyncpg.Pool | asyncpg.Connection, space: str, model: str, dims: int
+    db: asyncpg.Pool | asyncpg.Connection,
+    space: str,
+    model: str,
+    dims: int,
+    scale: Scale | None = None,
 ) -> None:
     """Bind the index to one vector space; refuse another one.
 
@@ -99,7 +120,7 @@ async def use_embedding_space(
                 if recorded.space != space or recorded.dims != dims:
                     raise ModelMismatch(mismatch_message(recorded, space, model))
                 return
-            await bind_space(conn, space, model, dims)
+            await bind_space(conn, space, model, dims, scale)
     except asyncpg.InsufficientPrivilegeError as exc:
         # a runtime role without DDL rights (docs/database-role.md): say who can do it
         raise SchemaError(
@@ -110,11 +131,14 @@ async def use_embedding_space(
         ) from None
 
 
-async def bind_space(conn: asyncpg.Connection, space: str, model: str, dims: int) -> None:
-    """Fix the column to vector(dims), build the HNSW index, record the model. Inside the
-    caller's transaction. On an empty index (the first run) this is instant; after `victor
-    reembed` it rewrites and indexes every chunk: no per-statement limit, and the graph's
-    build memory (`limits.BUILD_MEMORY`) for this transaction."""
+async def bind_space(
+    conn: asyncpg.Connection, space: str, model: str, dims: int, scale: Scale | None = None
+) -> None:
+    """Fix the column to vector(dims), build the HNSW index, record the model and its scale
+    (without one, a recorded scale is removed: a search never maps one model's cosines with
+    another's scale). Inside the caller's transaction. On an empty index (the first run) this
+    is instant; after `victor reembed` it rewrites and indexes every chunk: no per-statement
+    limit, and the graph's build memory (`limits.BUILD_MEMORY`) for this transaction."""
     await conn.execute("DROP INDEX IF EXISTS chunks_embedding_hnsw", timeout=UNBOUNDED)
     await conn.execute(
         f"ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({int(dims)}), {_IN_ROW}",
@@ -131,8 +155,15 @@ async def bind_space(conn: asyncpg.Connection, space: str, model: str, dims: int
         INSERT INTO victor_meta (key, value) VALUES ($1, $2)
         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
         """,
-        [("embed_space", space), ("embed_model", model), ("embed_dims", str(dims))],
+        [
+            ("embed_space", space),
+            ("embed_model", model),
+            ("embed_dims", str(dims)),
+            *([("embed_scale", scale.to_json())] if scale else []),
+        ],
     )
+    if scale is None:
+        await conn.execute("DELETE FROM victor_meta WHERE key = 'embed_scale'")
 
 
 async def unbind_space(conn: asyncpg.Connection) -> None:

@@ -44,6 +44,9 @@ class FakeOllama:
         self.delay = 0.0  # seconds to sleep before answering /api/embed
         self.fail_status: int | None = None  # answer /api/embed with this HTTP status
         self.wrong_dims: int | None = None  # answer with vectors of this many dimensions
+        # model -> b: that model answers [sqrt(b) v, sqrt(1 - b)] for all-MiniLM-L6-v2's v,
+        # so its cosines are b x cos + 1 - b: the same neighbours on another scale
+        self.scaled: dict[str, float] = {}
         self.closed = False
         self.server = _QuietServer(("127.0.0.1", port), self._handler())
         self.server.daemon_threads = True
@@ -58,6 +61,16 @@ class FakeOllama:
             self.delay = 0.0
             self.fail_status = None
             self.wrong_dims = None
+            for model in self.scaled:
+                self.models.discard(model)
+            self.scaled = {}
+
+    def add_scaled_model(self, model: str, b: float) -> None:
+        """Serve `model` (until `reset`) as all-MiniLM-L6-v2 with cosines b x cos + 1 - b."""
+        model = model if ":" in model else model + ":latest"
+        with self.lock:
+            self.models.add(model)
+            self.scaled[model] = b
 
     def start(self) -> FakeOllama:
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -130,6 +143,8 @@ class FakeOllama:
 
             def do_POST(self):
                 request = self._json()
+                model = request.get("model", "")
+                model = model if ":" in model else model + ":latest"
                 if self.path == "/api/show":
                     if not fake.knows(request.get("model", "")):
                         self._send(404, {"error": f"model '{request.get('model')}' not found"})
@@ -139,7 +154,7 @@ class FakeOllama:
                         {
                             "modelfile": "",
                             "details": {"family": "bert"},
-                            "model_info": {"bert.embedding_length": 384},
+                            "model_info": {"bert.embedding_length": 384 + (model in fake.scaled)},
                         },
                     )
                 elif self.path == "/api/embed":
@@ -156,6 +171,7 @@ class FakeOllama:
                     fake.inputs.extend(texts)
                     fake.keep_alives.append(request.get("keep_alive"))
                     delay, fail, dims = fake.delay, fake.fail_status, fake.wrong_dims
+                    b = fake.scaled.get(model if ":" in model else model + ":latest")
                 if delay:
                     time.sleep(delay)
                 if fail:
@@ -165,6 +181,8 @@ class FakeOllama:
                     self._send(404, {"error": f'model "{model}" not found, try pulling it first'})
                     return
                 vectors = fake.embed(texts) if texts else []
+                if b is not None:
+                    vectors = [[x * b**0.5 for x in v] + [(1 - b) ** 0.5] for v in vectors]
                 if dims:
                     vectors = [(v * dims)[:dims] for v in vectors]
                 self._send(
