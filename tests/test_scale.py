@@ -7,6 +7,7 @@ answers all-MiniLM-L6-v2's vectors with one more component, so its cosines are
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 
 import pytest
@@ -95,14 +96,19 @@ async def test_a_model_on_another_scale_ranks_and_scores_as_all_minilm(
             assert c.score > a.score + 0.05, q
 
 
-async def test_an_index_bound_before_scales_gets_its_scale_once(settings, ollama, project):
+async def test_an_index_bound_before_scales_gets_its_scale_once(settings, ollama, project, caplog):
     async with open_victor(settings) as victor:
         await victor.index(str(project), name="shop")
         await victor.pool.execute("DELETE FROM victor_meta WHERE key = 'embed_scale'")
         # with the embedder down, a run with nothing to embed still succeeds, unmeasured
         ollama.fail_status = 503
-        report = await victor.index(str(project), name="shop")
+        with caplog.at_level(logging.WARNING, logger="indexer"):
+            report = await victor.index(str(project), name="shop")
         assert report.chunks_embedded == 0 and ollama.requests >= 1
+        # as docs/troubleshooting.md quotes it; the type only, no host
+        assert "cosine scale not measured (EmbedderUnavailable); the next run measures it" in (
+            caplog.text
+        )
         assert (await store.embedding_space(victor.pool)).scale is None
         ollama.reset()
         await victor.index(str(project), name="shop")
