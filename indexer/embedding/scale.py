@@ -60,12 +60,13 @@ class Scale:
 
 @dataclass(frozen=True, slots=True)
 class Mapping:
-    """cos -> slope * cos + offset."""
+    """cos -> slope * cos + offset (a float or a NumPy array). The identity's 1.0 and 0.0
+    give every cosine back to the bit."""
 
     slope: float
     offset: float
 
-    def __call__(self, cos: float) -> float:
+    def __call__(self, cos):
         return self.slope * cos + self.offset
 
     @property

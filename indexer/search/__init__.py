@@ -311,9 +311,7 @@ async def _one(
         candidates |= await fetch_candidates(conn, list(ids - candidates.keys()), vector)
     # in id order, as one fetch by primary key returned them: equal scores keep their order
     candidates = {i: candidates[i] for i in sorted(ids) if i in candidates}
-    if mode != "lexical" and not cosines.identity:
-        candidates = {i: replace(c, cos=cosines(c.cos)) for i, c in candidates.items()}
-    scores = fuse(candidates, dense, lex, mode, tuning)
+    scores = fuse(candidates, dense, lex, mode, tuning, cosines)
     named = _named_first(symbols, candidates, scores)
     # a result with no score at all (lexical mode: none of the query's words) is noise
     ranked = [i for i in sorted(scores, key=lambda i: -scores[i]) if scores[i] > 0]
@@ -322,7 +320,7 @@ async def _one(
     if mode == "hybrid" and tuning.fusion == "score" and tuning.stage:
         model = ranking.model_at(tuning.stage_model)
         order, scores, rows = await _staged(
-            conn, query, order, len(named), candidates, scores, model
+            conn, query, order, len(named), candidates, scores, model, cosines
         )
     order = order[:top_k]
     if not rows.keys() >= set(order):
@@ -338,6 +336,7 @@ async def _staged(
     candidates: dict[int, Candidate],
     scores: dict[int, float],
     model: ranking.Model,
+    cosines: Mapping = IDENTITY,
 ) -> tuple[list[int], dict[int, float], dict[int, SearchResult]]:
     """`order` with its top STAGE_DEPTH re-ordered by the ranking stage, the scores each
     re-ordered candidate now carries (the fused score of the rank it lands on), and those
@@ -352,7 +351,7 @@ async def _staged(
     fused = np.array([scores[i] for i in top])  # float64: handed out as the scores
     c = ranking.Candidates(
         fused=fused,
-        cos=np.array([x.cos for x in cands], np.float32),
+        cos=cosines(np.array([x.cos for x in cands], np.float32)),
         parts=np.array([x.parts for x in cands], np.float32),
         cover=np.array([x.cover for x in cands], np.float32),
         module=np.array([x.kind in ("module", "window") for x in cands]),

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from indexer.embedding.scale import IDENTITY, Mapping
 from indexer.search.results import Candidate, Mode
 
 
@@ -68,13 +69,15 @@ def fuse(
     lex: dict[int, float],
     mode: Mode,
     tuning: Tuning,
+    cosines: Mapping = IDENTITY,
 ) -> dict[int, float]:
-    """id -> score in [0, 1] for the mode (see the module docstring)."""
+    """id -> score in [0, 1] for the mode (see the module docstring); `cosines` puts the
+    model's cosines on the scale the knobs were tuned on (`indexer.embedding.scale`)."""
     dense_rank = {i: n for n, i in enumerate(sorted(dense, key=lambda i: -dense[i]), 1)}
     lex_rank = {i: n for n, i in enumerate(sorted(lex, key=lambda i: -lex[i]), 1)}
     scores: dict[int, float] = {}
     for i, candidate in candidates.items():
-        cos = candidate.cos
+        cos = cosines(candidate.cos)
         if candidate.kind in ("module", "window"):
             cos *= tuning.module_dense
         cos = max(0.0, cos)
