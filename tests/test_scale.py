@@ -15,6 +15,7 @@ from pydantic import SecretStr
 
 from indexer import store
 from indexer.embedding import make_embedder, scale
+from indexer.indexing.reembed import reembed
 from indexer.service import open_victor
 from tests.conftest import SAMPLE, victor_cli
 from tests.support import pg
@@ -120,8 +121,6 @@ async def test_an_index_bound_before_scales_gets_its_scale_once(settings, ollama
 
 
 async def test_reembed_records_the_new_models_scale(settings, ollama, project):
-    from indexer.indexing.reembed import reembed
-
     async with open_victor(settings) as victor:
         await victor.index(str(project), name="shop")
         before = (await store.embedding_space(victor.pool)).scale

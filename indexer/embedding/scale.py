@@ -3,9 +3,9 @@
 Fusion adds a chunk's cosine to its lexical share, the ranking stage weighs cosines, and
 `min_score` is a fused score: all were measured with all-MiniLM-L6-v2, on whose scale a
 question and unrelated code score about 0.04 and a question and the code that answers it about
-0.42 (the probes' means). Other models use other ranges (some put every pair above 0.3), which
-would tilt fusion towards the dense side's constant part and let off-topic chats through the
-floor. So when an index is bound to a model, Victor embeds the probes of
+0.42 (the probes' means). Other models use other ranges (some put every pair above 0.3),
+which shifts the balance between the cosine and the lexical share and lets off-topic chats
+through the floor. So when an index is bound to a model, Victor embeds the probes of
 `indexer.embedding.probes` with it and records where its matching and unrelated pairs fall
 (`Scale`); every search maps the model's cosines linearly onto all-MiniLM-L6-v2's
 (`Scale.mapping`): those two points land where all-MiniLM-L6-v2 puts them, and the order of
@@ -76,15 +76,14 @@ class Mapping:
 
 IDENTITY = Mapping(1.0, 0.0)
 
-# all-MiniLM-L6-v2 (no prompts) on the probes, as `measure` computes it, rounded as `measure`
-# rounds (tests/test_scale.py measures it again with the model).
+# all-MiniLM-L6-v2 (no prompts) on the probes, as `measure` computes it (tests/test_scale.py
+# measures it again, through the Ollama stand-in).
 REFERENCE = Scale(related=0.4194, unrelated=0.0395)
 
 
 async def measure(embedder: Embedder) -> Scale:
     """The probes' scale with this embedder (its query and document prompts included): one
-    request for the questions, one for the code. Rounded to 4 decimals, so that the model it
-    was measured with gets the identity map whatever the last bits of its arithmetic."""
+    request for the questions, one for the code. Rounded to 4 decimals: finer is noise."""
     questions = await embedder.embed_queries([q for q, _ in PROBES])
     code = await embedder.embed_documents([c for _, c in PROBES])
     q = _unit(np.asarray(questions, np.float64))
