@@ -37,6 +37,7 @@ from indexer.search.calls import CALL_FIRST, CALL_SEEDS
 from indexer.search.context import Context as Block
 from indexer.search.context import budget_chars
 from indexer.service import Victor, open_victor
+from tests.support.ollama_server import scaled_vectors
 
 MODES = ("dense", "lexical", "hybrid")
 
@@ -51,10 +52,7 @@ COSINE_MAP = os.environ.get("VICTOR_BENCH_COSINE_MAP", "on") != "off"
 
 
 def _rescaled(vectors: list[list[float]]) -> list[list[float]]:
-    if not COSINE_SCALE:
-        return vectors
-    a, b = COSINE_SCALE**0.5, (1 - COSINE_SCALE) ** 0.5
-    return [[a * x for x in v] + [b] for v in vectors]
+    return scaled_vectors(vectors, COSINE_SCALE) if COSINE_SCALE else vectors
 
 
 class TimedEmbedder(LocalEmbedder):

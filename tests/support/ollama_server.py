@@ -20,6 +20,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 DEFAULT_MODELS = ("all-minilm",)
 
 
+def scaled_vectors(vectors: list[list[float]], b: float) -> list[list[float]]:
+    """Unit vectors v as [sqrt(b) v, sqrt(1 - b)]: every cosine between two of them becomes
+    b x cos + 1 - b (a model on another cosine scale; also bench/retrieval/victor.py's)."""
+    x, y = b**0.5, (1 - b) ** 0.5
+    return [[x * c for c in v] + [y] for v in vectors]
+
+
 class _QuietServer(ThreadingHTTPServer):
     """A client that gave up (its timeout) is normal in fault tests: no traceback."""
 
@@ -182,7 +189,7 @@ class FakeOllama:
                     return
                 vectors = fake.embed(texts) if texts else []
                 if b is not None:
-                    vectors = [[x * b**0.5 for x in v] + [(1 - b) ** 0.5] for v in vectors]
+                    vectors = scaled_vectors(vectors, b)
                 if dims:
                     vectors = [(v * dims)[:dims] for v in vectors]
                 self._send(
