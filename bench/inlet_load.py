@@ -96,6 +96,12 @@ def slope_per_minute(points: list[tuple[float, float]]) -> float:
     return float(np.polyfit(t, y, 1)[0] * 60)
 
 
+def rss_by_minute(points: list[tuple[float, float]]) -> list[float]:
+    """The RSS sampled nearest each whole minute of the run (the first sample first)."""
+    marks = range(0, int(points[-1][0] // 60) + 1) if points else ()
+    return [round(min(points, key=lambda p: abs(p[0] - 60 * m))[1], 1) for m in marks]
+
+
 class Run:
     """What the clients and samplers collect during the load."""
 
@@ -280,6 +286,11 @@ def report(run: Run, args, service_ms: list[float]) -> dict:
             "end": round(rss[-1], 1),
             "max": round(max(rss), 1),
             "slope_mb_per_min": round(slope_per_minute(run.rss), 2),
+            # a leak keeps its slope; a warming cache (pools, statement caches) flattens out
+            "slope_mb_per_min_second_half": round(
+                slope_per_minute([p for p in run.rss if p[0] >= run.rss[-1][0] / 2]), 2
+            ),
+            "at_each_minute": rss_by_minute(run.rss),
             "samples": len(rss),
         },
         "embedding_stand_in": {

@@ -73,8 +73,9 @@ def fuse(
 ) -> dict[int, float]:
     """id -> score in [0, 1] for the mode (see the module docstring); `cosines` puts the
     model's cosines on the scale the knobs were tuned on (`indexer.embedding.scale`)."""
-    dense_rank = {i: n for n, i in enumerate(sorted(dense, key=lambda i: -dense[i]), 1)}
-    lex_rank = {i: n for n, i in enumerate(sorted(lex, key=lambda i: -lex[i]), 1)}
+    rrf = mode == "hybrid" and tuning.fusion == "rrf"
+    dense_rank = _ranks(dense) if rrf else {}
+    lex_rank = _ranks(lex) if rrf else {}
     scores: dict[int, float] = {}
     for i, candidate in candidates.items():
         cos = cosines(candidate.cos)
@@ -85,7 +86,7 @@ def fuse(
             score = cos
         elif mode == "lexical":
             score = lex.get(i, 0.0) / (lex.get(i, 0.0) + tuning.lexical_half)
-        elif tuning.fusion == "rrf":
+        elif rrf:
             score = sum(1 / (tuning.rrf_k + r[i]) for r in (dense_rank, lex_rank) if i in r) / (
                 2 / (tuning.rrf_k + 1)
             )
@@ -96,3 +97,8 @@ def fuse(
             score *= tuning.tests
         scores[i] = score
     return scores
+
+
+def _ranks(scores: dict[int, float]) -> dict[int, int]:
+    """id -> its rank by score, 1 the best."""
+    return {i: n for n, i in enumerate(sorted(scores, key=lambda i: -scores[i]), 1)}

@@ -44,7 +44,6 @@ not a third of the index.
 from __future__ import annotations
 
 from collections.abc import Sequence, Set
-from dataclasses import replace
 
 import asyncpg
 import numpy as np
@@ -390,5 +389,5 @@ def merge_sides(own: Side, more: Side, depth: int, extra: Set[int]) -> Side:
     scored = {i: s for i, s in own_scores.items() if i in more_cands} | more_scores
     best = sorted(scored, key=lambda i: (-scored[i], i))[:depth]
     scores = {i: scored[i] for i in best} | more_scores
-    candidates = {i: replace(own_cands[i], cos=more_cands[i].cos) for i in scores.keys() - extra}
+    candidates = {i: own_cands[i].with_cos(more_cands[i].cos) for i in scores.keys() - extra}
     return scores, candidates | {i: more_cands[i] for i in extra if i in more_cands}

@@ -62,6 +62,12 @@ def _log_rank(x: np.ndarray) -> np.ndarray:
     return np.log(r)
 
 
+@functools.lru_cache(maxsize=65536)  # the same symbols come back turn after turn
+def _name_words(symbol: str) -> frozenset[str]:
+    """`M.get_selection` -> {get, selection}."""
+    return frozenset(words.split_identifier(words.symbol_key(symbol)))
+
+
 def _name_in_query(symbols: list[str], query: str) -> np.ndarray:
     """Share of each symbol's words (`M.get_selection` -> get, selection) in the query."""
     q = {w.lower() for w in words.words(query)}
@@ -69,7 +75,7 @@ def _name_in_query(symbols: list[str], query: str) -> np.ndarray:
     if not q:
         return out
     for i, s in enumerate(symbols):
-        name = {w.lower() for w in words.split_identifier(words.symbol_key(s))}
+        name = _name_words(s)
         if name:
             out[i] = len(name & q) / len(name)
     return out
