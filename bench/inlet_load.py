@@ -1,15 +1,16 @@
 """The "Lua Codebase" filter under concurrent chats, in the real Pipelines server.
 
     python -m bench.inlet_load [--chunks 100000] [--concurrency 20] [--seconds 60]
-                               [--embedder words|minilm] [--data-dir DIR] [--valve KEY=VALUE]
-                               [--out FILE]
+                               [--think SECONDS] [--embedder words|minilm] [--data-dir DIR]
+                               [--valve KEY=VALUE] [--out FILE]
 
 `concurrency` clients post the body Open WebUI sends (toggle on) to the filter's inlet, each
-as soon as its previous answer came, for `seconds`. Questions vary: prose questions made of
-the index's words and symbol lookups of functions that are in it (bench/synthetic.py). The
-index: N synthetic chunks (lexical fields filled by Victor's code, 384-dim structured vectors)
-in a real PostgreSQL 18 + pgvector; with --data-dir it is kept and reused (the same database
-as `bench.scale --data-dir` for the same N).
+as soon as its previous answer came, for `seconds` (with `--think`, after a pause of that
+mean, as people chatting do: the answer streams, they read it and type). Questions vary:
+prose questions made of the index's words and symbol lookups of functions that are in it
+(bench/synthetic.py). The index: N synthetic chunks (lexical fields filled by Victor's code,
+384-dim structured vectors) in a real PostgreSQL 18 + pgvector; with --data-dir it is kept and
+reused (the same database as `bench.scale --data-dir` for the same N).
 
 The query embedding comes from a stand-in Ollama: `words` answers at once with the synthetic
 word vectors (so the figures are the filter, its pool and the database), `minilm` runs the
@@ -151,9 +152,15 @@ def postmaster_pid(pgdata: Path) -> int | None:
         return None
 
 
-async def client(http, url, queries, deadline, run: Run, seed: int) -> None:
+async def client(http, url, queries, deadline, run: Run, seed: int, think: float = 0.0) -> None:
+    """Post chat bodies until `deadline`: back to back, or after a pause drawn from an
+    exponential distribution of mean `think` seconds (a person reading the answer, typing)."""
     rng = random.Random(seed)
     while time.perf_counter() < deadline:
+        if think:
+            await asyncio.sleep(min(rng.expovariate(1 / think), deadline - time.perf_counter()))
+            if time.perf_counter() >= deadline:
+                break
         request = inlet_request(rng.choice(queries))
         started = time.perf_counter()
         try:
@@ -231,7 +238,10 @@ async def load(server, db_url, embed_url, model, queries, args, pg_pid=None) -> 
         deadline = time.perf_counter() + args.seconds
         cpu_start = cpu_now(server.proc.popen.pid, pg_pid)
         await asyncio.gather(
-            *(client(http, server.url, queries, deadline, run, n) for n in range(args.concurrency)),
+            *(
+                client(http, server.url, queries, deadline, run, n, args.think)
+                for n in range(args.concurrency)
+            ),
             sample_pool(http, server.url, deadline, run),
             sample_connections(db_url, deadline, run),
             sample_rss(server.proc.popen.pid, deadline, run),
@@ -324,6 +334,13 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument(
+        "--think",
+        type=float,
+        default=0.0,
+        help="mean pause in seconds between a chat's answer and its next message "
+        "(exponential; default 0: back to back, the saturating load)",
+    )
     parser.add_argument("--embedder", choices=["words", "minilm"], default="words")
     parser.add_argument("--data-dir", type=Path, help="keep the database here (reused later)")
     parser.add_argument("--valve", action="append", default=[], help="KEY=VALUE (JSON value)")
@@ -357,7 +374,10 @@ def main() -> None:
             valves[key] = json.loads(value)
         server = start_pipelines(run_dir, [FILTER, probe], valves={"lua_codebase": valves})
         before = load_average()
-        log(f"{args.concurrency} clients for {args.seconds:g} s, embedder {args.embedder}")
+        log(
+            f"{args.concurrency} clients for {args.seconds:g} s, think {args.think:g} s,"
+            f" embedder {args.embedder}"
+        )
         pg_pid = postmaster_pid(folder / "pgdata")
         run = asyncio.run(load(server, db_url, embed.url, model, queries, args, pg_pid))
         result = {
@@ -367,6 +387,7 @@ def main() -> None:
             "chunks": args.chunks,
             "concurrency": args.concurrency,
             "seconds": args.seconds,
+            "think_seconds": args.think,
             "embedder": args.embedder,
             "valves": {k: v for k, v in valves.items() if k != "database_url"},
             "queries": {"distinct": len(queries), "examples": queries[:3] + queries[-3:]},
