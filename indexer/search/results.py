@@ -65,7 +65,7 @@ class Candidate:
 
     def with_cos(self, cos: float) -> Candidate:
         """The same candidate with another cosine (`dataclasses.replace` inspects the fields
-        on every call: ~10x the time, for ~50 candidates a chat turn)."""
+        on every call: about twice the time, for ~50 candidates a chat turn)."""
         return Candidate(self.path, self.kind, cos, self.symbol, self.lines, self.parts, self.cover)
 
 
