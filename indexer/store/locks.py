@@ -3,14 +3,31 @@ transaction helper that works on a pool or a connection."""
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager, suppress
 
 import asyncpg
 
-_REPO_LOCK_SPACE = 7_401_002  # pg_advisory_lock(space, repo_id): one index run per repo
-_SYNC_LOCK_SPACE = 7_401_003  # pg_advisory_lock(space, repo_id): one fetch + sync per repo
+_REPO_LOCK_SPACE = 7_401_002  # advisory lock (space, repo_id): one index run per repo
+_SYNC_LOCK_SPACE = 7_401_003  # advisory lock (space, repo_id): one fetch + sync per repo
 _SUMMARY_LOCK = 7_401_004  # pg_try_advisory_lock(key): one `victor summarize` run at a time
 _GRAPHS_LOCK = 7_401_005  # pg_try_advisory_lock(key): one builder of the repositories' graphs
+_POLL = 0.05  # seconds between two tries for a lock another session holds, doubling up to
+_POLL_MAX = 0.5
+
+
+async def _wait_for_lock(conn: asyncpg.Connection, *key: int) -> None:
+    """Take the session advisory lock `key`, waiting for its holder by trying again and again
+    rather than in one `pg_advisory_lock` statement. A statement waiting for a lock keeps its
+    snapshot, and CREATE INDEX CONCURRENTLY (a repository's graph, `store.repo_graphs`) waits
+    for every older snapshot to end: when the lock's holder waits for that build, neither
+    ever goes on (PostgreSQL sees the cycle, and fails one of them, only when the build runs on
+    the session holding the lock)."""
+    lock = "SELECT pg_try_advisory_lock(" + ", ".join(f"${n + 1}" for n in range(len(key))) + ")"
+    delay = _POLL
+    while not await conn.fetchval(lock, *key):
+        await asyncio.sleep(delay)
+        delay = min(2 * delay, _POLL_MAX)
 
 
 @asynccontextmanager
@@ -21,7 +38,7 @@ async def _session_lock(pool: asyncpg.Pool, space: int, key: int):
     lock is already gone, and failing to unlock must not hide the error that ended the work.
     """
     async with pool.acquire() as conn:
-        await conn.execute("SELECT pg_advisory_lock($1, $2)", space, key)
+        await _wait_for_lock(conn, space, key)
         try:
             yield
         finally:
@@ -75,7 +92,7 @@ def graphs_lock(conn: asyncpg.Connection):
 async def graphs_lock_waiting(conn: asyncpg.Connection):
     """Hold the graphs' lock on `conn` for the block, waiting for a builder to finish first
     (store.repo_graphs.remove)."""
-    await conn.execute("SELECT pg_advisory_lock($1)", _GRAPHS_LOCK)
+    await _wait_for_lock(conn, _GRAPHS_LOCK)
     try:
         yield
     finally:
