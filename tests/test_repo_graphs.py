@@ -311,3 +311,26 @@ async def test_a_failed_build_is_a_warning_and_the_next_run_builds(indexed, sett
     finally:
         await pool.close()
     assert (await repo_graphs.existing(victor.pool))[shop] is True
+
+
+async def test_a_sync_waiting_for_the_lock_never_holds_back_a_graph_build(indexed):
+    """A sync builds a big repository's graph (CREATE INDEX CONCURRENTLY) while it holds the
+    repository's sync lock, and the build waits for every older snapshot to end. Another sync
+    waiting for that lock must not keep one while it waits, or the build and both syncs wait
+    for ever (PostgreSQL cannot see the cycle: the lock is held on another connection)."""
+    victor = indexed
+    shop = await repo_id(victor, "shop")
+    await repo_graphs.drop(victor.pool, shop)
+
+    async def second_sync():
+        async with store.sync_lock(victor.pool, shop):
+            pass
+
+    async with store.sync_lock(victor.pool, shop):
+        waiting = asyncio.create_task(second_sync())
+        await asyncio.sleep(0.5)
+        assert not waiting.done()
+        built = await asyncio.wait_for(repo_graphs.reconcile(victor.pool, SMALL), timeout=30)
+        assert built == [shop]
+    await asyncio.wait_for(waiting, timeout=30)
+    assert (await repo_graphs.existing(victor.pool)).get(shop) is True
