@@ -15,8 +15,9 @@ description: Code from your Lua codebase in front of the model, when the chat's 
 #     last user message, with an instruction to cite `path:start-end`;
 #   - leaves what it did in body["metadata"]["lua_codebase"] for the toggle Function, which shows
 #     the sources and a status line (metadata never reaches the model).
-# It fails open: with the database or Ollama down or slow, the body comes back within the
-# timeout without context, and the hand-over carries the notice the user is shown.
+# It fails open: with the database down or slow, the body comes back within the timeout
+# without context; with Ollama down or slow, with code found by keywords alone. Either way the
+# hand-over carries the notice the user is shown.
 
 from __future__ import annotations
 

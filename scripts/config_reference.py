@@ -129,6 +129,18 @@ OTHER_VARIABLES: tuple[tuple[str, str, str], ...] = (
         "the webhook's port 8088 is published on (default `0.0.0.0`). As above: not "
         "`victor.env`.",
     ),
+    (
+        "VICTOR_MCP_PORT",
+        "Docker Compose (`docker-compose.pipelines.yml`)",
+        "The port published on the Mac's 127.0.0.1 for `victor mcp` (default `8765`). As "
+        "above: not `victor.env`.",
+    ),
+    (
+        "OPENWEBUI_NETWORK",
+        "Docker Compose (`deploy/compose/openwebui-network.yml`)",
+        "Open WebUI's Docker network (`docker network ls`), when the Pipelines server joins it "
+        "instead of going through the host; no default, the override refuses to run without it.",
+    ),
     ("VICTOR_DEBUG", "the `victor` command", "Set: print the traceback of an error."),
 )
 

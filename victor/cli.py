@@ -1060,7 +1060,10 @@ async def mcp_command(ctx, transport: str, host: str, port: int) -> None:
     try:
         from victor import mcp_server
     except ImportError as exc:
-        _fail(f"victor mcp needs the MCP SDK ({exc.name} is missing): pip install 'victor[mcp]'")
+        _fail(
+            f"victor mcp needs the MCP SDK ({exc.name} is missing): "
+            "in Victor's checkout, pip install -e '.[mcp]'"
+        )
         return
     logging.getLogger("victor").setLevel(logging.INFO)
     settings = settings_from(ctx)

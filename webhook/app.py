@@ -2,8 +2,9 @@
 
     gunicorn --bind 127.0.0.1:8088 --workers 2 --threads 4 'webhook.app:create_app()'
 
-Nothing here indexes: the app writes one job row (indexer/jobs.py) and `victor worker`
-does the work, so GitHub's 10-second limit is never at stake. Routes:
+Nothing here indexes: the app queues a sync job for each followed repository the push
+concerns (indexer/sync/jobs.py) and `victor worker` does the work, so GitHub's 10-second
+limit is never at stake. Routes:
 
     POST /webhook/github   deliveries (push, ping; anything else is acknowledged)
     GET  /healthz          the app and its database

@@ -15,18 +15,20 @@
 
 In every mode a query that names a function (`Picker:get_selection`, `get_selection`,
 `where is trim defined`) gets its definition first, also when it is a helper defined inside
-another function. Module chunks and test/spec files are ranked slightly lower: questions are
-about functions, and about the code rather than its tests.
+another function. Questions are about functions, and about the code rather than its tests:
+module and window chunks get no lexical share (`Tuning.module_lexical` 0) and 0.8 of their
+cosine, so the lexical fallback returns them only when the query names a function they
+define; chunks of test/spec files get 0.8 of their fused score.
 
 Scores are in [0, 1] in every mode, so one `min_score` works for all:
 * dense: the cosine similarity, on all-MiniLM-L6-v2's scale whatever the model (each model's
   cosines are mapped onto it: `indexer.embedding.scale`), as everywhere below;
-* lexical: s / (s + LEXICAL_HALF) for a BM25F score s (0.5 is a match about as strong as a
-  few rare words in a function's name);
-* hybrid: (cosine + ALPHA x lexical share) / (1 + ALPHA), every candidate with its real
+* lexical: s / (s + `Tuning.lexical_half`) for a BM25F score s (30: a share of 0.5 is a match
+  about as strong as a few rare words in a function's name);
+* hybrid: (cosine + alpha x lexical share) / (1 + alpha), every candidate with its real
   lexical score (the dense side's candidates are scored in the lexical statement too); with
-  ALPHA 1 a chunk with no lexical match scores half its cosine. The ranking stage changes the
-  order, not the scale: the n-th result carries the n-th best fused score;
+  `Tuning.alpha` 1 a chunk with no lexical match scores half its cosine. The ranking stage
+  changes the order, not the scale: the n-th result carries the n-th best fused score;
 * the definition of the function a query names scores 1.
 Measured with all-MiniLM-L6-v2 on the developer questions of 14 codebases (bench/README.md,
 `bench.retrieval.scores`, "Where min_score sits, on 14 codebases", and with the ranking
@@ -372,7 +374,7 @@ def _named_first(
     symbols: list[SymbolHit], candidates: dict[int, Candidate], scores: dict[int, float]
 ) -> list[int]:
     """The definitions of the named function: code before tests, then the closest match
-    (see _match_strength), then the best scored."""
+    (see `symbols.match_strength`), then the best scored."""
     return sorted(
         (h.id for h in symbols),
         key=lambda i: (

@@ -16,7 +16,6 @@ URL and commit are known. The block never exceeds its budget.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -249,7 +248,3 @@ def _extra_spans(extra: Sequence[SearchResult], spans: list[_Span]) -> list[_Spa
             continue
         out.append(_Span(r.repo, r.path, _lines(r), [r.symbol], r.score, r.commit, r.github_url))
     return out
-
-
-def estimate_tokens(text: str) -> int:
-    return math.ceil(len(text) / CHARS_PER_TOKEN)

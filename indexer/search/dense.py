@@ -100,8 +100,9 @@ async def dense_ids(
     conn: asyncpg.Connection, vector: np.ndarray, depth: int, repos: list[int] | None
 ) -> dict[int, float]:
     """Chunk id -> cosine similarity of the `depth` nearest chunks: every distance computed
-    for the repositories searched that hold at most EXACT_SCOPE chunks, each bigger one's own
-    graph (or the global one, filtered, while it has none); one statement either way."""
+    for the repositories searched of at most EXACT_SCOPE chunks when together they hold at
+    most EXACT_SCOPE (else the global graph, filtered), each bigger one's own graph (or the
+    global one, filtered, while it has none); one statement either way."""
     if repos is None:
         return await hnsw_ids(conn, vector, depth, None)
     sql = scoped_statement(tuple(sorted({int(r) for r in repos})))

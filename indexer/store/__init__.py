@@ -1,5 +1,6 @@
-"""The index in PostgreSQL: connecting, migrations, and every read and write of Victor's tables
-(except the job queue's, in indexer/sync/jobs.py). Callers use `store.<name>`."""
+"""The index in PostgreSQL: connecting, migrations, every write of Victor's tables (except the
+job queue's, in indexer/sync/jobs.py) and the reads outside search (`indexer.search` runs its
+own SELECTs). Callers use `store.<name>`."""
 
 from indexer.store import repo_graphs
 from indexer.store.chunks import (

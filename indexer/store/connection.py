@@ -39,7 +39,7 @@ def describe(exc: BaseException, url: str) -> str:
         return (
             f"Cannot connect to PostgreSQL at {where} ({exc.__class__.__name__}: {exc}). "
             "Is the server running, and is the port in VICTOR_DATABASE_URL right "
-            "(Victor's Docker database listens on 5433)?"
+            "(the Mac Mini's PostgreSQL listens on 5433)?"
         )
     return f"Cannot use PostgreSQL at {where}: {exc}"
 

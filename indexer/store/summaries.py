@@ -148,12 +148,3 @@ async def apply(
     )
     await postings.add_chunks(conn, ids)
     return len(rows)
-
-
-async def summarised(db: asyncpg.Pool | asyncpg.Connection, repo_ids) -> int:
-    """Chunks of the scope searched with a summary now."""
-    return await db.fetchval(
-        "SELECT count(*) FROM chunks WHERE summary <> '' "
-        "AND ($1::int[] IS NULL OR repo_id = ANY($1::int[]))",
-        repo_ids,
-    )
