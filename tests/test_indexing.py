@@ -92,6 +92,7 @@ async def test_moved_function_is_not_reembedded(settings, ollama, project):
         # what must not happen is re-embedding the files that did not move
         assert report.files_new == 1 and report.files_deleted == 1
         # (full texts carry the path, name texts the module: both name the moved file)
+        assert ollama.inputs, "the moved file's chunks were not embedded"
         assert all("src/picker.lua" in t or t.endswith(" in picker") for t in ollama.inputs)
 
 

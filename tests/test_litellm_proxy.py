@@ -251,15 +251,19 @@ def test_context_from_the_open_webui_filter_is_not_added_twice(proxy):
     assert len(context_blocks(received["messages"])) == 2
 
 
-def test_latency_the_hook_adds(proxy):
+def test_every_alias_request_gets_its_code_within_the_hook_timeout(proxy):
+    """Request after request, the hook's retrieval ends within VICTOR_LITELLM_TIMEOUT: each
+    one reaches the model with its context block, never the fail-open path's bare body. The
+    medians are printed with the other timings, for information (speed lives in bench/)."""
     messages = [{"role": "user", "content": QUESTION}]
     plain, lua = [], []
     for _ in range(7):
         plain.append(proxy.chat(PLAIN, messages)[2])
-        lua.append(proxy.chat(ALIAS, messages)[2])
+        _, received, seconds = proxy.chat(ALIAS, messages)
+        assert len(context_blocks(received["messages"])) == 1, received["messages"]
+        lua.append(seconds)
     TIMINGS["plain_request_ms_p50"] = round(statistics.median(plain) * 1000, 1)
     TIMINGS["alias_request_ms_p50"] = round(statistics.median(lua) * 1000, 1)
-    assert statistics.median(lua) < TIMEOUT
 
 
 def test_a_degraded_retrieval_is_one_warning_per_cause(proxy, ollama_server):

@@ -186,18 +186,18 @@ async def test_hanging_database_fails_open_within_the_timeout(settings):
     listener.listen(8)
     port = listener.getsockname()[1]
     try:
-        pipeline = make_pipeline(settings, timeout_seconds=1.0)
+        pipeline = make_pipeline(settings, timeout_seconds=2.0)
         pipeline.valves.database_url = f"postgresql://victor@127.0.0.1:{port}/victor"
         started = time.monotonic()
         out = await pipeline.inlet(request_body(), None)
         first = time.monotonic() - started
         info = out["metadata"]["lua_codebase"]
-        assert info["status"] == "unavailable" and "1 s" in info["notice"]
-        assert 0.9 < first < 2.0  # 1 s, and some slack for a busy machine
-        # Within the reconnect delay the next chat does not wait again.
+        assert info["status"] == "unavailable" and "2 s" in info["notice"]
+        assert 1.9 < first < 4.0  # 2 s, and some slack for a busy machine
+        # Within the reconnect delay the next chat does not wait again (waiting: 2 s or more).
         started = time.monotonic()
         out = await pipeline.inlet(request_body(), None)
-        assert time.monotonic() - started < 0.5
+        assert time.monotonic() - started < 1.0
         assert out["metadata"]["lua_codebase"]["notice"] == "database did not answer in time"
         await pipeline.on_shutdown()
     finally:
@@ -210,11 +210,9 @@ async def test_ollama_down_fails_open(shop_settings, ollama):
         ollama.fail_status = 500
         out = await pipeline.inlet(request_body(), None)
         info = out["metadata"]["lua_codebase"]
-        if info["status"] == "unavailable":  # dense search only: no context at all
-            assert info["notice"] == "embedding service unavailable"
-            assert len(out["messages"]) == 1
-        else:  # hybrid search: lexical-only context, and it says so
-            assert info["status"] == "degraded" and info["notice"]
+        # hybrid search: lexical-only context, and it says so
+        assert info["status"] == "degraded" and info["notice"] == KEYWORD_ONLY, info
+        assert info["sources"] and len(out["messages"]) == 2, out["messages"]
     finally:
         await pipeline.on_shutdown()
 
@@ -256,10 +254,11 @@ async def test_ollama_stopped_the_user_sees_a_short_phrase_the_log_the_details(
     assert all("s3cret" not in r.getMessage() for r in caplog.records)
 
 
-async def test_timeout_seconds_bounds_the_query_embedding(shop_settings, ollama):
-    """The valve, not VICTOR_QUERY_TIMEOUT (3 s), decides how long the query
-    embedding may take."""
-    ollama.delay = 3.5  # slower than the 3 s default query timeout
+async def test_timeout_seconds_bounds_the_query_embedding(shop_settings, ollama, monkeypatch):
+    """The valve, not VICTOR_QUERY_TIMEOUT, decides how long the query embedding may take."""
+    # Were the variable obeyed, every chat here would wait for Ollama's answer and get "ok".
+    monkeypatch.setenv("VICTOR_QUERY_TIMEOUT", "30")
+    ollama.delay = 3.5
     patient = make_pipeline(shop_settings, timeout_seconds=12)
     try:
         out = await patient.inlet(request_body(), None)
@@ -274,7 +273,7 @@ async def test_timeout_seconds_bounds_the_query_embedding(shop_settings, ollama)
         elapsed = time.monotonic() - started
         info = out["metadata"]["lua_codebase"]
         assert info["status"] == "degraded" and info["notice"] == KEYWORD_ONLY
-        assert elapsed < 2.5  # the valve's 2 s, and some slack for a busy machine
+        assert elapsed < 3.5  # the valve's 2 s: it did not wait for Ollama's answer
     finally:
         await hasty.on_shutdown()
 
@@ -298,12 +297,12 @@ async def test_the_filter_keeps_the_model_loaded_and_warms_it_at_startup(shop_se
 
 
 async def test_a_slow_ollama_does_not_hold_up_startup(shop_settings, ollama):
-    ollama.delay = 3.0
+    ollama.delay = 10.0
     pipeline = make_pipeline(shop_settings)
     try:
         started = time.monotonic()
         await pipeline.on_startup()
-        assert time.monotonic() - started < 2.5  # connecting only: the warm-up runs behind
+        assert time.monotonic() - started < 5  # connecting only: the warm-up runs behind
         assert not pipeline.warming.done()
     finally:
         await pipeline.on_shutdown()  # cancels the warm-up

@@ -28,20 +28,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+import httpx2  # the MCP SDK's HTTP client; with the SDK in the dev extra: never a skip
+import mcp
 import pytest
+from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
 
+from indexer.store import browse
 from tests.conftest import FIXTURES, ROOT, SAMPLE, VICTOR, git
 from tests.support import pg
 from tests.test_db_roles import documented_sql
-
-mcp = pytest.importorskip("mcp", reason="the MCP SDK: pip install -e '.[dev]'")
-httpx2 = pytest.importorskip("httpx2")
-
-from mcp import Client, StdioServerParameters  # noqa: E402
-from mcp.client.streamable_http import streamable_http_client  # noqa: E402
-
-from indexer.store import browse  # noqa: E402
-from victor import mcp_server  # noqa: E402
+from victor import mcp_server
 
 ROLES = ("victor_owner", "victor_app", "victor_reader")
 PASSWORDS = {role: f"{role}-secret-pw-{i}" for i, role in enumerate(ROLES)}

@@ -52,11 +52,11 @@ async def test_ping_is_answered(webhook_url, victor, remote):
     assert await queue(victor) == ([], [])
 
 
-async def test_push_to_followed_branch_queues_a_job_fast(webhook_url, victor, followed):
+async def test_push_to_followed_branch_queues_a_job(webhook_url, victor, followed):
+    """The delivery is answered once the job is queued, not once it is done (GitHub gives up
+    after 10 s; how fast the answer comes is measured in bench/, not here)."""
     payload = followed.push()
-    started = time.perf_counter()
     answer = await deliver(webhook_url, "push", payload, secret=SECRET, delivery="d-1")
-    assert time.perf_counter() - started < 1.0
     assert answer.status_code == 202, answer.text
     (listed,) = answer.json()["jobs"]
     jobs, deliveries = await queue(victor)

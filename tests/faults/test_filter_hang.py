@@ -26,7 +26,7 @@ pytestmark = pytest.mark.hardening
 lc = load(FILTER_FILE, "lua_codebase_hang")
 
 TIMEOUT = 2.0
-SLACK = 0.5  # scheduling on a busy 2-core machine; the overrun before the fix was 2 s
+SLACK = 1.5  # scheduling on a busy 2-core machine; the overrun before the fix was 2 s
 
 
 def database_name(url: str) -> str:
