@@ -9,13 +9,12 @@ prints it, so the reference cannot drift from what the command accepts.
 
 from __future__ import annotations
 
-import argparse
-import difflib
 import sys
 from pathlib import Path
 
 import click
 
+from scripts import generated_page
 from victor.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,30 +61,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the page is stale")
-    parser.add_argument("--output", type=Path, default=OUTPUT, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    output: Path = args.output
-    text = render()
-    committed = output.read_text(encoding="utf-8") if output.exists() else ""
-    if args.check:
-        if committed == text:
-            return 0
-        sys.stdout.writelines(
-            difflib.unified_diff(
-                committed.splitlines(keepends=True),
-                text.splitlines(keepends=True),
-                "docs/cli.md (committed)",
-                "docs/cli.md (from the code)",
-            )
-        )
-        print(f"\ndocs/cli.md is stale: run `{COMMAND}` and commit it.")
-        return 1
-    if committed != text:
-        output.write_text(text, encoding="utf-8")
-        print(f"wrote {output}")
-    return 0
+    return generated_page.main(argv, command=COMMAND, doc=__doc__, output=OUTPUT, text=render())
 
 
 if __name__ == "__main__":

@@ -9,8 +9,6 @@ description written in the code, so the reference cannot drift from what Victor 
 
 from __future__ import annotations
 
-import argparse
-import difflib
 import importlib
 import importlib.util
 import inspect
@@ -29,6 +27,8 @@ from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
+
+from scripts import generated_page
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "docs" / "configuration.md"
@@ -375,31 +375,12 @@ def render() -> tuple[str, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the page is stale")
-    parser.add_argument("--output", type=Path, default=OUTPUT, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    output: Path = args.output
     text, missing = render()
-    committed = output.read_text(encoding="utf-8") if output.exists() else ""
-    if args.check:
-        if committed == text:
-            return 0
-        diff = difflib.unified_diff(
-            committed.splitlines(keepends=True),
-            text.splitlines(keepends=True),
-            "docs/configuration.md (committed)",
-            "docs/configuration.md (from the code)",
-        )
-        sys.stdout.writelines(diff)
-        print(f"\ndocs/configuration.md is stale: run `{COMMAND}` and commit it.")
-        return 1
-    if committed != text:
-        output.write_text(text, encoding="utf-8")
-        print(f"wrote {output}")
-    for field in missing:
-        print(f"no description: {field}", file=sys.stderr)
-    return 0
+    status = generated_page.main(argv, command=COMMAND, doc=__doc__, output=OUTPUT, text=text)
+    if status == 0:
+        for field in missing:
+            print(f"no description: {field}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":
