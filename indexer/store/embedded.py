@@ -51,9 +51,9 @@ def embedded_url(settings: Settings) -> str:
 # PostgreSQL's default buffer cache (128 MB) holds a fraction of a large index: at 100k chunks
 # a search copied a fifth of the pages it touched in from the OS cache, and took 38-56 ms p50
 # against 32-35 ms with 1 GB (bench/README.md, "A search's statements: what fusion needs,
-# texts for the results only, no JIT"). A new embedded server gets
-# a quarter of the memory it may use, PostgreSQL's own starting advice, at most 8 GB. The
-# memory is taken only as pages are read.
+# texts for the results only, no JIT"). A new embedded server gets a quarter of the memory it
+# may use, PostgreSQL's own starting advice, at most 8 GB. The memory is taken only as pages
+# are read.
 def buffer_cache_mb() -> int | None:
     """The embedded server's shared_buffers in MB, or None where the memory is unknown."""
     memory = _memory()
