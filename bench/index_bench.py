@@ -1,10 +1,10 @@
 """Indexing benchmark: parse+chunk rate, embedding rate, full and no-change index runs.
 
     python -m bench.index_bench ../shared/corpora/penlight [--out bench/results/index-penlight.json]
-    python -m bench.index_bench /work/corpora/kong --fast-embed [--out FILE]
-    python -m bench.index_bench /work/corpora/kong --parse-only --rounds 3 [--out FILE]
-    python -m bench.index_bench /work/corpora/kong --parse-only --part 4 --rounds 2
-    python -m bench.index_bench /work/corpora/kong --no-change DATA_DIR  (an up-to-date index)
+    python -m bench.index_bench CORPORA/kong --fast-embed [--out FILE]
+    python -m bench.index_bench CORPORA/kong --parse-only --rounds 3 [--out FILE]
+    python -m bench.index_bench CORPORA/kong --parse-only --part 4 --rounds 2
+    python -m bench.index_bench CORPORA/kong --no-change DATA_DIR  (an up-to-date index)
 
 Reports
 - parse+chunk throughput (KB/s of Lua source) with 1 worker and with N workers;
