@@ -231,7 +231,8 @@ async def load(server, db_url, embed_url, model, queries, args, pg_pid=None) -> 
     run = Run()
     limits = httpx.Limits(max_connections=args.concurrency + 4)
     async with httpx.AsyncClient(timeout=60, limits=limits) as http:
-        warm = time.perf_counter() + 5  # warm up: the pool opens, plans are cached
+        # warm up: the pool opens, plans are cached, the lexical index is loaded into memory
+        warm = time.perf_counter() + args.warmup
         await asyncio.gather(
             *(client(http, server.url, queries, warm, Run(), n) for n in range(args.concurrency))
         )
@@ -334,6 +335,12 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=20,
+        help="seconds of chats before the measured ones (5 before the lexical index in memory)",
+    )
     parser.add_argument(
         "--think",
         type=float,

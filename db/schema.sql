@@ -120,11 +120,15 @@ CREATE TABLE lex_terms (
     df       int NOT NULL,                 -- searchable chunks of the repository holding it
     PRIMARY KEY (repo_id, term)
 );
+CREATE SEQUENCE lex_version;
 CREATE TABLE lex_stats (
     repo_id   int PRIMARY KEY,
     chunks    bigint NOT NULL,             -- searchable chunks
     body_len  bigint NOT NULL,             -- sum of their lex_len
-    doc_len   bigint NOT NULL              -- sum of their lex_doc_len
+    doc_len   bigint NOT NULL,             -- sum of their lex_doc_len
+    -- new with every transaction that changes the repository's postings (a process holding
+    -- them in memory, indexer/search/lexical_memory.py, compares it with what it loaded)
+    version   bigint NOT NULL DEFAULT nextval('lex_version')
 );
 
 -- Embeddings by (embedding space, hash of the embedded text): an unchanged or moved function

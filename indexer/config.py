@@ -142,6 +142,16 @@ class Settings(BaseSettings):
         "another embedding model its gain is not measured: false compares without it.",
     )
 
+    lexical_memory_mb: int = Field(
+        default=1024,
+        ge=0,
+        description="Memory (MB) a chat process (the Pipelines filter, the LiteLLM hook, the "
+        "MCP server) may use to hold the lexical index, so a chat's keyword search runs in "
+        "the process instead of in PostgreSQL (about 160 MB per 100,000 chunks). A repository "
+        "that does not fit is searched in the database, as with 0 (off). Same results either "
+        "way.",
+    )
+
     sql_timeout: float = Field(default=300.0, gt=0, description="Seconds per SQL statement.")
 
     include: Annotated[tuple[str, ...], NoDecode] = Field(

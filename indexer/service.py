@@ -25,6 +25,7 @@ from indexer.search import DEFAULT_TUNING, Found, Mode, Tuning
 from indexer.search.calls import CALL_FIRST, CALL_SEEDS, CallContext, labelled
 from indexer.search.calls import neighbours as call_neighbours
 from indexer.search.context import Context, build_context, passing
+from indexer.search.lexical_memory import LexicalMemory
 from indexer.sync import git, jobs
 
 if TYPE_CHECKING:
@@ -97,10 +98,17 @@ def clone_source(target: str) -> str:
 
 
 class Victor:
-    def __init__(self, settings: Settings, pool: asyncpg.Pool, embedder: Embedder):
+    def __init__(
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        embedder: Embedder,
+        memory: LexicalMemory | None = None,
+    ):
         self.settings = settings
         self.pool = pool
         self.embedder = embedder
+        self.memory = memory  # the lexical index held in this process, if it holds one
         self._chats = 0  # `retrieve` calls in flight
 
     async def index(
@@ -157,6 +165,7 @@ class Victor:
             repos=repos,
             timeout=self.settings.query_timeout if timeout is None else timeout,
             tuning=self._tuned(tuning),
+            memory=self.memory,
         )
 
     def _tuned(self, tuning: Tuning = DEFAULT_TUNING) -> Tuning:
@@ -214,10 +223,12 @@ class Victor:
         # A lone chat reads its lexical top while the query is embedded (it needs no vector)
         # on a second connection, and later the callers and callees of its best hit at once:
         # the cores are idle. With other chats in flight they are not, and the second
-        # connection only adds work (20 chats: p95 +10 %; bench/README.md).
+        # connection only adds work (20 chats: p95 +10 %; bench/README.md). Nor is it read
+        # when the lexical index is held in this process: that costs less than a statement.
+        warm = self.memory is not None and self.memory.warm
         ahead = (
             search.lexical_ahead(self.pool, query, top_k=top_k, repos=repos, tuning=tuning)
-            if self._chats == 1
+            if self._chats == 1 and not warm
             else nullcontext()
         )
         # one connection for the rest of the search and the code around its hits, taken
@@ -234,6 +245,7 @@ class Victor:
                     repos=repos,
                     tuning=tuning,
                     ahead=early,
+                    memory=self.memory,
                 )
                 kept = passing(found.results, min_score)
                 mode = self.settings.call_context
@@ -361,14 +373,28 @@ class Victor:
         await store.untrack_repo(self.pool, name)
 
     async def close(self) -> None:
+        if self.memory is not None:
+            await self.memory.close()
         await self.embedder.close()
         await self.pool.close()
 
 
-async def connect(settings: Settings, *, embedder: Embedder | None = None, **pool_args) -> Victor:
-    """A Victor for a long-lived process (the Pipelines filter); the caller closes it."""
+async def connect(
+    settings: Settings,
+    *,
+    embedder: Embedder | None = None,
+    lexical_memory: bool = False,
+    **pool_args,
+) -> Victor:
+    """A Victor for a long-lived process (the Pipelines filter); the caller closes it.
+    `lexical_memory`: hold the lexical index in this process (up to VICTOR_LEXICAL_MEMORY_MB),
+    for a process that serves many searches (a chat adapter), not one."""
     pool = await store.create_pool(settings, **pool_args)
-    return Victor(settings, pool, embedder or make_embedder(settings))
+    memory = None
+    if lexical_memory and settings.lexical_memory_mb > 0:
+        url = await asyncio.to_thread(store.database_url, settings)
+        memory = LexicalMemory(url, settings.lexical_memory_mb * 1024 * 1024)
+    return Victor(settings, pool, embedder or make_embedder(settings), memory)
 
 
 @asynccontextmanager

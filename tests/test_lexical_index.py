@@ -187,10 +187,11 @@ async def test_a_version_4_database_gets_its_lexical_index(settings, ollama, pro
         await victor.index(str(project), name="shop")
         want = await search_one(victor, "lookup price", mode="lexical", top_k=5)
         async with victor.pool.acquire() as conn:
-            # what a database at migration 4 holds: no lexical index
+            # what a database at migration 4 holds: no lexical index, nor its versions (0008)
             await conn.execute("DROP TABLE lex_postings, lex_terms, lex_stats")
-            await conn.execute("DELETE FROM victor_migrations WHERE id = 5")
-            assert [m.id for m in await migrations.migrate(conn)] == [5]
+            await conn.execute("DROP SEQUENCE lex_version")
+            await conn.execute("DELETE FROM victor_migrations WHERE id IN (5, 8)")
+            assert [m.id for m in await migrations.migrate(conn)] == [5, 8]
             assert await postings.check(conn) == IN_STEP
         assert await search_one(victor, "lookup price", mode="lexical", top_k=5) == want
 

@@ -277,6 +277,7 @@ class ChatSession:
                     max_size=self.pool_size,
                     timeout=self.timeout,
                     apply=False,
+                    lexical_memory=True,
                 )
             except BaseException as exc:  # a timeout cancels us: remember that as well
                 self._retry_at = time.monotonic() + RECONNECT_SECONDS

@@ -67,6 +67,7 @@ from indexer.search.dense import (
 )
 from indexer.search.fusion import DEFAULT_TUNING, Tuning, fuse, is_test_path
 from indexer.search.lexical import Side, lexical_extra, lexical_side, merge_sides
+from indexer.search.lexical_memory import LexicalMemory, Scope
 from indexer.search.results import (
     MODES,
     RESULT_SELECT,
@@ -103,13 +104,22 @@ async def search(
     repos: Sequence[str] | None = None,
     timeout: float = 5.0,
     tuning: Tuning = DEFAULT_TUNING,
+    memory: LexicalMemory | None = None,
 ) -> list[Found]:
     """Search for every query with one embedding request; lexical only when the embedder
     is down or slow (each Found then carries a notice)."""
     asked = await embedded(embedder, queries, mode=mode, timeout=timeout)
     async with pool.acquire() as conn:
         return await search_with(
-            conn, embedder, queries, asked, mode=mode, top_k=top_k, repos=repos, tuning=tuning
+            conn,
+            embedder,
+            queries,
+            asked,
+            mode=mode,
+            top_k=top_k,
+            repos=repos,
+            tuning=tuning,
+            memory=memory,
         )
 
 
@@ -210,6 +220,7 @@ async def search_with(
     repos: Sequence[str] | None = None,
     tuning: Tuning = DEFAULT_TUNING,
     ahead: Ahead | None = None,
+    memory: LexicalMemory | None = None,
 ) -> list[Found]:
     """The searches for `queries` on one connection, with their vectors from `embedded`.
 
@@ -218,7 +229,8 @@ async def search_with(
     search refuses it, as it refuses an empty index; vectors of another dimension than the
     index's make the search lexical, as a down embedder does. `ahead`: the lexical top of
     the one query, read meanwhile (`lexical_ahead`); a search it was not started for, or one
-    that is not hybrid with score fusion, reads its own."""
+    that is not hybrid with score fusion, reads its own. `memory`: the lexical index held in
+    this process (`indexer.search.lexical_memory`), used when it is current."""
     vectors, degraded = asked.vectors, asked.degraded
     cosines = IDENTITY
     if mode != "lexical" and queries and embedder is not None:
@@ -249,6 +261,7 @@ async def search_with(
             tuning=tuning,
             ahead=early,
             cosines=cosines,
+            memory=memory,
         )
         found.append(Found(results, used, notice, summary))
     return found
@@ -265,6 +278,7 @@ async def _one(
     tuning: Tuning = DEFAULT_TUNING,
     ahead: asyncio.Task[Side] | None = None,
     cosines: Mapping = IDENTITY,
+    memory: LexicalMemory | None = None,
 ) -> list[SearchResult]:
     """One search on one connection (and the lexical top read `ahead` on another). Without
     a vector, only the lexical side runs. `cosines` puts the model's cosines on the scale
@@ -286,7 +300,13 @@ async def _one(
         # each side's own ranks, so it gets the lexical side's top alone. The statement also
         # reads what fusion needs of every candidate it is given or finds.
         extra = dense.keys() | {h.id for h in symbols}
-        if ahead is not None and mode == "hybrid" and tuning.fusion == "score":
+        scope = None
+        if memory is not None and ahead is None:
+            scope = await memory.scope(conn, query, repos)
+        if scope is not None:
+            extra = extra if tuning.fusion == "score" else set()
+            lex, candidates = await _held_side(conn, scope, vector, depth, tuning, extra)
+        elif ahead is not None and mode == "hybrid" and tuning.fusion == "score":
             own = await ahead
             more = await lexical_extra(
                 conn,
@@ -328,6 +348,25 @@ async def _one(
     if not rows.keys() >= set(order):
         rows = await fetch_results(conn, order)
     return [replace(rows[i], score=1.0 if i in named else scores[i]) for i in order if i in rows]
+
+
+async def _held_side(
+    conn: asyncpg.Connection,
+    scope: Scope,
+    vector: np.ndarray | None,
+    depth: int,
+    tuning: Tuning,
+    extra: set[int],
+) -> Side:
+    """What `lexical_side` returns, ranked from the postings held in memory: only the
+    candidates' rows are read (a chunk deleted since has none and is left out)."""
+    ranked = scope.rank(tuning, depth, sorted(extra))
+    candidates = await fetch_candidates(conn, sorted(ranked.keys() | extra), vector)
+    for i, s in ranked.items():
+        if i in candidates:
+            c = candidates[i]
+            candidates[i] = Candidate(c.path, c.kind, c.cos, c.symbol, c.lines, s.parts, s.cover)
+    return {i: s.score for i, s in ranked.items() if i in candidates}, candidates
 
 
 async def _staged(

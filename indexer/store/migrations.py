@@ -28,8 +28,10 @@ log = logging.getLogger(__name__)
 
 LOCK = 7_401_001  # pg_advisory_xact_lock key: one migrating process at a time
 
-# Data a migration's new tables need, computed in Python right after its SQL: migration id ->
-# a function of the connection (inside the same transaction).
+# Data a migration's new tables need, computed in Python: migration id -> a function of the
+# connection, run in the same transaction after the SQL of every pending migration (it is
+# today's code, written for today's schema: e.g. the lexical index of 0005 is filled with the
+# versions of 0008).
 FILL = {
     5: postings.rebuild,  # the lexical index of the chunks already there
     7: space.keep_vectors_in_rows,  # their vectors out of TOAST
@@ -102,9 +104,10 @@ async def migrate(conn: asyncpg.Connection) -> list[Migration]:
                 await conn.execute(
                     "INSERT INTO victor_migrations (id, name) VALUES ($1, $2)", m.id, m.name
                 )
+                log.info("applied migration %04d_%s", m.id, m.name)
+            for m in pending:
                 if m.id in FILL:
                     await FILL[m.id](conn)
-                log.info("applied migration %04d_%s", m.id, m.name)
             if not await _lexical_current(conn):
                 count = await chunks.refresh_lexical(conn)
                 log.info("recomputed the lexical fields of %d chunks", count)

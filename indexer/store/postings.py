@@ -11,7 +11,9 @@ Three tables (db/migrations/0005_lexical_index.sql):
   never drift: nothing stored depends on them.
 * `lex_terms`: per (repository, word) how many searchable chunks hold it (document frequency).
 * `lex_stats`: per repository the number of searchable chunks and the sums of their body and
-  doc lengths (N and the mean lengths of BM25).
+  doc lengths (N and the mean lengths of BM25), and a `version` every change of the
+  repository's postings renews (from a sequence: never the same twice), which tells a process
+  holding them in memory (`indexer.search.lexical_memory`) whether they are still current.
 
 Postings derive from `chunks.lex`, the weighted tsvector PostgreSQL builds from the lexical
 fields (`indexer.words`): the counts are exactly what PostgreSQL's stemmer and position
@@ -99,7 +101,7 @@ _ADD = f"""
         FROM chunks c WHERE c.searchable AND {{where}} GROUP BY 1 ORDER BY 1
         ON CONFLICT (repo_id) DO UPDATE SET chunks = lex_stats.chunks + EXCLUDED.chunks,
             body_len = lex_stats.body_len + EXCLUDED.body_len,
-            doc_len = lex_stats.doc_len + EXCLUDED.doc_len
+            doc_len = lex_stats.doc_len + EXCLUDED.doc_len, version = nextval('lex_version')
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM added) + 0 * (SELECT count(*) FROM terms)
@@ -124,7 +126,7 @@ _REMOVE = """
     ),
     stats AS (
         UPDATE lex_stats s SET chunks = s.chunks - x.n, body_len = s.body_len - x.body,
-            doc_len = s.doc_len - x.doc
+            doc_len = s.doc_len - x.doc, version = nextval('lex_version')
         FROM (SELECT repo_id, count(*) AS n, sum(lex_len) AS body, sum(lex_doc_len) AS doc
               FROM gone_chunks GROUP BY 1) x
         WHERE s.repo_id = x.repo_id

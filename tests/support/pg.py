@@ -67,12 +67,14 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path="/" + name))
 
 
-async def create_database(admin_url: str, prefix: str = "t") -> str:
+async def create_database(admin_url: str, prefix: str = "t", template: str | None = None) -> str:
+    """A new database; a copy of the database `template` (a URL; no one connected) if given."""
     name = f"{prefix}_{next(_counter)}"
+    copy = f' TEMPLATE "{urlsplit(template).path.lstrip("/")}"' if template else ""
     conn = await asyncpg.connect(admin_url)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.execute(f'CREATE DATABASE "{name}"{copy}')
     finally:
         await conn.close()
     return with_database(admin_url, name)
