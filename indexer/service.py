@@ -223,12 +223,11 @@ class Victor:
         # A lone chat reads its lexical top while the query is embedded (it needs no vector)
         # on a second connection, and later the callers and callees of its best hit at once:
         # the cores are idle. With other chats in flight they are not, and the second
-        # connection only adds work (20 chats: p95 +10 %; bench/README.md). Nor is it read
-        # when the lexical index is held in this process: that costs less than a statement.
-        warm = self.memory is not None and self.memory.warm
+        # connection only adds work (20 chats: p95 +10 %; bench/README.md). Nor in a process
+        # that holds the lexical index in memory: ranking there costs less than the statement.
         ahead = (
             search.lexical_ahead(self.pool, query, top_k=top_k, repos=repos, tuning=tuning)
-            if self._chats == 1 and not warm
+            if self._chats == 1 and self.memory is None
             else nullcontext()
         )
         # one connection for the rest of the search and the code around its hits, taken

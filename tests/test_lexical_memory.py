@@ -162,6 +162,7 @@ async def test_a_chat_search_is_the_same_with_the_index_in_memory(codebases):
                     assert [f.results for f in got] == [f.results for f in want]
             for query in QUESTIONS[:6]:
                 assert await chat.retrieve(query) == await cli.retrieve(query)
+                assert chat.memory.warm  # a chat's turn too ranked from the memory
     finally:
         await chat.close()
 
