@@ -118,7 +118,7 @@ class Postings:
         return len(self.chunk) * POSTING_BYTES + len(self.words) * WORD_BYTES
 
 
-def parse_copy(data: bytes, rows: int) -> np.ndarray:
+def parse_copy(data: bytes | bytearray, rows: int) -> np.ndarray:
     """The rows of a binary COPY of `_POSTINGS`, as one structured array (checked)."""
     if not data.startswith(_SIGNATURE) or not data.endswith(b"\xff\xff"):
         raise ValueError("not a binary COPY")
@@ -136,7 +136,7 @@ def parse_copy(data: bytes, rows: int) -> np.ndarray:
 
 
 def arrays(
-    repo_id: int, stats: asyncpg.Record, words: list[str], dfs: list[int], data: bytes
+    repo_id: int, stats: asyncpg.Record, words: list[str], dfs: list[int], data: bytearray
 ) -> Postings:
     """`Postings` from what `load` read (numpy work: run it off the event loop)."""
     table = parse_copy(data, sum(dfs))
@@ -189,14 +189,14 @@ async def load(conn: asyncpg.Connection, repo_id: int, max_bytes: int) -> Postin
                 max_bytes / MB,
             )
             raise DoesNotFit(stats["version"])
-        parts: list[bytes] = []
+        data = bytearray()  # one buffer, grown in place: no second copy to join the pieces
 
         async def keep(chunk: bytes) -> None:
-            parts.append(chunk)
+            data.extend(chunk)
 
         await conn.copy_from_query(_POSTINGS, repo_id, output=keep, format="binary")
     words = [r["term"] for r in terms]
-    return await asyncio.to_thread(arrays, repo_id, stats, words, dfs, b"".join(parts))
+    return await asyncio.to_thread(arrays, repo_id, stats, words, dfs, data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,8 +308,17 @@ def _approximate(every: list[_List], k1: float, rescore: int, extra: Sequence[in
     tf = impact * REF_K1 / (REF_K1 + 1 - impact)
     chunks, where_in = np.unique(ids, return_inverse=True)
     sums = np.bincount(where_in, weights=idf * tf * (k1 + 1) / (tf + k1))
-    best = chunks[np.lexsort((chunks, -sums))[:rescore]]
-    return np.union1d(best, np.asarray(extra, np.int64))
+    return np.union1d(chunks[_best(sums, rescore)], np.asarray(extra, np.int64))
+
+
+def _best(sums: np.ndarray, k: int) -> np.ndarray:
+    """The places of the `k` highest `sums`, ties to the lower place (the lower chunk id: the
+    places follow the ids), without sorting them all."""
+    if len(sums) <= k:
+        return np.arange(len(sums))
+    kth = np.partition(sums, len(sums) - k)[len(sums) - k]  # the k-th highest
+    above = np.flatnonzero(sums > kth)
+    return np.concatenate([above, np.flatnonzero(sums == kth)[: k - len(above)]])
 
 
 def _exact(
