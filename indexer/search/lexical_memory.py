@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 SETTLE = 5.0  # seconds a changed repository's version must hold before it is loaded again
 RETRY = 60.0  # after a failed load, or on a database without versions, search it meanwhile
+LOAD_TIMEOUT = 900.0  # seconds for one repository's load (1M chunks' biggest: 90 s here)
 MB = 1024 * 1024
 
 # The query's words as the index stores them, and the version of each repository in scope.
@@ -460,7 +461,9 @@ class LexicalMemory:
                     self._held.pop(repo_id, None)  # stale: never used again; free it first
                     started = time.perf_counter()
                     try:
-                        held = await load(conn, repo_id, self.max_bytes - self.nbytes)
+                        # a database that stops answering must not hold the loader for ever
+                        async with asyncio.timeout(LOAD_TIMEOUT):
+                            held = await load(conn, repo_id, self.max_bytes - self.nbytes)
                     except DoesNotFit as exc:
                         self._too_big[repo_id] = exc.version
                         continue
@@ -476,9 +479,9 @@ class LexicalMemory:
                         time.perf_counter() - started,
                     )
             finally:
-                await conn.close()
-        except (OSError, asyncpg.PostgresError, ValueError) as exc:
-            log.warning("could not load the lexical index into memory: %s", exc)
+                await conn.close(timeout=5)  # aborts a connection that does not answer
+        except (OSError, asyncpg.PostgresError, ValueError) as exc:  # TimeoutError is an OSError
+            log.warning("could not load the lexical index into memory: %r", exc)
             self._pause_until = time.monotonic() + RETRY
 
     async def close(self) -> None:
