@@ -1,4 +1,6 @@
-"""Searching the index: dense, lexical and hybrid, all inside PostgreSQL.
+"""Searching the index: dense, lexical and hybrid, inside PostgreSQL (a chat process ranks the
+lexical side from its own copy of the lexical index, with the same result:
+`indexer.search.lexical_memory`).
 
 * dense: cosine similarity of the query's embedding to each chunk's vector (HNSW). A
   function's vector averages its full text's embedding with a short name text's

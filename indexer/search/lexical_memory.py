@@ -410,7 +410,10 @@ class LexicalMemory:
         try:
             row = await conn.fetchrow(_SCOPE, words, None if repos is None else list(repos))
         except asyncpg.UndefinedColumnError:  # a database before migration 0008
-            log.warning("the index has no lexical versions yet: run `victor migrate`")
+            log.warning(
+                "the index's schema is older than this Victor (no lexical versions): chats "
+                "search it in the database; `victor init-db` upgrades it"
+            )
             self._pause_until = time.monotonic() + RETRY
             return None
         current = dict(zip(row["repos"], row["versions"], strict=True))
