@@ -39,9 +39,11 @@ import asyncpg
 import numpy as np
 
 from indexer import words as lexical_words
+from indexer.errors import DatabaseUnavailable
 from indexer.search import lexical
 from indexer.search.fusion import Tuning
 from indexer.search.ranking import PART_K1
+from indexer.store.connection import connect_once
 from indexer.store.postings import REF_K1
 
 log = logging.getLogger(__name__)
@@ -221,16 +223,11 @@ class Scope:
     lists: list[Postings]
 
     def rank(
-        self,
-        tuning: Tuning,
-        depth: int,
-        extra: Sequence[int] = (),
-        reach: int = lexical.REACH,
-        rescore: int = lexical.RESCORE,
+        self, tuning: Tuning, depth: int, extra: Sequence[int] = (), **bounds: int
     ) -> dict[int, Scored]:
         """What `lexical.lexical_side` scores: the best `depth` chunks and every `extra` one
-        holding a query word, by BM25F with `tuning`."""
-        return rank(self.lists, self.lexemes, tuning, depth, extra, reach, rescore)
+        holding a query word, by BM25F with `tuning` (`bounds`: `reach`, `rescore`)."""
+        return rank(self.lists, self.lexemes, tuning, depth, extra, **bounds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -451,7 +448,7 @@ class LexicalMemory:
         process that wants its first chats served from memory (a benchmark's warm-up)."""
         if self._loading is not None:
             await asyncio.gather(self._loading, return_exceptions=True)
-        conn = await asyncpg.connect(self._url)
+        conn = await connect_once(self._url)
         try:
             ids = await conn.fetch("SELECT repo_id FROM lex_stats WHERE chunks > 0")
         finally:
@@ -462,7 +459,7 @@ class LexicalMemory:
 
     async def _load(self, repos: list[int]) -> None:
         try:
-            conn = await asyncpg.connect(self._url)
+            conn = await connect_once(self._url)
             try:
                 for repo_id in repos:
                     self._held.pop(repo_id, None)  # stale: never used again; free it first
@@ -487,7 +484,8 @@ class LexicalMemory:
                     )
             finally:
                 await conn.close(timeout=5)  # aborts a connection that does not answer
-        except (OSError, asyncpg.PostgresError, ValueError) as exc:  # TimeoutError is an OSError
+        # TimeoutError is an OSError; DatabaseUnavailable says why it could not connect
+        except (OSError, asyncpg.PostgresError, ValueError, DatabaseUnavailable) as exc:
             log.warning("could not load the lexical index into memory: %r", exc)
             self._pause_until = time.monotonic() + RETRY
 
