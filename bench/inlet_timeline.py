@@ -2,13 +2,15 @@
 and end, measured from the moment the filter gets the chat body.
 
     python -m bench.inlet_timeline --data-dir DIR [--chunks 100000] [--requests 200]
-                                   [--repos NAME ...] [--embed-ms MS] [--out FILE]
+                                   [--repos NAME ...] [--embed-ms MS] [--settle S] [--out FILE]
 
 The "Lua Codebase" filter runs in this process (as in `bench.inlet_cpu`), one chat body after
 another, on the synthetic index of `bench.scale --data-dir DIR`; the query embedding comes
 from the stand-in of `bench.inlet_cpu` (in a thread of this process: it shares the filter's
 interpreter, unlike Ollama), after `--embed-ms` of Ollama's own time. `--repos` sets the
-filter's valve (e.g. `plugins`, the smallest repository of the synthetic index).
+filter's valve (e.g. `plugins`, the smallest repository of the synthetic index). After the
+warm-up the bench waits `--settle` seconds, for the filter to load the lexical index into
+memory; its ranking there is a step of its own ("lexical rank in memory").
 
 For each step of a turn (the n-th statement of a kind, the embedding) the report gives how
 often a turn has it and the medians of its start, end and duration. Steps that overlap run
@@ -20,6 +22,7 @@ steps are on a turn's critical path, which the totals of `bench.inlet_cpu` do no
 from __future__ import annotations
 
 import argparse
+import asyncio
 import random
 import statistics
 import sys
@@ -34,9 +37,11 @@ from bench.inlet_cpu import WARM_UP, load_filter, measure
 from bench.inlet_latency import pct
 from bench.inlet_load import prepare
 from indexer.embedding.ollama import OllamaEmbedder
+from indexer.search.lexical_memory import Scope
 from tests.plugins import inlet_request
 
 EMBEDDING = "query embedding"
+RANK = "lexical rank in memory"
 
 
 class Timeline:
@@ -69,6 +74,21 @@ class Timeline:
         connection._execute = self.wrap(connection._execute, statement)
         connection.execute = self.wrap(connection.execute, lambda a: "execute: " + statement(a))
         OllamaEmbedder.embed_queries = self.wrap(OllamaEmbedder.embed_queries, lambda a: EMBEDDING)
+        Scope.rank = self.timed(Scope.rank, RANK)
+
+    def timed(self, method, name: str):
+        """`wrap` for a plain (not async) method."""
+        timeline = self
+
+        def timed(owner, *args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return method(owner, *args, **kwargs)
+            finally:
+                now = time.perf_counter()
+                timeline.steps.append((name, t0 - timeline.start, now - timeline.start))
+
+        return timed
 
 
 def summary(turns: list[list[tuple[str, float, float]]], totals: list[float]) -> dict:
@@ -118,6 +138,7 @@ async def run(args, admin_url: str) -> dict:
         for question in asked[:WARM_UP]:
             request = inlet_request(question)
             await pipeline.inlet(request["body"], request["user"])
+        await asyncio.sleep(args.settle)  # the lexical index is loaded into memory meanwhile
         timeline.install()
         for question in asked[WARM_UP:]:
             request = inlet_request(question)
@@ -138,6 +159,12 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--repos", nargs="+", default=[], help="the filter's repos valve")
     parser.add_argument("--embed-ms", type=float, default=0.0, help="Ollama's own time")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=20.0,
+        help="seconds to wait after the warm-up (the lexical index is loaded into memory)",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 

@@ -7,9 +7,11 @@ Loads every repository's postings (`indexer.search.lexical_memory`, as a chat pr
 then for each question (prose of the codebase's common and rare words, and symbol lookups),
 over all repositories and over the smallest one, with 20 of the scope's chunks as `extra`
 (the dense side's candidates): the statement's `lexical_side` and the memory's `scope` +
-`rank`, one after the other on one connection. Reported: how long loading took and what it
-holds, p50 / p95 ms of each side (the memory's includes its one statement: the query's words
-and the repositories' versions), and how many results differ (ids, order or score).
+`rank`, one after the other on one connection; then the memory's ranking in a chat's two
+halves (`rank` without the extra chunks, as while the query is embedded, then `score` of the
+extra ones and `with_extra`). Reported: how long loading took and what it holds, p50 / p95 ms
+of each side (the memory's includes its one statement: the query's words and the
+repositories' versions), of each half, and how many results differ (ids, order or score).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from bench import synthetic
 from bench.scale import index_parser, log, on_loaded_index, on_server, stats
 from indexer import store
 from indexer.search import DEFAULT_TUNING, lexical
-from indexer.search.lexical_memory import MB, LexicalMemory
+from indexer.search.lexical_memory import MB, LexicalMemory, with_extra
 
 DEPTH = 50  # the hybrid's depth (`Tuning.depth`)
 
@@ -52,6 +54,7 @@ async def compare(url: str, queries: int) -> dict:
                 )
             ]
             statement, held, differ = [], [], 0
+            top_ms, extra_ms, halves_differ = [], [], 0
             for text in texts:
                 extra = sorted(rng.sample(ids, 20))
                 started = time.perf_counter()
@@ -65,10 +68,21 @@ async def compare(url: str, queries: int) -> dict:
                 got = found.rank(DEFAULT_TUNING, DEPTH, extra) if found is not None else {}
                 held.append((time.perf_counter() - started) * 1000)
                 differ += ordered({i: s.score for i, s in got.items()}) != ordered(want)
+                if found is not None:
+                    started = time.perf_counter()
+                    top = found.rank(DEFAULT_TUNING, DEPTH)
+                    top_ms.append((time.perf_counter() - started) * 1000)
+                    started = time.perf_counter()
+                    halves = with_extra(top, found.score(DEFAULT_TUNING, extra), DEPTH)
+                    extra_ms.append((time.perf_counter() - started) * 1000)
+                    halves_differ += halves != got
             result[scope] = {
                 "statement": stats(statement),
                 "memory": stats(held),
                 "differ": differ,
+                "own_top_in_memory": stats(top_ms),
+                "extra_in_memory": stats(extra_ms),
+                "halves_differ": halves_differ,
                 "queries": len(texts),
             }
             log(f"{scope}: {result[scope]}")

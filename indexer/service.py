@@ -220,14 +220,16 @@ class Victor:
         timeout: float,
         tuning: Tuning,
     ) -> Context:
-        # A lone chat reads its lexical top while the query is embedded (it needs no vector)
-        # on a second connection, and later the callers and callees of its best hit at once:
-        # the cores are idle. With other chats in flight they are not, and the second
-        # connection only adds work (20 chats: p95 +10 %; bench/README.md). Nor in a process
-        # that holds the lexical index in memory: ranking there costs less than the statement.
+        # The lexical top needs no vector, so it is read while the query is embedded, on a
+        # second connection. From the index held in memory it is one short statement and
+        # Python: always worth it. From the database only for a lone chat: with other chats
+        # in flight the cores are busy and the second connection only adds work (20 chats:
+        # p95 +10 %; bench/README.md).
         ahead = (
-            search.lexical_ahead(self.pool, query, top_k=top_k, repos=repos, tuning=tuning)
-            if self._chats == 1 and self.memory is None
+            search.lexical_ahead(
+                self.pool, query, top_k=top_k, repos=repos, tuning=tuning, memory=self.memory
+            )
+            if self._chats == 1 or self.memory is not None
             else nullcontext()
         )
         # one connection for the rest of the search and the code around its hits, taken

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from indexer import store
 from indexer.config import Settings
 from indexer.search import DEFAULT_TUNING, Tuning, lexical, lexical_memory
-from indexer.search.lexical_memory import LexicalMemory
+from indexer.search.lexical_memory import LexicalMemory, with_extra
 from indexer.service import connect, open_victor
 from tests.conftest import SAMPLE
 from tests.support import pg
@@ -107,6 +107,10 @@ async def assert_same(conn, memory, query, repos, tuning: Tuning, depth, extra, 
     assert scope is not None, "the memory holds every repository at its current version"
     mine = scope.rank(tuning, depth, extra, **bounds)
     assert ranked({i: s.score for i, s in mine.items()}) == ranked(scores), query
+    # in two halves, as a chat ranks: its own top while the query is embedded, the extra
+    # chunks (the dense side's) once they are known
+    top = scope.rank(tuning, depth, **bounds)
+    assert with_extra(top, scope.score(tuning, extra), depth) == mine, query
     assert {i: s.score for i, s in mine.items()} == scores, query  # to the bit
     for i, s in mine.items():
         assert s.parts + s.cover == pytest.approx(
@@ -144,10 +148,19 @@ async def test_the_memory_ranks_as_the_statement_does(codebases, monkeypatch, tu
     assert compared > 500  # the comparisons compared results
 
 
-async def test_a_chat_search_is_the_same_with_the_index_in_memory(codebases):
+async def test_a_chat_search_is_the_same_with_the_index_in_memory(codebases, monkeypatch):
     """Through `Victor`: a chat adapter's search (memory) and the CLI's (none) return the
-    same results, hybrid and lexical, after the memory is loaded."""
+    same results, hybrid and lexical, after the memory is loaded. A chat's turn ranks its
+    lexical top while the query is embedded, and the dense side's candidates after."""
     settings, _ = codebases
+    halves = []
+    score = lexical_memory.Scope.score
+
+    def spy(self, tuning, chunks):
+        halves.append(len(chunks))
+        return score(self, tuning, chunks)
+
+    monkeypatch.setattr(lexical_memory.Scope, "score", spy)
     chat = await connect(settings, lexical_memory=True)
     try:
         assert chat.memory is not None
@@ -160,9 +173,14 @@ async def test_a_chat_search_is_the_same_with_the_index_in_memory(codebases):
                     assert chat.memory.warm
                     want = await cli.search(QUESTIONS, mode=mode, repos=repos)
                     assert [f.results for f in got] == [f.results for f in want]
+            assert not halves  # a search is ranked at once
             for query in QUESTIONS[:6]:
                 assert await chat.retrieve(query) == await cli.retrieve(query)
                 assert chat.memory.warm  # a chat's turn too ranked from the memory
+            assert len(halves) == 6 and max(halves) > 0
+            # chats at once: each ranks its own top ahead while a connection is idle
+            turns = await asyncio.gather(*(chat.retrieve(q) for q in QUESTIONS))
+            assert turns == [await cli.retrieve(q) for q in QUESTIONS]
     finally:
         await chat.close()
 

@@ -69,7 +69,7 @@ from indexer.search.dense import (
 )
 from indexer.search.fusion import DEFAULT_TUNING, Tuning, fuse, is_test_path
 from indexer.search.lexical import Side, lexical_extra, lexical_side, merge_sides
-from indexer.search.lexical_memory import LexicalMemory, Scope
+from indexer.search.lexical_memory import LexicalMemory, Scope, Scored, with_extra
 from indexer.search.results import (
     MODES,
     RESULT_SELECT,
@@ -149,11 +149,20 @@ async def embedded(
 
 
 @dataclass(frozen=True, slots=True)
+class HeldTop:
+    """A search's lexical top ranked from the index held in memory (`lexical_ahead`), and the
+    scope it came from, to score the dense side's candidates with once they are known."""
+
+    scope: Scope
+    top: dict[int, Scored] | None  # None: not ranked yet
+
+
+@dataclass(frozen=True, slots=True)
 class Ahead:
     """A hybrid search's lexical top, being read on a connection of its own (`lexical_ahead`)
     for the search it was started for."""
 
-    task: asyncio.Task[Side]
+    task: asyncio.Task[Side | HeldTop]
     query: str
     top_k: int
     repos: tuple[str, ...]
@@ -178,10 +187,13 @@ async def lexical_ahead(
     top_k: int = 8,
     repos: Sequence[str] | None = None,
     tuning: Tuning = DEFAULT_TUNING,
+    memory: LexicalMemory | None = None,
 ) -> AsyncIterator[Ahead | None]:
     """Read the lexical side's own top for `query` while the caller embeds it and runs the
     dense side (`search_with(..., ahead=)`): that statement needs no vector, and it is most of
     a search's time in PostgreSQL, so a chat waits for the longer of the two instead of both.
+    With `memory` current for the scope, the top is ranked there instead (`HeldTop`): one
+    short statement, then Python while the query is still being embedded.
 
     Only on a connection the pool has idle (else None: the search reads its own top): when
     every connection is busy, the cores are too, and a second connection per chat would only
@@ -194,15 +206,19 @@ async def lexical_ahead(
         return
     conn = await pool.acquire()
 
-    async def own_top() -> Side:
+    depth = max(tuning.depth, top_k)
+
+    async def own_top() -> Side | HeldTop:
         try:
             ids = await repo_ids(conn, repos)
-            depth = max(tuning.depth, top_k)
-            return await lexical_side(
-                conn, query=query, vector=None, depth=depth, repos=ids, tuning=tuning
-            )
+            scope = await memory.scope(conn, query, ids) if memory is not None else None
+            if scope is None:
+                return await lexical_side(
+                    conn, query=query, vector=None, depth=depth, repos=ids, tuning=tuning
+                )
         finally:
             await pool.release(conn)
+        return HeldTop(scope, scope.rank(tuning, depth))
 
     task = asyncio.create_task(own_top())
     try:
@@ -302,14 +318,15 @@ async def _one(
         # each side's own ranks, so it gets the lexical side's top alone. The statement also
         # reads what fusion needs of every candidate it is given or finds.
         extra = dense.keys() | {h.id for h in symbols}
-        scope = None
-        if memory is not None and ahead is None:
+        own = await ahead if ahead is not None else None
+        held = own if isinstance(own, HeldTop) else None
+        if held is None and memory is not None and ahead is None:
             scope = await memory.scope(conn, query, repos)
-        if scope is not None:
+            held = HeldTop(scope, None) if scope is not None else None
+        if held is not None:
             extra = extra if tuning.fusion == "score" else set()
-            lex, candidates = await _held_side(conn, scope, vector, depth, tuning, extra)
-        elif ahead is not None and mode == "hybrid" and tuning.fusion == "score":
-            own = await ahead
+            lex, candidates = await _held_side(conn, held, vector, depth, tuning, extra)
+        elif own is not None and mode == "hybrid" and tuning.fusion == "score":
             more = await lexical_extra(
                 conn,
                 query=query,
@@ -354,15 +371,20 @@ async def _one(
 
 async def _held_side(
     conn: asyncpg.Connection,
-    scope: Scope,
+    held: HeldTop,
     vector: np.ndarray | None,
     depth: int,
     tuning: Tuning,
     extra: set[int],
 ) -> Side:
-    """What `lexical_side` returns, ranked from the postings held in memory: only the
-    candidates' rows are read (a chunk deleted since has none and is left out)."""
-    ranked = scope.rank(tuning, depth, sorted(extra))
+    """What `lexical_side` returns, ranked from the postings held in memory (with the top
+    ranked ahead, if it was: `held.top`): only the candidates' rows are read (a chunk
+    deleted since has none and is left out)."""
+    scope = held.scope
+    if held.top is not None:
+        ranked = with_extra(held.top, scope.score(tuning, sorted(extra)), depth)
+    else:
+        ranked = scope.rank(tuning, depth, sorted(extra))
     candidates = await fetch_candidates(conn, sorted(ranked.keys() | extra), vector)
     for i, s in ranked.items():
         if i in candidates:

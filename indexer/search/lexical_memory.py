@@ -14,7 +14,9 @@ too; all of every list when they are short. The exact scores are summed in the s
 order, so they are equal to the bit; the approximate sums are not (PostgreSQL adds them in
 hash order), so a tie to the last bit at the `rescore` boundary could pick another chunk to
 score (none in the tests, none of 300 searches at 100k). `tests/test_lexical_memory.py`
-compares the two on real codebases, `bench.lexical_memory` at 100k chunks.
+compares the two on real codebases, `bench.lexical_memory` at 100k chunks. A chat ranks in two
+halves (`search.lexical_ahead`): its own top while the query is embedded, then the dense
+side's candidates (`Scope.score`, `with_extra`), with the same result.
 
 Never stale: a repository's postings are loaded with its `lex_stats.version` in one snapshot,
 and a search uses them only while every repository in its scope still has that version (read
@@ -229,6 +231,25 @@ class Scope:
         holding a query word, by BM25F with `tuning` (`bounds`: `reach`, `rescore`)."""
         return rank(self.lists, self.lexemes, tuning, depth, extra, **bounds)
 
+    def score(self, tuning: Tuning, chunks: Sequence[int]) -> dict[int, Scored]:
+        """The exact scores of the `chunks` holding a query word (the rest are left out): a
+        search's `extra` chunks, once `rank` gave its own top without them (`with_extra`)."""
+        words = _words(self.lists, self.lexemes)
+        if words is None or not len(chunks):
+            return {}
+        ids = np.unique(np.asarray(chunks, np.int64))
+        return _scored(words, ids, tuning, np.arange(len(ids)))
+
+
+def with_extra(own: dict[int, Scored], more: dict[int, Scored], depth: int) -> dict[int, Scored]:
+    """What `rank(depth, extra)` returns, from `rank(depth)` (`own`) and the `extra` chunks'
+    `score` (`more`): the approximate stage picks the same chunks with or without them, so
+    the best `depth` of both is the best `depth` of all (ties by chunk id), and every extra
+    chunk is kept."""
+    both = own | more
+    best = sorted(both, key=lambda i: (-both[i].score, i))[:depth]
+    return {i: both[i] for i in sorted(more.keys() | set(best))}
+
 
 @dataclass(frozen=True, slots=True)
 class _List:
@@ -242,23 +263,26 @@ class _List:
     reach: int
 
 
-def rank(
-    lists: Sequence[Postings],
-    lexemes: Sequence[str],
-    tuning: Tuning,
-    depth: int,
-    extra: Sequence[int] = (),
-    reach: int = lexical.REACH,
-    rescore: int = lexical.RESCORE,
-) -> dict[int, Scored]:
-    """The `ranked` rows of the lexical statement (see the module's docstring), for the
-    repositories `lists` and the query's `lexemes`."""
+@dataclass(frozen=True, slots=True)
+class _Words:
+    """The query's lists in a scope, and the scope's counts."""
+
+    lists: list[_List]
+    idfs: list[float]  # per query word found, in the statement's order
+    n: float  # the scope's chunks
+    body_avg: float
+    doc_avg: float
+
+
+def _words(
+    lists: Sequence[Postings], lexemes: Sequence[str], reach: int = lexical.REACH
+) -> _Words | None:
+    """The lists of the query's words in these repositories, with the statement's idf and
+    averages; None when no chunk holds any of them."""
     n_chunks = sum(p.chunks for p in lists)
     if n_chunks == 0:
-        return {}
+        return None
     n = float(n_chunks)
-    body_avg = max(float(sum(p.body_len for p in lists)) / n, 1.0)
-    doc_avg = max(float(sum(p.doc_len for p in lists)) / n, 1.0)
     min_reach = lexical.MIN_REACH if reach > 0 else 0
     every: list[_List] = []
     idfs: list[float] = []
@@ -274,28 +298,67 @@ def rank(
             every.append(_List(p, len(idfs), idf, start, stop, share))
         idfs.append(idf)
     if not every:
+        return None
+    body_avg = max(float(sum(p.body_len for p in lists)) / n, 1.0)
+    doc_avg = max(float(sum(p.doc_len for p in lists)) / n, 1.0)
+    return _Words(every, idfs, n, body_avg, doc_avg)
+
+
+def rank(
+    lists: Sequence[Postings],
+    lexemes: Sequence[str],
+    tuning: Tuning,
+    depth: int,
+    extra: Sequence[int] = (),
+    reach: int = lexical.REACH,
+    rescore: int = lexical.RESCORE,
+) -> dict[int, Scored]:
+    """The `ranked` rows of the lexical statement (see the module's docstring), for the
+    repositories `lists` and the query's `lexemes`."""
+    words = _words(lists, lexemes, reach)
+    if words is None:
         return {}
+    every = words.lists
     complete = (
         all(x.stop - x.start <= x.reach for x in every)
-        and min(sum(x.stop - x.start for x in every), n) <= lexical.EXACT
+        and min(sum(x.stop - x.start for x in every), words.n) <= lexical.EXACT
     )
     if complete:
         chunks = np.unique(np.concatenate([x.postings.chunk[x.start : x.stop] for x in every]))
     else:
         chunks = _approximate(every, tuning.k1, max(rescore, 2 * depth), extra)
-    score, parts, cover, held = _exact(chunks, every, idfs, tuning, body_avg, doc_avg)
+    score, parts, cover, held = _exact(chunks, words, tuning)
     ids = chunks[held]
     order = np.lexsort((ids, -score[held]))
-    wanted = set(order[:depth].tolist())
+    wanted = order[:depth]
     if len(extra):
-        wanted.update(np.flatnonzero(np.isin(ids, np.asarray(extra, np.int64))).tolist())
+        wanted = np.union1d(wanted, np.flatnonzero(np.isin(ids, np.asarray(extra, np.int64))))
+    return _scored(words, chunks, tuning, held[np.sort(wanted)], (score, parts, cover))
+
+
+def _scored(
+    words: _Words,
+    chunks: np.ndarray,
+    tuning: Tuning,
+    places: np.ndarray,
+    exact: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> dict[int, Scored]:
+    """The chunks at `places` of `chunks` that hold a query word, as `Scored` rows by id
+    (`exact`: `_exact`'s scores of `chunks`, when computed already)."""
+    if exact is None:
+        score, parts, cover, held = _exact(chunks, words, tuning)
+        places = np.intersect1d(places, held)
+    else:
+        score, parts, cover = exact
     return {
-        int(ids[k]): Scored(
-            float(score[held[k]]),
-            tuple(parts[held[k]].tolist()),
-            tuple(cover[held[k]].tolist()),
+        i: Scored(s, tuple(p), tuple(c))
+        for i, s, p, c in zip(
+            chunks[places].tolist(),
+            score[places].tolist(),
+            parts[places].tolist(),
+            cover[places].tolist(),
+            strict=True,
         )
-        for k in sorted(wanted, key=lambda k: ids[k])
     }
 
 
@@ -324,17 +387,13 @@ def _best(sums: np.ndarray, k: int) -> np.ndarray:
 
 
 def _exact(
-    chunks: np.ndarray,
-    every: list[_List],
-    idfs: list[float],
-    tuning: Tuning,
-    body_avg: float,
-    doc_avg: float,
+    chunks: np.ndarray, words: _Words, tuning: Tuning
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Each of the `chunks` (sorted): its BM25F score, the ranking stage's parts (chunks x 4)
     and cover (chunks x 2); and which of them hold a query word. A chunk is in one repository,
     so it has at most one posting per word: per word a column, summed in the statement's
     order (x + 0.0 is x: the empty cells change nothing)."""
+    every, idfs, body_avg, doc_avg = words.lists, words.idfs, words.body_avg, words.doc_avg
     found = []  # per list: the chunks' places in `chunks`, their rows in the list's arrays
     for x in every:
         listed = x.postings.sorted_chunk[x.start : x.stop]
