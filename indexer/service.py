@@ -220,16 +220,17 @@ class Victor:
         timeout: float,
         tuning: Tuning,
     ) -> Context:
-        # The lexical top needs no vector, so it is read while the query is embedded, on a
-        # second connection. From the index held in memory it is one short statement and
-        # Python: always worth it. From the database only for a lone chat: with other chats
-        # in flight the cores are busy and the second connection only adds work (20 chats:
-        # p95 +10 %; bench/README.md).
+        # A lone chat reads its lexical top while the query is embedded (it needs no vector),
+        # on a second connection: from the index held in memory, one short statement and
+        # Python; else the lexical statement. Later it reads the callers and callees of its
+        # best hit at once: the cores are idle. With other chats in flight they are not, and
+        # the second connection only adds work (20 chats: p95 +10 % with the statement;
+        # bench/README.md).
         ahead = (
             search.lexical_ahead(
                 self.pool, query, top_k=top_k, repos=repos, tuning=tuning, memory=self.memory
             )
-            if self._chats == 1 or self.memory is not None
+            if self._chats == 1
             else nullcontext()
         )
         # one connection for the rest of the search and the code around its hits, taken

@@ -178,7 +178,7 @@ async def test_a_chat_search_is_the_same_with_the_index_in_memory(codebases, mon
                 assert await chat.retrieve(query) == await cli.retrieve(query)
                 assert chat.memory.warm  # a chat's turn too ranked from the memory
             assert len(halves) == 6 and max(halves) > 0
-            # chats at once: each ranks its own top ahead while a connection is idle
+            # chats at once: the first ranks its top ahead, the others in one go
             turns = await asyncio.gather(*(chat.retrieve(q) for q in QUESTIONS))
             assert turns == [await cli.retrieve(q) for q in QUESTIONS]
     finally:

@@ -14,9 +14,9 @@ too; all of every list when they are short. The exact scores are summed in the s
 order, so they are equal to the bit; the approximate sums are not (PostgreSQL adds them in
 hash order), so a tie to the last bit at the `rescore` boundary could pick another chunk to
 score (none in the tests, none of 300 searches at 100k). `tests/test_lexical_memory.py`
-compares the two on real codebases, `bench.lexical_memory` at 100k chunks. A chat ranks in two
-halves (`search.lexical_ahead`): its own top while the query is embedded, then the dense
-side's candidates (`Scope.score`, `with_extra`), with the same result.
+compares the two on real codebases, `bench.lexical_memory` at 100k chunks. A lone chat
+ranks in two halves (`search.lexical_ahead`): its own top while the query is embedded, then
+the dense side's candidates (`Scope.score`, `with_extra`), with the same result.
 
 Never stale: a repository's postings are loaded with its `lex_stats.version` in one snapshot,
 and a search uses them only while every repository in its scope still has that version (read
