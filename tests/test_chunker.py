@@ -404,11 +404,10 @@ def test_a_long_call_chain_parses():
 )
 def test_time_limit_holds_outside_the_main_thread(source):
     # SLL prediction stops at the stray `)`, and the LL stage then reads the whole chain
-    # again: about 1.7 (calls) and 4 ms (`.where(1)`) a link here with the DFA states SLL
-    # left, so 7 and 12 s for these, far past the limit whatever the machine (the chains of
-    # a few hundred links once used took 0.7-1.2 s: on a fast day, inside it). Indexing
-    # parses small batches in a thread, where no alarm can stop it: the token stream's
-    # deadline does.
+    # again until it meets it: about 1.7 (calls) and 4 ms (`.where(1)`) a link here, so 7
+    # and 12 s for these, far past the limit whatever the machine (the chains of a few
+    # hundred links once used took 0.7-1.2 s: on a fast day, inside it). Indexing parses
+    # small batches in a thread, where no alarm can stop it: the token stream's deadline does.
     with ThreadPoolExecutor(1) as pool:
         result = pool.submit(chunk_source, "chain.lua", source, time_limit=1.0).result()
     assert result.mode == ParseMode.SCANNER
